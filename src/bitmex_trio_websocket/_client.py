@@ -1,0 +1,848 @@
+"""The client: the only module here that does trio I/O.
+
+Theory of operation. ``open_bitmex_websocket`` starts one supervisor task that owns the websocket.
+The supervisor runs *sessions*: connect, wait for the welcome, authenticate, resubscribe, then run
+the session's tasks (reader, heartbeat, dead man's switch, subscription manager) until the socket
+dies. With ``reconnect=True`` it then backs off and starts a new session; with ``reconnect=False``
+every listener is failed with ``ConnectionClosed``.
+
+Exactly one task reads the socket. It decodes each frame once, applies table data to ``Storage``
+and hands every resulting ``Change`` to the listeners registered for ``(table, symbol)`` and for
+``(table, None)``. Listeners own bounded channels; with the default ``overflow="block"`` a slow
+listener makes the reader wait, so the socket is read more slowly and memory stays bounded
+(TCP pushes back on the server). ``overflow="drop"`` drops instead and counts the loss.
+
+Subscriptions are demand-driven: listeners only add or remove demand for ``(table, symbol)`` and
+wake the subscription manager, which turns demand into the set of server topics (a listener for a
+whole table covers every ``table:SYMBOL`` listener, so BitMEX never sends a row twice) and sends
+the difference. Listener cleanup is therefore synchronous and works on every exit path (break,
+aclose, cancellation, garbage collection), and the manager never sends an empty ``args`` list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+import orjson
+import trio
+import trio_websocket
+from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
+
+from . import _protocol as proto
+from ._auth import Credentials, expires_at
+from ._events import Disconnected, Event, Reconnected, Resyncing
+from ._exceptions import (
+    AuthenticationError,
+    ConnectionTimeout,
+    DeadMansSwitchError,
+    RemoteProtocolError,
+    SubscriptionError,
+    redact_request,
+)
+from ._storage import Change, Storage
+
+__all__ = ["NETWORKS", "BitMEXWebsocket", "ConnectionStats", "open_bitmex_websocket"]
+
+logger = logging.getLogger("bitmex_trio_websocket")
+
+NETWORKS = {
+    "mainnet": "wss://ws.bitmex.com/realtime",
+    "testnet": "wss://ws.testnet.bitmex.com/realtime",
+}
+# Large multi-symbol partials exceed trio-websocket's 1 MiB default (the 2021 library died on
+# them); 64 MiB still bounds memory against a hostile server.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+DEFAULT_BUFFER = 256
+DMS_TIMEOUT_MS = 60_000
+DMS_REFRESH = 15.0
+
+Overflow: TypeAlias = Literal["block", "drop"]
+StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
+Topic: TypeAlias = tuple[str, "str | None"]
+
+
+def resolve_network(network: str) -> str:
+    """``mainnet``/``testnet`` or a ws:// / wss:// URL -> URL; ``ValueError`` otherwise."""
+    if network in NETWORKS:
+        return NETWORKS[network]
+    if isinstance(network, str) and network.startswith(("ws://", "wss://")):
+        return network
+    raise ValueError(
+        f"network must be 'mainnet', 'testnet' or a ws:// or wss:// URL, not {network!r}"
+    )
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counters a user can read at any time (``bws.stats``)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    resyncs: int = 0
+    messages: int = 0
+    bytes: int = 0
+    protocol_errors: int = 0
+    violations: int = 0
+    dropped_before_partial: int = 0
+    last_message_at: float | None = None  # trio.current_time() of the last frame
+    connected: bool = False
+
+    def last_message_age(self) -> float | None:
+        return None if self.last_message_at is None else trio.current_time() - self.last_message_at
+
+
+class _Listener:
+    """One consumer: a bounded channel plus the bookkeeping to fail or drop into it."""
+
+    __slots__ = ("dropped", "error", "overflow", "receive", "send", "topic", "want_lifecycle")
+
+    def __init__(self, topic: Topic, buffer: int, overflow: Overflow, want_lifecycle: bool) -> None:
+        self.topic = topic
+        self.send, self.receive = trio.open_memory_channel[Change | Event](buffer)
+        self.overflow = overflow
+        self.want_lifecycle = want_lifecycle
+        self.error: BaseException | None = None
+        self.dropped = 0
+
+    def fail(self, error: BaseException) -> None:
+        # Buffered items are still delivered; the error is raised once they are drained.
+        if self.error is None:
+            self.error = error
+        self.send.close()
+
+    @property
+    def queued(self) -> int:
+        return self.send.statistics().current_buffer_used
+
+
+class _SessionDied(Exception):
+    """Internal: the current socket is unusable (heartbeat, read error, remote close)."""
+
+    def __init__(self, reason: str, close: CloseReason | None = None, retry_after: float = 0.0):
+        super().__init__(reason)
+        self.close = close
+        self.retry_after = retry_after
+
+
+class BitMEXWebsocket:
+    """A live, self-healing view of BitMEX. Create it with ``open_bitmex_websocket``."""
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials | None,
+        *,
+        dead_mans_switch: bool,
+        reconnect: bool,
+        ssl_context: ssl.SSLContext | None,
+        connect: StreamFactory | None,
+        timeout: float,
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+        max_message_size: int,
+        buffer: int,
+        backoff_initial: float,
+        backoff_max: float,
+        storage: Storage | None,
+    ) -> None:
+        self.url = url
+        self.storage = storage if storage is not None else Storage()
+        self.stats = ConnectionStats()
+        self._credentials = credentials
+        self._dead_mans_switch = dead_mans_switch
+        self._reconnect = reconnect
+        self._ssl_context = ssl_context
+        self._connect = connect
+        self._timeout = timeout
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._max_message_size = max_message_size
+        self._buffer = buffer
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._ws: WebSocketConnection | None = None
+        self._clock_offset = 0.0
+        self._routes: dict[Topic, list[_Listener]] = {}
+        self._demand: Counter[Topic] = Counter()
+        # Server-side state of the current session: topic -> "pending" | "active" | "leaving".
+        self._server: dict[str, str] = {}
+        self._demand_changed = trio.Event()
+        self._reply_waiters: dict[str, trio.MemorySendChannel[proto.ServerEvent]] = {}
+        self._delivering = False
+        self._activity = trio.Event()
+        self._abort_close = False
+        self._closed: BaseException | None = None
+        self._random = random.Random()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def authenticated(self) -> bool:
+        return self._credentials is not None
+
+    async def listen(
+        self,
+        table: str,
+        symbol: str | None = None,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow = "block",
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Rows of ``table`` (optionally one ``symbol``): partial rows, inserts, merged updates.
+
+        Each row is a snapshot that later messages never change; treat it as read-only (the
+        same dict is shared with storage and with other listeners).
+        """
+        listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=False)
+        try:
+            while True:
+                item = await self._next(listener)
+                if isinstance(item, Change) and item.action != "delete":
+                    for row in item.rows:
+                        yield row
+        finally:
+            self._remove_listener(listener)
+
+    async def events(
+        self,
+        table: str,
+        symbol: str | None = None,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow = "block",
+    ) -> AsyncGenerator[Change | Event, None]:
+        """Typed changes (``Change`` with action, table, symbol, rows) and lifecycle events."""
+        listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=True)
+        try:
+            while True:
+                yield await self._next(listener)
+        finally:
+            self._remove_listener(listener)
+
+    def listener_stats(self) -> list[tuple[str, int, int]]:
+        """``(topic, queued items, dropped items)`` for every live listener."""
+        return [
+            (proto.make_topic(*listener.topic), listener.queued, listener.dropped)
+            for listeners in self._routes.values()
+            for listener in listeners
+        ]
+
+    # ------------------------------------------------------------------ listeners
+
+    def _add_listener(
+        self,
+        table: str,
+        symbol: str | None,
+        buffer: int | None,
+        overflow: Overflow,
+        *,
+        lifecycle: bool,
+    ) -> _Listener:
+        proto.make_topic(table, symbol)  # validates names before anything is registered
+        if table in proto.PRIVATE_TABLES and self._credentials is None:
+            raise ValueError(f"{table!r} is a private table: pass api_key and api_secret")
+        if overflow not in ("block", "drop"):
+            raise ValueError("overflow must be 'block' or 'drop'")
+        if self._closed is not None:
+            raise self._closed
+        topic: Topic = (table, symbol)
+        listener = _Listener(topic, self._buffer if buffer is None else buffer, overflow, lifecycle)
+        # Registration and the late-joiner snapshot happen without a checkpoint in between, so
+        # the reader cannot slip a change in between the snapshot and the live stream.
+        if self._covering_topic_active(topic) and self.storage.has_partial(table, symbol):
+            rows = tuple(self.storage.rows(table, symbol))
+            listener.send.send_nowait(Change(table, "partial", symbol, rows))
+        self._routes.setdefault(topic, []).append(listener)
+        self._demand[topic] += 1
+        self._demand_changed.set()
+        return listener
+
+    def _remove_listener(self, listener: _Listener) -> None:
+        listeners = self._routes.get(listener.topic)
+        if listeners is not None and listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self._routes[listener.topic]
+            self._demand[listener.topic] -= 1
+            if self._demand[listener.topic] <= 0:
+                del self._demand[listener.topic]
+            self._demand_changed.set()
+        listener.send.close()
+        listener.receive.close()
+
+    async def _next(self, listener: _Listener) -> Change | Event:
+        try:
+            return await listener.receive.receive()
+        except trio.EndOfChannel:
+            if listener.error is not None:
+                raise listener.error from None
+            raise RuntimeError("listener channel closed without an error") from None
+
+    def _fail_topic(self, topic: Topic, error: BaseException) -> None:
+        for listener in self._routes.pop(topic, []):
+            listener.fail(error)
+        self._demand.pop(topic, None)
+
+    def _covering_topic_active(self, topic: Topic) -> bool:
+        table, symbol = topic
+        if self._server.get(table) == "active":
+            return True
+        return symbol is not None and self._server.get(f"{table}:{symbol}") == "active"
+
+    def _desired_topics(self) -> dict[str, list[Topic]]:
+        """Server topic -> the demand topics it serves."""
+        wide = {table for table, symbol in self._demand if symbol is None}
+        desired: dict[str, list[Topic]] = {}
+        for table, symbol in self._demand:
+            server_topic = table if table in wide else proto.make_topic(table, symbol)
+            desired.setdefault(server_topic, []).append((table, symbol))
+        return desired
+
+    # ------------------------------------------------------------------ routing (reader task)
+
+    async def _deliver(self, listeners: list[_Listener], item: Change | Event) -> None:
+        for listener in tuple(listeners):
+            try:
+                listener.send.send_nowait(item)
+            except trio.WouldBlock:
+                if listener.overflow == "drop":
+                    listener.dropped += 1
+                    continue
+                self._delivering = True  # the heartbeat must not mistake backpressure for silence
+                try:
+                    await listener.send.send(item)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                finally:
+                    self._delivering = False
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _route_table(self, message: dict[str, Any]) -> None:
+        result = self.storage.apply(message)
+        if result.dropped:
+            self.stats.dropped_before_partial += result.dropped
+        routes = self._routes
+        table = result.table
+        wide = routes.get((table, None))
+        for change in result.changes:
+            if change.symbol is not None:
+                narrow = routes.get((table, change.symbol))
+                if narrow:
+                    await self._deliver(narrow, change)
+            if wide:
+                await self._deliver(wide, change)
+        if result.violations:
+            self.stats.violations += len(result.violations)
+            for violation in result.violations:
+                logger.warning("consistency violation: %s", violation)
+            await self._resync({(v.table, v.symbol) for v in result.violations}, "violation")
+
+    async def _broadcast_lifecycle(self, event: Event) -> None:
+        for listeners in tuple(self._routes.values()):
+            wanted = [listener for listener in listeners if listener.want_lifecycle]
+            if wanted:
+                await self._deliver(wanted, event)
+
+    # ------------------------------------------------------------------ session plumbing
+
+    async def _send(self, frame: str) -> None:
+        if self._ws is None:
+            raise _SessionDied("not connected")
+        try:
+            await self._ws.send_message(frame)
+        except ConnectionClosed as exc:
+            raise _SessionDied("send failed", exc.reason) from None
+
+    async def _request(self, op: str, frame: str, timeout: float) -> proto.ServerEvent:
+        """Send a command and wait for the reply echoing ``op`` (auth and cancelAllAfter)."""
+        send, receive = trio.open_memory_channel[proto.ServerEvent](1)
+        self._reply_waiters[op] = send
+        try:
+            await self._send(frame)
+            with trio.move_on_after(timeout):
+                return await receive.receive()
+            raise ConnectionTimeout(f"no reply to {op} within {timeout} s")
+        finally:
+            if self._reply_waiters.get(op) is send:
+                del self._reply_waiters[op]
+
+    async def _open_socket(self, nursery: trio.Nursery) -> WebSocketConnection:
+        parts = urlsplit(self.url)
+        resource = parts.path or "/realtime"
+        if parts.query:
+            resource = f"{resource}?{parts.query}"
+        options: dict[str, Any] = {
+            "max_message_size": self._max_message_size,
+            "receive_buffer_size": 64 * 1024,
+        }
+        if self._connect is not None:
+            stream = await self._connect()
+            # trio-websocket only needs a trio Stream; its annotation is narrower than that.
+            return await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,  # type: ignore[arg-type]
+                parts.netloc,
+                resource,
+                **options,
+            )
+        return await trio_websocket.connect_websocket_url(
+            nursery, self.url, self._ssl_context, **options
+        )
+
+    async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
+        with trio.move_on_after(self._timeout):
+            frame = await ws.get_message()
+            event = proto.decode_server_frame(frame)
+            if not isinstance(event, proto.Welcome):
+                raise RemoteProtocolError("expected the welcome message first", frame)
+            return event
+        raise ConnectionTimeout(f"no welcome message within {self._timeout} s")
+
+    def _learn_clock_offset(self, welcome: proto.Welcome) -> None:
+        if welcome.timestamp is not None:
+            try:
+                server_now = Storage.parse_timestamp(welcome.timestamp).timestamp()
+            except ValueError:
+                return
+            self._clock_offset = server_now - time.time()
+
+    async def _authenticate(self) -> None:
+        assert self._credentials is not None
+        expires = expires_at(time.time(), clock_offset=self._clock_offset)
+        args = self._credentials.auth_args(expires)
+        frame = proto.encode_auth_key_expires(str(args[0]), expires, str(args[2]))
+        reply = await self._request("authKeyExpires", frame, self._timeout)
+        if isinstance(reply, proto.ErrorReply):
+            raise AuthenticationError(
+                reply.status, reply.error, meta=reply.meta, request=reply.request
+            )
+
+    async def _run_session(self, ws: WebSocketConnection, task_status: Any) -> None:
+        """Reader, heartbeat, DMS and subscription manager of one connected socket."""
+        self._server = {}
+        # Nothing survives a reconnect: until its new partial, a slice must not take deltas.
+        for table, symbol in list(self._demand):
+            self.storage.reset(table, symbol)
+        self._demand_changed.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reader, ws)
+            if self._credentials is not None:
+                await self._authenticate()
+            if self._dead_mans_switch:
+                await nursery.start(self._dms_loop)
+            nursery.start_soon(self._subscription_manager)
+            nursery.start_soon(self._heartbeat, ws)
+            task_status.started()
+
+    async def _reader(self, ws: WebSocketConnection) -> None:
+        stats = self.stats
+        while True:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed as exc:
+                raise _SessionDied("connection closed", exc.reason) from None
+            stats.messages += 1
+            stats.bytes += len(frame)
+            stats.last_message_at = trio.current_time()
+            self._activity.set()
+            try:
+                event = proto.decode_server_frame(frame)
+            except RemoteProtocolError as exc:
+                stats.protocol_errors += 1
+                logger.warning("ignoring undecodable frame: %s", exc)
+                continue
+            if isinstance(event, proto.TableMessage):
+                try:
+                    await self._route_table(event.message)
+                except RemoteProtocolError as exc:
+                    # Rejected whole, storage unchanged; the slice may now miss a delta.
+                    stats.protocol_errors += 1
+                    logger.warning("rejected table message: %s", exc)
+                    table = event.table
+                    await self._resync({t for t in self._demand if t[0] == table}, "bad message")
+            else:
+                await self._handle_reply(event)
+
+    async def _handle_reply(self, event: proto.ServerEvent) -> None:
+        if isinstance(event, proto.SubscribeAck):
+            if self._server.get(event.topic) == "pending":
+                self._server[event.topic] = "active"
+        elif isinstance(event, proto.UnsubscribeAck):
+            if self._server.get(event.topic) == "leaving":
+                del self._server[event.topic]
+                self._demand_changed.set()  # it may be wanted again
+        elif isinstance(event, proto.ErrorReply):
+            await self._handle_error(event)
+        elif isinstance(event, proto.AuthAck | proto.CancelAllAfterAck):
+            op = (
+                "cancelAllAfter" if isinstance(event, proto.CancelAllAfterAck) else "authKeyExpires"
+            )
+            waiter = self._reply_waiters.get(op)
+            if waiter is not None:
+                waiter.send_nowait(event)
+
+    async def _handle_error(self, event: proto.ErrorReply) -> None:
+        op = event.op
+        if op in ("authKeyExpires", "authKey", "cancelAllAfter"):
+            waiter = self._reply_waiters.get("authKeyExpires" if op != "cancelAllAfter" else op)
+            if waiter is not None:
+                waiter.send_nowait(event)
+                return
+        elif op in ("subscribe", "unsubscribe"):
+            request = event.request if isinstance(event.request, dict) else {}
+            args = request.get("args")
+            topics = (
+                [args] if isinstance(args, str) else [t for t in args or [] if isinstance(t, str)]
+            )
+            if event.error.startswith("You are already subscribed"):
+                for topic in topics:  # benign: the subscription exists
+                    if self._server.get(topic) == "pending":
+                        self._server[topic] = "active"
+                return
+            named = [t for t in topics if t in event.error]
+            for topic in named or topics:
+                await self._subscription_failed(op, topic, event)
+            return
+        if event.status == 429:
+            logger.warning("rate limited by BitMEX: %s", event.error)
+        logger.warning(
+            "unattributed error reply: %s %s (request %s)",
+            event.status,
+            event.error,
+            redact_request(event.request),
+        )
+
+    async def _subscription_failed(self, op: str, topic: str, event: proto.ErrorReply) -> None:
+        state = self._server.get(topic)
+        if op == "unsubscribe":
+            if state == "leaving":
+                del self._server[topic]
+            return
+        if state != "pending":
+            return
+        del self._server[topic]
+        error = SubscriptionError(event.status, event.error, meta=event.meta, request=event.request)
+        for demand_topic in self._desired_topics().get(topic, []):
+            self._fail_topic(demand_topic, error)
+
+    async def _subscription_manager(self) -> None:
+        while True:
+            await self._demand_changed.wait()
+            self._demand_changed = trio.Event()
+            desired = self._desired_topics()
+            leaving = [t for t, s in self._server.items() if t not in desired and s != "leaving"]
+            # A topic still being left is subscribed again only after its unsubscribe ack.
+            joining = [t for t in desired if t not in self._server]
+            for topic in leaving:
+                self._server[topic] = "leaving"
+                table, symbol = proto.parse_topic(topic)
+                self.storage.reset(table, symbol)  # stale rows are worse than no rows
+            for frame in proto.encode_unsubscribe(leaving):
+                await self._send(frame)
+            for topic in joining:
+                self._server[topic] = "pending"
+            for frame in proto.encode_subscribe(joining):
+                await self._send(frame)
+
+    async def _resync(self, topics: set[Topic], reason: str) -> None:
+        """Re-fetch the partials of the server topics covering ``topics``."""
+        desired = self._desired_topics()
+        server_topics = {s for s, served in desired.items() for t in served if t in topics}
+        server_topics |= {
+            s for s, served in desired.items() for t in served if (t[0], None) in topics
+        }
+        for server_topic in server_topics:
+            if self._server.get(server_topic) != "active":
+                continue
+            self.stats.resyncs += 1
+            table, symbol = proto.parse_topic(server_topic)
+            logger.warning("resyncing %s after %s", server_topic, reason)
+            await self._broadcast_lifecycle(Resyncing(table, symbol, reason))
+            self.storage.reset(table, symbol)
+            self._server[server_topic] = "leaving"
+            for frame in proto.encode_unsubscribe([server_topic]):
+                await self._send(frame)
+        # The manager re-subscribes once each unsubscribe ack arrives.
+
+    async def _dms_loop(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        # Refresh on a fixed schedule (not sleep-after-ack) so the timer never drifts late.
+        first = True
+        next_at = trio.current_time()
+        while True:
+            reply = await self._request(
+                "cancelAllAfter", proto.encode_cancel_all_after(DMS_TIMEOUT_MS), self._timeout
+            )
+            if isinstance(reply, proto.ErrorReply):
+                raise DeadMansSwitchError(f"cancelAllAfter refused: {reply.status} {reply.error}")
+            if first:
+                task_status.started()
+                first = False
+            next_at += DMS_REFRESH
+            await trio.sleep_until(next_at)
+
+    async def _disarm_dms(self) -> None:
+        try:
+            reply = await self._request("cancelAllAfter", proto.encode_cancel_all_after(0), 5.0)
+        except (_SessionDied, ConnectionTimeout) as exc:
+            logger.warning("could not disarm the dead man's switch: %s", exc)
+            return
+        if isinstance(reply, proto.ErrorReply):
+            logger.warning("disarming the dead man's switch failed: %s", reply.error)
+
+    async def _heartbeat(self, ws: WebSocketConnection) -> None:
+        stats = self.stats
+        started_at = trio.current_time()
+        while True:
+            last = started_at if stats.last_message_at is None else stats.last_message_at
+            if self._delivering:
+                last = trio.current_time()
+            idle_until = last + self._heartbeat_interval
+            if trio.current_time() < idle_until:
+                await trio.sleep_until(idle_until)
+                continue
+            self._activity = trio.Event()
+            await self._send(proto.PING)
+            with trio.move_on_after(self._heartbeat_timeout):
+                await self._activity.wait()
+                continue
+            if self._delivering:
+                continue  # the reader is blocked on a slow listener: backpressure, not silence
+            self._abort_close = True
+            raise _SessionDied(
+                f"no frame for {self._heartbeat_interval + self._heartbeat_timeout:g} s",
+                CloseReason(1006, "heartbeat timeout"),
+            )
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _backoff(self, attempt: int, retry_after: float) -> float:
+        # Full jitter, capped; a server-requested wait is a floor, never shortened.
+        ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt, 30))
+        return max(retry_after, self._random.uniform(0, ceiling))
+
+    async def _connect_once(
+        self, nursery: trio.Nursery
+    ) -> tuple[WebSocketConnection, proto.Welcome]:
+        with trio.move_on_after(self._timeout) as scope:
+            ws = await self._open_socket(nursery)
+        if scope.cancelled_caught:
+            raise ConnectionTimeout(f"could not connect within {self._timeout} s")
+        try:
+            welcome = await self._handshake(ws)
+        except BaseException:
+            await ws.aclose()
+            raise
+        return ws, welcome
+
+    async def _supervise(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        attempt = 0
+        auth_failures = 0
+        started = False
+        while True:
+            retry_after = 0.0
+            close: CloseReason | None = None
+            try:
+                # trio-websocket's reader lives in ws_nursery, which outlives the session's
+                # tasks, so the close handshake can still complete after the session failed.
+                async with trio.open_nursery() as ws_nursery:
+                    ws, welcome = await self._connect_once(ws_nursery)
+                    self._ws = ws
+                    self._abort_close = False
+                    self._learn_clock_offset(welcome)
+                    try:
+                        async with trio.open_nursery() as session:
+                            await session.start(self._run_session, ws)
+                            self.stats.connected = True
+                            self.stats.connects += 1
+                            if started:
+                                self.stats.reconnects += 1
+                                await self._broadcast_lifecycle(Reconnected(attempt))
+                            else:
+                                started = True
+                                task_status.started()
+                            attempt = auth_failures = 0
+                    finally:
+                        self.stats.connected = False
+                        self._ws = None
+                        # A silent peer will not answer a close frame: don't wait for it.
+                        grace = 0 if self._abort_close else self._timeout
+                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                            await ws.aclose()
+                        ws_nursery.cancel_scope.cancel()
+            except BaseException as exc:
+                cancelled = _cancellation_only(exc)
+                if cancelled is not None:
+                    # Being shut down: whatever else the dying session raised is moot.
+                    raise cancelled from None
+                error = primary_exception(exc)
+                if isinstance(error, _SessionDied):
+                    close, retry_after = error.close, error.retry_after
+                elif not started or not isinstance(error, _RETRYABLE):
+                    raise error from None
+                elif isinstance(error, AuthenticationError) and auth_failures >= 2:
+                    raise error from None  # revoked keys: retrying forever helps nobody
+                else:
+                    auth_failures += isinstance(error, AuthenticationError)
+                    retry_after = _retry_after(error)
+                    close = CloseReason(1006, str(error))
+            if not self._reconnect:
+                self._shutdown_listeners(ConnectionClosed(close))
+                return
+            await self._broadcast_lifecycle(
+                Disconnected(close.code if close else 1006, close.reason if close else None)
+            )
+            delay = self._backoff(attempt, retry_after)
+            attempt += 1
+            logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
+            await trio.sleep(delay)
+
+    def _shutdown_listeners(self, error: BaseException) -> None:
+        self._closed = error
+        for topic in list(self._routes):
+            self._fail_topic(topic, error)
+
+    async def _close(self) -> None:
+        if self._ws is None:
+            return
+        if self._dead_mans_switch:
+            await self._disarm_dms()
+
+
+_RETRYABLE = (
+    ConnectionRejected,
+    OSError,
+    trio_websocket.HandshakeError,
+    ConnectionTimeout,
+    RemoteProtocolError,
+    AuthenticationError,
+    trio.BrokenResourceError,
+)
+
+
+def primary_exception(exc: BaseException) -> BaseException:
+    """The exception that matters inside trio's exception groups.
+
+    Cancellation and KeyboardInterrupt win (they must propagate); otherwise the first leaf.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt | trio.Cancelled):
+            return exc  # let trio see its own group untouched
+    return leaves[0] if leaves else exc
+
+
+def _cancellation_only(exc: BaseException) -> BaseException | None:
+    """``exc`` reduced to its cancellation parts, or ``None`` if it holds no cancellation."""
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled, _ = exc.split((trio.Cancelled, KeyboardInterrupt))
+        return cancelled
+    return exc if isinstance(exc, trio.Cancelled | KeyboardInterrupt) else None
+
+
+def _retry_after(error: BaseException) -> float:
+    if isinstance(error, ConnectionRejected) and error.status_code == 429:
+        for name, value in error.headers:
+            if name.lower() == b"retry-after":
+                try:
+                    return float(value)
+                except ValueError:
+                    break
+        try:
+            body = orjson.loads(error.body or b"{}")
+            return float(body.get("retryAfter", 1.0))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return 1.0
+    return 0.0
+
+
+@asynccontextmanager
+async def open_bitmex_websocket(
+    network: str,
+    api_key: str | None = None,
+    api_secret: str | None = None,
+    *,
+    dead_mans_switch: bool = False,
+    reconnect: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
+    connect: StreamFactory | None = None,
+    timeout: float = 10.0,
+    heartbeat_interval: float = 5.0,
+    heartbeat_timeout: float = 5.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    buffer: int = DEFAULT_BUFFER,
+    backoff_initial: float = 1.0,
+    backoff_max: float = 60.0,
+    storage: Storage | None = None,
+) -> AsyncIterator[BitMEXWebsocket]:
+    """Connect to BitMEX (``"mainnet"``, ``"testnet"`` or a ws/wss URL) and yield the client.
+
+    Returns once the welcome has arrived and, with credentials, authentication succeeded (and
+    the dead man's switch is armed when asked for). ``connect`` replaces TCP with any stream
+    (tests run the emulator in memory this way). On exit the dead man's switch is disarmed and
+    the socket closed with a close frame.
+    """
+    url = resolve_network(network)
+    if (api_key is None) != (api_secret is None):
+        raise ValueError("pass both api_key and api_secret, or neither")
+    credentials = Credentials(api_key, api_secret) if api_key and api_secret else None
+    if dead_mans_switch and credentials is None:
+        raise ValueError("the dead man's switch needs api_key and api_secret")
+    for name, value in (
+        ("timeout", timeout),
+        ("heartbeat_interval", heartbeat_interval),
+        ("heartbeat_timeout", heartbeat_timeout),
+    ):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number of seconds")
+    bws = BitMEXWebsocket(
+        url,
+        credentials,
+        dead_mans_switch=dead_mans_switch,
+        reconnect=reconnect,
+        ssl_context=ssl_context,
+        connect=connect,
+        timeout=timeout,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout,
+        max_message_size=max_message_size,
+        buffer=buffer,
+        backoff_initial=backoff_initial,
+        backoff_max=backoff_max,
+        storage=storage,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bws._supervise)
+            try:
+                yield bws
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+                    await bws._close()
+                bws._shutdown_listeners(ConnectionClosed(CloseReason(1000, "client closed")))
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Users catch AuthenticationError, not a group around it (as trio-websocket does).
+        error = primary_exception(group)
+        if error is group:
+            raise
+        raise error from None

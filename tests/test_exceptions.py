@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import bitmex_trio_websocket as btw
+from bitmex_trio_websocket._exceptions import (
+    AuthenticationError,
+    BitMEXAPIError,
+    BitMEXError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    SubscriptionError,
+    redact_request,
+)
+
+
+def test_hierarchy() -> None:
+    assert issubclass(LocalProtocolError, ProtocolError)
+    assert issubclass(RemoteProtocolError, ProtocolError)
+    assert issubclass(ProtocolError, BitMEXError)
+    assert issubclass(AuthenticationError, BitMEXAPIError)
+    assert issubclass(SubscriptionError, BitMEXAPIError)
+    assert issubclass(btw.ConnectionTimeout, BitMEXError)
+    assert issubclass(btw.DeadMansSwitchError, BitMEXError)
+
+
+def test_api_error_fields_and_retry_after() -> None:
+    request = {"op": "subscribe", "args": "orderBook"}
+    err = BitMEXAPIError(429, "Rate limit exceeded", meta={"retryAfter": 1}, request=request)
+    assert (err.status, err.message, err.request, err.retry_after) == (
+        429,
+        "Rate limit exceeded",
+        request,
+        1.0,
+    )
+    assert "429" in str(err)
+    assert BitMEXAPIError(None, "x").retry_after is None
+
+
+def test_signatures_are_redacted_from_api_errors() -> None:
+    request = {"op": "authKeyExpires", "args": ["key", 1700000000, "deadbeef" * 8]}
+    err = AuthenticationError(401, "Signature not valid.", request=request)
+    for text in (repr(err), str(err), repr(err.request)):
+        assert "deadbeef" not in text
+    assert err.request["args"][:2] == ["key", 1700000000]
+    assert redact_request({"op": "authKey", "args": "junk-signature"})["args"] == "<redacted>"
+    assert redact_request("not a mapping") == "not a mapping"
+
+
+def test_remote_protocol_error_quotes_a_bounded_prefix() -> None:
+    frame = "x" * 10_000
+    err = RemoteProtocolError("bad frame", frame)
+    assert err.frame == "x" * RemoteProtocolError.FRAME_PREFIX
+    assert len(str(err)) < 300
+    assert str(err).endswith("...")
+    assert RemoteProtocolError("bad", b"\xff\xfe").frame is not None
