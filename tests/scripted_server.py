@@ -53,7 +53,7 @@ class ScriptedServer:
         return client
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
-        request = await trio_websocket.wrap_server_stream(self.nursery, stream)  # type: ignore[arg-type]
+        request = await trio_websocket.wrap_server_stream(self.nursery, stream)
         ws = await request.accept()
         self.connections.append(ws)
         await ws.send_message(proto.encode_welcome("2025-01-01T00:00:00.000Z", limit_remaining=719))

@@ -20,7 +20,7 @@ in 2023, so a missing field and a null field mean the same thing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -516,7 +516,7 @@ def encode_help() -> str:
 def encode_table(
     table: str,
     action: str,
-    data: list[Mapping[str, Any]],
+    data: Sequence[Mapping[str, Any]],
     *,
     keys: list[str] | None = None,
     types: Mapping[str, str] | None = None,
@@ -530,5 +530,5 @@ def encode_table(
         message["keys"] = list(keys or [])
         message["types"] = dict(types or {})
         message["filter"] = dict(filter or {})
-    message["data"] = data
+    message["data"] = data if isinstance(data, list) else list(data)
     return _dumps(message)
