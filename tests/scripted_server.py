@@ -114,3 +114,7 @@ class ScriptedServer:
                     "2025-01-01T00:00:00.000Z", cancel_time, cmd.request
                 )
             )
+
+
+def l2_row(id_: int, side: str, size: int, price: float, symbol: str = "XBTUSD") -> dict[str, Any]:
+    return {"symbol": symbol, "id": id_, "side": side, "size": size, "price": price}
