@@ -66,7 +66,7 @@ async def test_wide_listener_covers_symbol_listener(autojump_clock: trio.abc.Clo
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             server = book_server(nursery)
-            server.partials["orderBookL2"] = BOOK + [l2_row(9, "Buy", 1, 50.0, "ETHUSD")]
+            server.partials["orderBookL2"] = [*BOOK, l2_row(9, "Buy", 1, 50.0, "ETHUSD")]
             async with open_bitmex_websocket(URL, connect=server.connect) as bws:
                 async with aclosing(bws.listen("orderBookL2", "XBTUSD")) as narrow:
                     assert (await narrow.__anext__())["id"] == 7
