@@ -82,7 +82,7 @@ async def test_wide_listener_covers_symbol_listener(autojump_clock: trio.abc.Clo
                             }
                         )
                         # Each row reaches each listener once: no duplicate subscriptions.
-                        seen = []
+                        seen: list[tuple[str, str | None]] = []
                         while True:
                             item = await wide.__anext__()
                             assert isinstance(item, Change)
@@ -118,7 +118,7 @@ async def test_slow_listener_is_lossless_and_bounded(autojump_clock: trio.abc.Cl
                             )
 
                     nursery.start_soon(flood)
-                    sizes = []
+                    sizes: list[int] = []
                     max_queued = 0
                     while len(sizes) < trades:
                         await trio.sleep(0.01)  # a slow consumer (virtual time)
