@@ -1,6 +1,17 @@
-"""A fast, correct, self-healing BitMEX realtime client for trio, with a local BitMEX emulator."""
+"""A fast, correct, self-healing BitMEX realtime client for trio, with a local BitMEX emulator.
+
+```python
+from bitmex_trio_websocket import open_bitmex_websocket
+
+async with open_bitmex_websocket("mainnet") as bws:
+    async with aclosing(bws.listen("instrument", "XBTUSD")) as rows:
+        async for row in rows: ...
+```
+"""
 
 from ._auth import Credentials
+from ._client import NETWORKS, BitMEXWebsocket, ConnectionStats, open_bitmex_websocket
+from ._events import Disconnected, Event, Reconnected, Resyncing
 from ._exceptions import (
     AuthenticationError,
     BitMEXAPIError,
@@ -12,18 +23,33 @@ from ._exceptions import (
     RemoteProtocolError,
     SubscriptionError,
 )
+from ._storage import ApplyResult, BookSide, Change, OrderBook, Storage, Violation
 from ._version import __version__
 
 __all__ = [
+    "NETWORKS",
+    "ApplyResult",
     "AuthenticationError",
     "BitMEXAPIError",
     "BitMEXError",
+    "BitMEXWebsocket",
+    "BookSide",
+    "Change",
+    "ConnectionStats",
     "ConnectionTimeout",
     "Credentials",
     "DeadMansSwitchError",
+    "Disconnected",
+    "Event",
     "LocalProtocolError",
+    "OrderBook",
     "ProtocolError",
+    "Reconnected",
     "RemoteProtocolError",
+    "Resyncing",
+    "Storage",
     "SubscriptionError",
+    "Violation",
     "__version__",
+    "open_bitmex_websocket",
 ]
