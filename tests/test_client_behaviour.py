@@ -230,3 +230,27 @@ async def test_unknown_id_update_resyncs_that_topic_only(autojump_clock: trio.ab
                 assert subs.count("trade:XBTUSD") == 1
                 assert subs.count("orderBookL2:XBTUSD") == 2
             nursery.cancel_scope.cancel()
+
+
+async def test_repeated_violations_escalate_to_a_reconnect(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    bogus = {
+        "table": "orderBookL2",
+        "action": "delete",
+        "data": [{"symbol": "XBTUSD", "id": 424242, "side": "Sell"}],
+    }
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = book_server(nursery)
+            async with open_bitmex_websocket(URL, connect=server.connect, backoff_max=1) as bws:
+                async with aclosing(bws.events("orderBookL2", "XBTUSD")) as events:
+                    await events.__anext__()
+                    for _ in range(4):
+                        await server.push(bogus)
+                        item = await events.__anext__()
+                        while not (isinstance(item, Change) and item.action == "partial"):
+                            item = await events.__anext__()
+                assert bws.stats.resyncs == 3
+                assert bws.stats.reconnects == 1
+            nursery.cancel_scope.cancel()

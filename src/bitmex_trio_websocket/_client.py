@@ -65,6 +65,9 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_BUFFER = 256
 DMS_TIMEOUT_MS = 60_000
 DMS_REFRESH = 15.0
+# At most RESYNC_LIMIT single-topic resyncs per RESYNC_WINDOW seconds, then a full reconnect.
+RESYNC_LIMIT = 3
+RESYNC_WINDOW = 60.0
 
 Overflow: TypeAlias = Literal["block", "drop"]
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
@@ -181,6 +184,7 @@ class BitMEXWebsocket:
         self._delivering = False
         self._activity = trio.Event()
         self._abort_close = False
+        self._resync_times: dict[str, list[float]] = {}
         self._closed: BaseException | None = None
         self._random = random.Random()
 
@@ -562,9 +566,17 @@ class BitMEXWebsocket:
         server_topics |= {
             s for s, served in desired.items() for t in served if (t[0], None) in topics
         }
+        now = trio.current_time()
         for server_topic in server_topics:
             if self._server.get(server_topic) != "active":
                 continue
+            recent = [
+                t for t in self._resync_times.get(server_topic, []) if now - t < RESYNC_WINDOW
+            ]
+            if len(recent) >= RESYNC_LIMIT:
+                # A topic that keeps breaking points at the connection, not the topic.
+                raise _SessionDied(f"{server_topic} needed {len(recent)} resyncs in a row")
+            self._resync_times[server_topic] = [*recent, now]
             self.stats.resyncs += 1
             table, symbol = proto.parse_topic(server_topic)
             logger.warning("resyncing %s after %s", server_topic, reason)
