@@ -30,13 +30,12 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-import orjson
 import trio
 import trio_websocket
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 
 from . import _protocol as proto
 from ._auth import Credentials, expires_at
@@ -49,7 +48,15 @@ from ._exceptions import (
     SubscriptionError,
     redact_request,
 )
+from ._listeners import ConnectionStats, Listener, Overflow, Topic, desired_server_topics
 from ._storage import Change, Storage
+from ._supervision import (
+    RETRYABLE,
+    backoff_delay,
+    cancellation_only,
+    primary_exception,
+    retry_after_seconds,
+)
 
 __all__ = ["NETWORKS", "BitMEXWebsocket", "ConnectionStats", "open_bitmex_websocket"]
 
@@ -69,9 +76,7 @@ DMS_REFRESH = 15.0
 RESYNC_LIMIT = 3
 RESYNC_WINDOW = 60.0
 
-Overflow: TypeAlias = Literal["block", "drop"]
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
-Topic: TypeAlias = tuple[str, "str | None"]
 
 
 def resolve_network(network: str) -> str:
@@ -85,49 +90,6 @@ def resolve_network(network: str) -> str:
     )
 
 
-@dataclass(slots=True)
-class ConnectionStats:
-    """Counters a user can read at any time (``bws.stats``)."""
-
-    connects: int = 0
-    reconnects: int = 0
-    resyncs: int = 0
-    messages: int = 0
-    bytes: int = 0
-    protocol_errors: int = 0
-    violations: int = 0
-    dropped_before_partial: int = 0
-    last_message_at: float | None = None  # trio.current_time() of the last frame
-    connected: bool = False
-
-    def last_message_age(self) -> float | None:
-        return None if self.last_message_at is None else trio.current_time() - self.last_message_at
-
-
-class _Listener:
-    """One consumer: a bounded channel plus the bookkeeping to fail or drop into it."""
-
-    __slots__ = ("dropped", "error", "overflow", "receive", "send", "topic", "want_lifecycle")
-
-    def __init__(self, topic: Topic, buffer: int, overflow: Overflow, want_lifecycle: bool) -> None:
-        self.topic = topic
-        self.send, self.receive = trio.open_memory_channel[Change | Event](buffer)
-        self.overflow = overflow
-        self.want_lifecycle = want_lifecycle
-        self.error: BaseException | None = None
-        self.dropped = 0
-
-    def fail(self, error: BaseException) -> None:
-        # Buffered items are still delivered; the error is raised once they are drained.
-        if self.error is None:
-            self.error = error
-        self.send.close()
-
-    @property
-    def queued(self) -> int:
-        return self.send.statistics().current_buffer_used
-
-
 class _SessionDied(Exception):
     """Internal: the current socket is unusable (heartbeat, read error, remote close)."""
 
@@ -137,45 +99,37 @@ class _SessionDied(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """The keyword options of ``open_bitmex_websocket``, validated."""
+
+    dead_mans_switch: bool
+    reconnect: bool
+    ssl_context: ssl.SSLContext | None
+    connect: StreamFactory | None
+    timeout: float
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    max_message_size: int
+    buffer: int
+    backoff_initial: float
+    backoff_max: float
+
+
 class BitMEXWebsocket:
     """A live, self-healing view of BitMEX. Create it with ``open_bitmex_websocket``."""
 
     def __init__(
-        self,
-        url: str,
-        credentials: Credentials | None,
-        *,
-        dead_mans_switch: bool,
-        reconnect: bool,
-        ssl_context: ssl.SSLContext | None,
-        connect: StreamFactory | None,
-        timeout: float,
-        heartbeat_interval: float,
-        heartbeat_timeout: float,
-        max_message_size: int,
-        buffer: int,
-        backoff_initial: float,
-        backoff_max: float,
-        storage: Storage | None,
+        self, url: str, credentials: Credentials | None, options: ClientOptions, storage: Storage
     ) -> None:
         self.url = url
-        self.storage = storage if storage is not None else Storage()
+        self.storage = storage
         self.stats = ConnectionStats()
         self._credentials = credentials
-        self._dead_mans_switch = dead_mans_switch
-        self._reconnect = reconnect
-        self._ssl_context = ssl_context
-        self._connect = connect
-        self._timeout = timeout
-        self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_timeout = heartbeat_timeout
-        self._max_message_size = max_message_size
-        self._buffer = buffer
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._opts = options
         self._ws: WebSocketConnection | None = None
         self._clock_offset = 0.0
-        self._routes: dict[Topic, list[_Listener]] = {}
+        self._routes: dict[Topic, list[Listener]] = {}
         self._demand: Counter[Topic] = Counter()
         # Server-side state of the current session: topic -> "pending" | "active" | "leaving".
         self._server: dict[str, str] = {}
@@ -251,7 +205,7 @@ class BitMEXWebsocket:
         overflow: Overflow,
         *,
         lifecycle: bool,
-    ) -> _Listener:
+    ) -> Listener:
         proto.make_topic(table, symbol)  # validates names before anything is registered
         if table in proto.PRIVATE_TABLES and self._credentials is None:
             raise ValueError(f"{table!r} is a private table: pass api_key and api_secret")
@@ -260,7 +214,9 @@ class BitMEXWebsocket:
         if self._closed is not None:
             raise self._closed
         topic: Topic = (table, symbol)
-        listener = _Listener(topic, self._buffer if buffer is None else buffer, overflow, lifecycle)
+        listener = Listener(
+            topic, self._opts.buffer if buffer is None else buffer, overflow, lifecycle
+        )
         # Registration and the late-joiner snapshot happen without a checkpoint in between, so
         # the reader cannot slip a change in between the snapshot and the live stream.
         if self._covering_topic_active(topic) and self.storage.has_partial(table, symbol):
@@ -271,7 +227,7 @@ class BitMEXWebsocket:
         self._demand_changed.set()
         return listener
 
-    def _remove_listener(self, listener: _Listener) -> None:
+    def _remove_listener(self, listener: Listener) -> None:
         listeners = self._routes.get(listener.topic)
         if listeners is not None and listener in listeners:
             listeners.remove(listener)
@@ -284,7 +240,7 @@ class BitMEXWebsocket:
         listener.send.close()
         listener.receive.close()
 
-    async def _next(self, listener: _Listener) -> Change | Event:
+    async def _next(self, listener: Listener) -> Change | Event:
         try:
             return await listener.receive.receive()
         except trio.EndOfChannel:
@@ -304,17 +260,11 @@ class BitMEXWebsocket:
         return symbol is not None and self._server.get(f"{table}:{symbol}") == "active"
 
     def _desired_topics(self) -> dict[str, list[Topic]]:
-        """Server topic -> the demand topics it serves."""
-        wide = {table for table, symbol in self._demand if symbol is None}
-        desired: dict[str, list[Topic]] = {}
-        for table, symbol in self._demand:
-            server_topic = table if table in wide else proto.make_topic(table, symbol)
-            desired.setdefault(server_topic, []).append((table, symbol))
-        return desired
+        return desired_server_topics(self._demand)
 
     # ------------------------------------------------------------------ routing (reader task)
 
-    async def _deliver(self, listeners: list[_Listener], item: Change | Event) -> None:
+    async def _deliver(self, listeners: list[Listener], item: Change | Event) -> None:
         for listener in tuple(listeners):
             try:
                 listener.send.send_nowait(item)
@@ -387,11 +337,11 @@ class BitMEXWebsocket:
         if parts.query:
             resource = f"{resource}?{parts.query}"
         options: dict[str, Any] = {
-            "max_message_size": self._max_message_size,
+            "max_message_size": self._opts.max_message_size,
             "receive_buffer_size": 64 * 1024,
         }
-        if self._connect is not None:
-            stream = await self._connect()
+        if self._opts.connect is not None:
+            stream = await self._opts.connect()
             # trio-websocket only needs a trio Stream; its annotation is narrower than that.
             return await trio_websocket.wrap_client_stream(
                 nursery,
@@ -401,17 +351,17 @@ class BitMEXWebsocket:
                 **options,
             )
         return await trio_websocket.connect_websocket_url(
-            nursery, self.url, self._ssl_context, **options
+            nursery, self.url, self._opts.ssl_context, **options
         )
 
     async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
-        with trio.move_on_after(self._timeout):
+        with trio.move_on_after(self._opts.timeout):
             frame = await ws.get_message()
             event = proto.decode_server_frame(frame)
             if not isinstance(event, proto.Welcome):
                 raise RemoteProtocolError("expected the welcome message first", frame)
             return event
-        raise ConnectionTimeout(f"no welcome message within {self._timeout} s")
+        raise ConnectionTimeout(f"no welcome message within {self._opts.timeout} s")
 
     def _learn_clock_offset(self, welcome: proto.Welcome) -> None:
         if welcome.timestamp is not None:
@@ -426,7 +376,7 @@ class BitMEXWebsocket:
         expires = expires_at(time.time(), clock_offset=self._clock_offset)
         args = self._credentials.auth_args(expires)
         frame = proto.encode_auth_key_expires(str(args[0]), expires, str(args[2]))
-        reply = await self._request("authKeyExpires", frame, self._timeout)
+        reply = await self._request("authKeyExpires", frame, self._opts.timeout)
         if isinstance(reply, proto.ErrorReply):
             raise AuthenticationError(
                 reply.status, reply.error, meta=reply.meta, request=reply.request
@@ -443,7 +393,7 @@ class BitMEXWebsocket:
             nursery.start_soon(self._reader, ws)
             if self._credentials is not None:
                 await self._authenticate()
-            if self._dead_mans_switch:
+            if self._opts.dead_mans_switch:
                 await nursery.start(self._dms_loop)
             nursery.start_soon(self._subscription_manager)
             nursery.start_soon(self._heartbeat, ws)
@@ -593,7 +543,7 @@ class BitMEXWebsocket:
         next_at = trio.current_time()
         while True:
             reply = await self._request(
-                "cancelAllAfter", proto.encode_cancel_all_after(DMS_TIMEOUT_MS), self._timeout
+                "cancelAllAfter", proto.encode_cancel_all_after(DMS_TIMEOUT_MS), self._opts.timeout
             )
             if isinstance(reply, proto.ErrorReply):
                 raise DeadMansSwitchError(f"cancelAllAfter refused: {reply.status} {reply.error}")
@@ -619,37 +569,32 @@ class BitMEXWebsocket:
             last = started_at if stats.last_message_at is None else stats.last_message_at
             if self._delivering:
                 last = trio.current_time()
-            idle_until = last + self._heartbeat_interval
+            idle_until = last + self._opts.heartbeat_interval
             if trio.current_time() < idle_until:
                 await trio.sleep_until(idle_until)
                 continue
             self._activity = trio.Event()
             await self._send(proto.PING)
-            with trio.move_on_after(self._heartbeat_timeout):
+            with trio.move_on_after(self._opts.heartbeat_timeout):
                 await self._activity.wait()
                 continue
             if self._delivering:
                 continue  # the reader is blocked on a slow listener: backpressure, not silence
             self._abort_close = True
             raise _SessionDied(
-                f"no frame for {self._heartbeat_interval + self._heartbeat_timeout:g} s",
+                f"no frame for {self._opts.heartbeat_interval + self._opts.heartbeat_timeout:g} s",
                 CloseReason(1006, "heartbeat timeout"),
             )
 
     # ------------------------------------------------------------------ supervisor
 
-    def _backoff(self, attempt: int, retry_after: float) -> float:
-        # Full jitter, capped; a server-requested wait is a floor, never shortened.
-        ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt, 30))
-        return max(retry_after, self._random.uniform(0, ceiling))
-
     async def _connect_once(
         self, nursery: trio.Nursery
     ) -> tuple[WebSocketConnection, proto.Welcome]:
-        with trio.move_on_after(self._timeout) as scope:
+        with trio.move_on_after(self._opts.timeout) as scope:
             ws = await self._open_socket(nursery)
         if scope.cancelled_caught:
-            raise ConnectionTimeout(f"could not connect within {self._timeout} s")
+            raise ConnectionTimeout(f"could not connect within {self._opts.timeout} s")
         try:
             welcome = await self._handshake(ws)
         except BaseException:
@@ -688,33 +633,39 @@ class BitMEXWebsocket:
                         self.stats.connected = False
                         self._ws = None
                         # A silent peer will not answer a close frame: don't wait for it.
-                        grace = 0 if self._abort_close else self._timeout
+                        grace = 0 if self._abort_close else self._opts.timeout
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
                             await ws.aclose()
                         ws_nursery.cancel_scope.cancel()
             except BaseException as exc:
-                cancelled = _cancellation_only(exc)
+                cancelled = cancellation_only(exc)
                 if cancelled is not None:
                     # Being shut down: whatever else the dying session raised is moot.
                     raise cancelled from None
                 error = primary_exception(exc)
                 if isinstance(error, _SessionDied):
                     close, retry_after = error.close, error.retry_after
-                elif not started or not isinstance(error, _RETRYABLE):
+                elif not started or not isinstance(error, RETRYABLE):
                     raise error from None
                 elif isinstance(error, AuthenticationError) and auth_failures >= 2:
                     raise error from None  # revoked keys: retrying forever helps nobody
                 else:
                     auth_failures += isinstance(error, AuthenticationError)
-                    retry_after = _retry_after(error)
+                    retry_after = retry_after_seconds(error)
                     close = CloseReason(1006, str(error))
-            if not self._reconnect:
+            if not self._opts.reconnect:
                 self._shutdown_listeners(ConnectionClosed(close))
                 return
             await self._broadcast_lifecycle(
                 Disconnected(close.code if close else 1006, close.reason if close else None)
             )
-            delay = self._backoff(attempt, retry_after)
+            delay = backoff_delay(
+                attempt,
+                retry_after,
+                self._opts.backoff_initial,
+                self._opts.backoff_max,
+                self._random,
+            )
             attempt += 1
             logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
             await trio.sleep(delay)
@@ -727,64 +678,8 @@ class BitMEXWebsocket:
     async def _close(self) -> None:
         if self._ws is None:
             return
-        if self._dead_mans_switch:
+        if self._opts.dead_mans_switch:
             await self._disarm_dms()
-
-
-_RETRYABLE = (
-    ConnectionRejected,
-    OSError,
-    trio_websocket.HandshakeError,
-    ConnectionTimeout,
-    RemoteProtocolError,
-    AuthenticationError,
-    trio.BrokenResourceError,
-)
-
-
-def primary_exception(exc: BaseException) -> BaseException:
-    """The exception that matters inside trio's exception groups.
-
-    Cancellation and KeyboardInterrupt win (they must propagate); otherwise the first leaf.
-    """
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(reversed(current.exceptions))
-        else:
-            leaves.append(current)
-    for leaf in leaves:
-        if isinstance(leaf, KeyboardInterrupt | trio.Cancelled):
-            return exc  # let trio see its own group untouched
-    return leaves[0] if leaves else exc
-
-
-def _cancellation_only(exc: BaseException) -> BaseException | None:
-    """``exc`` reduced to its cancellation parts, or ``None`` if it holds no cancellation."""
-    if isinstance(exc, BaseExceptionGroup):
-        cancelled, _ = exc.split((trio.Cancelled, KeyboardInterrupt))
-        return cancelled
-    return exc if isinstance(exc, trio.Cancelled | KeyboardInterrupt) else None
-
-
-def _retry_after(error: BaseException) -> float:
-    if isinstance(error, ConnectionRejected) and error.status_code == 429:
-        for name, value in error.headers:
-            if name.lower() == b"retry-after":
-                try:
-                    return float(value)
-                except ValueError:
-                    break
-        try:
-            body = orjson.loads(error.body or b"{}")
-            return float(body.get("retryAfter", 1.0))
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
-            return 1.0
-    return 0.0
 
 
 @asynccontextmanager
@@ -826,22 +721,11 @@ async def open_bitmex_websocket(
     ):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a positive number of seconds")
-    bws = BitMEXWebsocket(
-        url,
-        credentials,
-        dead_mans_switch=dead_mans_switch,
-        reconnect=reconnect,
-        ssl_context=ssl_context,
-        connect=connect,
-        timeout=timeout,
-        heartbeat_interval=heartbeat_interval,
-        heartbeat_timeout=heartbeat_timeout,
-        max_message_size=max_message_size,
-        buffer=buffer,
-        backoff_initial=backoff_initial,
-        backoff_max=backoff_max,
-        storage=storage,
-    )
+    options = ClientOptions(
+        dead_mans_switch, reconnect, ssl_context, connect, timeout, heartbeat_interval,
+        heartbeat_timeout, max_message_size, buffer, backoff_initial, backoff_max,
+    )  # fmt: skip
+    bws = BitMEXWebsocket(url, credentials, options, Storage() if storage is None else storage)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(bws._supervise)
