@@ -331,28 +331,49 @@ class BitMEXWebsocket:
             if self._reply_waiters.get(op) is send:
                 del self._reply_waiters[op]
 
+    async def _open_stream(self) -> trio.abc.Stream:
+        if self._opts.connect is not None:
+            return await self._opts.connect()
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if parts.scheme == "ws":
+            return await trio.open_tcp_stream(host, parts.port or 80)
+        context = self._opts.ssl_context or ssl.create_default_context()
+        stream = await trio.open_ssl_over_tcp_stream(
+            host, parts.port or 443, ssl_context=context, https_compatible=True
+        )
+        # trio handshakes lazily; doing it here turns a bad certificate into a clear error
+        # instead of a websocket handshake that never completes.
+        try:
+            await stream.do_handshake()
+        except BaseException as exc:
+            await trio.aclose_forcefully(stream)
+            if isinstance(exc, trio.BrokenResourceError) and isinstance(
+                exc.__cause__, ssl.SSLError
+            ):
+                raise exc.__cause__ from None
+            raise
+        return stream
+
     async def _open_socket(self, nursery: trio.Nursery) -> WebSocketConnection:
         parts = urlsplit(self.url)
         resource = parts.path or "/realtime"
         if parts.query:
             resource = f"{resource}?{parts.query}"
-        options: dict[str, Any] = {
-            "max_message_size": self._opts.max_message_size,
-            "receive_buffer_size": 64 * 1024,
-        }
-        if self._opts.connect is not None:
-            stream = await self._opts.connect()
+        stream = await self._open_stream()
+        try:
             # trio-websocket only needs a trio Stream; its annotation is narrower than that.
             return await trio_websocket.wrap_client_stream(
                 nursery,
                 stream,  # type: ignore[arg-type]
                 parts.netloc,
                 resource,
-                **options,
+                max_message_size=self._opts.max_message_size,
+                receive_buffer_size=64 * 1024,
             )
-        return await trio_websocket.connect_websocket_url(
-            nursery, self.url, self._opts.ssl_context, **options
-        )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
 
     async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
         with trio.move_on_after(self._opts.timeout):
