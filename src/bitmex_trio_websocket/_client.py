@@ -75,6 +75,8 @@ DMS_REFRESH = 15.0
 # At most RESYNC_LIMIT single-topic resyncs per RESYNC_WINDOW seconds, then a full reconnect.
 RESYNC_LIMIT = 3
 RESYNC_WINDOW = 60.0
+# When the user's code is cancelled we can still send, but no longer read replies.
+CANCELLED_CLOSE_GRACE = 0.25
 
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
 
@@ -138,6 +140,7 @@ class BitMEXWebsocket:
         self._delivering = False
         self._activity = trio.Event()
         self._abort_close = False
+        self._closing = False
         self._resync_times: dict[str, list[float]] = {}
         self._closed: BaseException | None = None
         self._random = random.Random()
@@ -630,6 +633,7 @@ class BitMEXWebsocket:
         while True:
             retry_after = 0.0
             close: CloseReason | None = None
+            session_error: BaseException | None = None
             try:
                 # trio-websocket's reader lives in ws_nursery, which outlives the session's
                 # tasks, so the close handshake can still complete after the session failed.
@@ -650,6 +654,10 @@ class BitMEXWebsocket:
                                 started = True
                                 task_status.started()
                             attempt = auth_failures = 0
+                    except BaseException as exc:
+                        # Raised below, after ws_nursery: raising inside it would cancel
+                        # trio-websocket's reader in the middle of the close handshake.
+                        session_error = exc
                     finally:
                         self.stats.connected = False
                         self._ws = None
@@ -657,7 +665,11 @@ class BitMEXWebsocket:
                         grace = 0 if self._abort_close else self._opts.timeout
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
                             await ws.aclose()
-                        ws_nursery.cancel_scope.cancel()
+                        # trio-websocket's reader may still be finishing the close handshake
+                        # (and another task may be waiting on it): give it the same grace.
+                        ws_nursery.cancel_scope.deadline = trio.current_time() + grace
+                if session_error is not None:
+                    raise session_error
             except BaseException as exc:
                 cancelled = cancellation_only(exc)
                 if cancelled is not None:
@@ -674,7 +686,7 @@ class BitMEXWebsocket:
                     auth_failures += isinstance(error, AuthenticationError)
                     retry_after = retry_after_seconds(error)
                     close = CloseReason(1006, str(error))
-            if not self._opts.reconnect:
+            if self._closing or not self._opts.reconnect:
                 self._shutdown_listeners(ConnectionClosed(close))
                 return
             await self._broadcast_lifecycle(
@@ -696,11 +708,24 @@ class BitMEXWebsocket:
         for topic in list(self._routes):
             self._fail_topic(topic, error)
 
-    async def _close(self) -> None:
-        if self._ws is None:
+    async def _close(self, *, graceful: bool) -> None:
+        """Disarm the dead man's switch, then close the socket.
+
+        Graceful: while the reader still runs, waiting for each reply. When the caller is being
+        cancelled the reader is already gone, so the frames are only sent, briefly.
+        """
+        self._closing = True
+        ws = self._ws
+        if ws is None:
             return
         if self._opts.dead_mans_switch:
-            await self._disarm_dms()
+            if graceful:
+                await self._disarm_dms()
+            else:
+                with trio.move_on_after(CANCELLED_CLOSE_GRACE):
+                    await self._send(proto.encode_cancel_all_after(0))
+        with trio.move_on_after(self._opts.timeout if graceful else CANCELLED_CLOSE_GRACE):
+            await ws.aclose(1000, "client closed")
 
 
 @asynccontextmanager
@@ -753,8 +778,9 @@ async def open_bitmex_websocket(
             try:
                 yield bws
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-                    await bws._close()
+                graceful = trio.current_effective_deadline() != -math.inf
+                with trio.CancelScope(shield=True):
+                    await bws._close(graceful=graceful)
                 bws._shutdown_listeners(ConnectionClosed(CloseReason(1000, "client closed")))
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
