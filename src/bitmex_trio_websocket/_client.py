@@ -437,8 +437,10 @@ class BitMEXWebsocket:
             try:
                 event = proto.decode_server_frame(frame)
             except RemoteProtocolError as exc:
+                # It may have been a delta of any topic: re-fetch them all rather than drift.
                 stats.protocol_errors += 1
-                logger.warning("ignoring undecodable frame: %s", exc)
+                logger.warning("undecodable frame, resyncing every topic: %s", exc)
+                await self._resync(set(self._demand), "undecodable frame")
                 continue
             if isinstance(event, proto.TableMessage):
                 try:
