@@ -77,6 +77,8 @@ RESYNC_LIMIT = 3
 RESYNC_WINDOW = 60.0
 # When the user's code is cancelled we can still send, but no longer read replies.
 CANCELLED_CLOSE_GRACE = 0.25
+# Consecutive refused re-authentications before giving up (revoked keys stay revoked).
+MAX_AUTH_FAILURES = 5
 
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
 
@@ -682,7 +684,7 @@ class BitMEXWebsocket:
                     close, retry_after = error.close, error.retry_after
                 elif not started or not isinstance(error, RETRYABLE):
                     raise error from None
-                elif isinstance(error, AuthenticationError) and auth_failures >= 2:
+                elif isinstance(error, AuthenticationError) and auth_failures >= MAX_AUTH_FAILURES - 1:
                     raise error from None  # revoked keys: retrying forever helps nobody
                 else:
                     auth_failures += isinstance(error, AuthenticationError)
