@@ -684,7 +684,10 @@ class BitMEXWebsocket:
                     close, retry_after = error.close, error.retry_after
                 elif not started or not isinstance(error, RETRYABLE):
                     raise error from None
-                elif isinstance(error, AuthenticationError) and auth_failures >= MAX_AUTH_FAILURES - 1:
+                elif (
+                    isinstance(error, AuthenticationError)
+                    and auth_failures + 1 >= MAX_AUTH_FAILURES
+                ):
                     raise error from None  # revoked keys: retrying forever helps nobody
                 else:
                     auth_failures += isinstance(error, AuthenticationError)
