@@ -156,7 +156,7 @@ async def run_chaos(
                 while sum(emulator.fault_counts().values()) < faults:  # noqa: ASYNC110 - polls emulator counters
                     await trio.sleep(1)
                 emulator.stop_random_faults()
-                emulator.max_events = emulator.market.events  # the market stands still now
+                emulator.stop_market()
                 # Outlast every fault still in flight: a stall (heartbeat 10 s), a refused
                 # handshake's retryAfter, backoff, delayed acks.
                 while True:

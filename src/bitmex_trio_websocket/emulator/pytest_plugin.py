@@ -1,0 +1,33 @@
+"""A pytest fixture that runs the BitMEX emulator for a test (needs pytest-trio).
+
+Enable it in your project's top-level ``conftest.py``::
+
+    pytest_plugins = ["bitmex_trio_websocket.emulator.pytest_plugin"]
+
+then ask for ``bitmex_emulator`` in a trio test::
+
+    async def test_my_bot(bitmex_emulator):
+        async with open_bitmex_websocket(bitmex_emulator.url) as bws:
+            ...
+
+The fixture yields a running ``Emulator`` with seed 1, listening on ``127.0.0.1`` (a free port)
+and reachable in memory (``bitmex_emulator.open_memory_websocket()``), which works under
+pytest-trio's ``autojump_clock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ._server import Emulator, open_emulator
+
+__all__ = ["bitmex_emulator"]
+
+
+@pytest.fixture
+async def bitmex_emulator() -> AsyncIterator[Emulator]:
+    """A running emulator (seed 1, default account, TCP on 127.0.0.1 plus in-memory)."""
+    async with open_emulator(seed=1) as emulator:
+        yield emulator
