@@ -75,12 +75,16 @@ DMS_REFRESH = 15.0
 # At most RESYNC_LIMIT single-topic resyncs per RESYNC_WINDOW seconds, then a full reconnect.
 RESYNC_LIMIT = 3
 RESYNC_WINDOW = 60.0
+# Recordings never hold a signature: the authKeyExpires command is written as this instead.
+_REDACTED_AUTH = '{"op":"authKeyExpires","args":"<redacted>"}'
 # When the user's code is cancelled we can still send, but no longer read replies.
 CANCELLED_CLOSE_GRACE = 0.25
 # Consecutive refused re-authentications before giving up (revoked keys stay revoked).
 MAX_AUTH_FAILURES = 5
 
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
+# Called with ("recv" | "send", frame text) for every frame; used by ``record``.
+FrameHook: TypeAlias = Callable[[str, str], None]
 
 
 def resolve_network(network: str) -> str:
@@ -118,6 +122,7 @@ class ClientOptions:
     buffer: int
     backoff_initial: float
     backoff_max: float
+    frame_hook: FrameHook | None
 
 
 class BitMEXWebsocket:
@@ -315,20 +320,24 @@ class BitMEXWebsocket:
 
     # ------------------------------------------------------------------ session plumbing
 
-    async def _send(self, frame: str) -> None:
+    async def _send(self, frame: str, *, secret: bool = False) -> None:
         if self._ws is None:
             raise _SessionDied("not connected")
         try:
             await self._ws.send_message(frame)
         except ConnectionClosed as exc:
             raise _SessionDied("send failed", exc.reason) from None
+        if self._opts.frame_hook is not None:
+            self._opts.frame_hook("send", _REDACTED_AUTH if secret else frame)
 
-    async def _request(self, op: str, frame: str, timeout: float) -> proto.ServerEvent:
+    async def _request(
+        self, op: str, frame: str, timeout: float, *, secret: bool = False
+    ) -> proto.ServerEvent:
         """Send a command and wait for the reply echoing ``op`` (auth and cancelAllAfter)."""
         send, receive = trio.open_memory_channel[proto.ServerEvent](1)
         self._reply_waiters[op] = send
         try:
-            await self._send(frame)
+            await self._send(frame, secret=secret)
             with trio.move_on_after(timeout):
                 return await receive.receive()
             raise ConnectionTimeout(f"no reply to {op} within {timeout} s")
@@ -383,6 +392,8 @@ class BitMEXWebsocket:
     async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
         with trio.move_on_after(self._opts.timeout):
             frame = await ws.get_message()
+            if self._opts.frame_hook is not None and isinstance(frame, str):
+                self._opts.frame_hook("recv", frame)
             event = proto.decode_server_frame(frame)
             if not isinstance(event, proto.Welcome):
                 raise RemoteProtocolError("expected the welcome message first", frame)
@@ -402,7 +413,7 @@ class BitMEXWebsocket:
         expires = expires_at(time.time(), clock_offset=self._clock_offset)
         args = self._credentials.auth_args(expires)
         frame = proto.encode_auth_key_expires(str(args[0]), expires, str(args[2]))
-        reply = await self._request("authKeyExpires", frame, self._opts.timeout)
+        reply = await self._request("authKeyExpires", frame, self._opts.timeout, secret=True)
         if isinstance(reply, proto.ErrorReply):
             raise AuthenticationError(
                 reply.status, reply.error, meta=reply.meta, request=reply.request
@@ -432,6 +443,8 @@ class BitMEXWebsocket:
                 frame = await ws.get_message()
             except ConnectionClosed as exc:
                 raise _SessionDied("connection closed", exc.reason) from None
+            if self._opts.frame_hook is not None:
+                self._opts.frame_hook("recv", frame if isinstance(frame, str) else frame.decode())
             stats.messages += 1
             stats.bytes += len(frame)
             stats.last_message_at = trio.current_time()
@@ -753,6 +766,7 @@ async def open_bitmex_websocket(
     backoff_initial: float = 1.0,
     backoff_max: float = 60.0,
     storage: Storage | None = None,
+    frame_hook: FrameHook | None = None,
 ) -> AsyncIterator[BitMEXWebsocket]:
     """Connect to BitMEX (``"mainnet"``, ``"testnet"`` or a ws/wss URL) and yield the client.
 
@@ -776,7 +790,7 @@ async def open_bitmex_websocket(
             raise ValueError(f"{name} must be a positive number of seconds")
     options = ClientOptions(
         dead_mans_switch, reconnect, ssl_context, connect, timeout, heartbeat_interval,
-        heartbeat_timeout, max_message_size, buffer, backoff_initial, backoff_max,
+        heartbeat_timeout, max_message_size, buffer, backoff_initial, backoff_max, frame_hook,
     )  # fmt: skip
     bws = BitMEXWebsocket(url, credentials, options, Storage() if storage is None else storage)
     try:
