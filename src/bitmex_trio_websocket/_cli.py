@@ -18,6 +18,7 @@ from typing import Final
 
 import trio
 
+from ._cli_client import add_demo, add_listen, add_record
 from ._version import __version__
 
 __all__ = ["main", "main_entry"]
@@ -158,7 +159,7 @@ def _run(program: Callable[[], Awaitable[object]]) -> int:
 
 _COMMANDS: Final[
     tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...]
-] = (_add_emulator,)
+] = (_add_emulator, add_listen, add_record, add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
