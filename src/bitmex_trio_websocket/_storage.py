@@ -1,0 +1,721 @@
+"""Sans-IO table store for BitMEX realtime table messages.
+
+Theory of operation
+-------------------
+BitMEX streams each subscribed table as a ``partial`` (full image of a slice: one symbol, or the
+whole table) followed by ``insert``/``update``/``delete`` deltas. ``Storage.apply`` takes one
+decoded message, changes the stored image and returns an ``ApplyResult`` saying what changed, so
+the caller can route rows to listeners without looking at the store again. No I/O, no clock.
+
+A message is validated completely before anything is mutated: one that raises
+``RemoteProtocolError`` leaves the store exactly as it was. Well-formed surprises (an update for a
+key we do not hold, a duplicate insert, a crossed book) are applied as well as possible and
+reported as ``Violation``s; whether to resync is the caller's decision.
+
+Gating: deltas for a slice that has had no partial are dropped (BitMEX may send them before the
+partial) and counted in ``ApplyResult.dropped``. A partial whose filter names a symbol covers that
+symbol; any other partial covers the whole table.
+
+Storage shapes, chosen by table name and the partial's ``keys``:
+
+* order books (``BOOK_TABLES``): ``data[table][symbol][side][id] -> row``, plus a price index per
+  side (``SortedDict`` keyed ``(price, id)`` for asks, ``(-price, id)`` for bids, valued
+  ``(price, size)``), so bids read high-to-low and asks low-to-high. Ids never order anything:
+  since mid 2023 they say nothing about price. Pre-2023 update/delete rows carry no ``price``; the
+  level keeps the price it was inserted with.
+* keyed tables: ``SortedDict`` keyed by the partial's key columns. ``orderBook10`` is one, but its
+  updates replace the whole row instead of merging.
+* keyless tables (``keys == []``: trade, quote, bins): ``SortedDict`` keyed ``(n,)`` by an arrival
+  counter, so rows never collide; bounded, oldest dropped first.
+
+Stored rows are never mutated: an update stores a merged copy, so every row handed out (in a
+``Change`` or by ``rows()``) is a snapshot that later messages cannot alter.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import reprlib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+from sortedcontainers import SortedDict
+
+from ._exceptions import RemoteProtocolError
+
+__all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "OrderBook", "Storage", "Violation"]
+
+BOOK_TABLES = frozenset({"orderBookL2", "orderBookL2_25"})
+_BOOK10 = "orderBook10"
+_ACTIONS = ("partial", "insert", "update", "delete")
+_INF = float("inf")
+_NINF = -_INF
+# Prices become floats, so an integer beyond float range is as malformed as inf.
+_FMAX = sys.float_info.max
+_NFMAX = -_FMAX
+# Keys of one SortedDict must be mutually comparable, so a key position holds either strings
+# (kind 0) or numbers (kind 1) across the whole table, never both.
+_KIND: dict[type, int] = {str: 0, int: 1, float: 1}
+_UNSET: Any = object()
+_SIDES = ("Buy", "Sell")
+_NUMBER = (int, float)
+_dict_set = dict.__setitem__
+_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,6}))?(?:Z|\+00:00)"
+)
+
+Level = tuple[float, int]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Rows of one symbol changed by one message (each dict is a snapshot)."""
+
+    table: str
+    action: str
+    symbol: str | None
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A well-formed message that disagrees with what we hold."""
+
+    kind: str  # "unknown_key" | "duplicate_insert" | "crossed_book"
+    table: str
+    symbol: str | None
+    key: tuple[Any, ...] | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one ``Storage.apply`` call did."""
+
+    table: str
+    action: str
+    changes: tuple[Change, ...]  # one per symbol touched, first-seen order
+    dropped: int  # rows whose slice had no partial
+    violations: tuple[Violation, ...]
+
+
+class _Gate:
+    """Which slices of one table have had a partial, i.e. whose deltas we accept."""
+
+    __slots__ = ("excluded", "symbols", "whole")
+
+    def __init__(self) -> None:
+        self.whole = False
+        self.symbols: set[str] = set()
+        self.excluded: set[str] = set()  # reset() out of a whole-table slice
+
+    def accepts(self, symbol: Any) -> bool:
+        return symbol in self.symbols or (self.whole and symbol not in self.excluded)
+
+    def cover(self, symbol: str | None) -> None:
+        if symbol is None:
+            self.whole = True
+            self.symbols.clear()
+            self.excluded.clear()
+        else:
+            self.symbols.add(symbol)
+            self.excluded.discard(symbol)
+
+    def forget(self, symbol: str | None) -> None:
+        if symbol is None:
+            self.whole = False
+            self.symbols.clear()
+            self.excluded.clear()
+        else:
+            self.symbols.discard(symbol)
+            if self.whole:
+                self.excluded.add(symbol)
+
+
+# Bounded repr for error text: decoded JSON may nest ~1000 deep, beyond what repr() survives.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring = 4, 12, 12, 80
+
+
+def _bad(what: str, thing: Any = _UNSET) -> RemoteProtocolError:
+    return RemoteProtocolError(what, None if thing is _UNSET else _REPR.repr(thing))
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number usable as a float price or size (not NaN, inf or beyond float range)."""
+    return type(value) in _NUMBER and _NFMAX <= value <= _FMAX
+
+
+def _check_row(row: Any) -> Any:
+    """Validate a row's container and symbol type; return its symbol (``None`` if absent)."""
+    if type(row) is not dict and not isinstance(row, dict):
+        raise _bad("table row is not an object", row)
+    symbol = row.get("symbol")
+    if symbol is not None and type(symbol) is not str:
+        raise _bad("row symbol is not a string", row)
+    return symbol
+
+
+def _check_level(row: Any, full: bool) -> None:
+    """Validate an L2 row; ``full`` rows (partial, insert) must carry price and size."""
+    if type(row) is not dict and not isinstance(row, dict):
+        raise _bad("order book row is not an object", row)
+    if type(row.get("symbol")) is not str or type(row.get("id")) is not int:
+        raise _bad("order book row needs a string symbol and an integer id", row)
+    if row.get("side") not in _SIDES:
+        raise _bad("order book row side is not Buy/Sell", row)
+    for field in ("price", "size"):
+        value = row.get(field, _UNSET)
+        if (full or value is not _UNSET) and not _finite(value):
+            raise _bad(f"order book {field} is not a finite number", row)
+
+
+def _check_book10(row: Row) -> None:
+    for side in ("bids", "asks"):
+        levels = row.get(side, [])  # a side with no levels is left out (2023 listings)
+        if type(levels) is not list or not all(
+            type(lv) is list and len(lv) == 2 and _finite(lv[0]) and _finite(lv[1]) for lv in levels
+        ):
+            raise _bad(f"orderBook10 {side} is not a list of [price, size]", row)
+
+
+def _row_key(row: Row, keys: list[str], kinds: list[int | None]) -> tuple[Any, ...]:
+    """Build and validate a row's key; fills unset positions of ``kinds`` (pass a copy)."""
+    try:
+        key = tuple([row[k] for k in keys])
+    except KeyError as exc:
+        raise _bad(f"row lacks key field {exc}", row) from None
+    for i, value in enumerate(key):
+        kind = _KIND.get(type(value))
+        if kind is None or (kind and not _NINF < value < _INF):
+            raise _bad(f"key field {keys[i]!r} is not a string or finite number", row)
+        held = kinds[i]
+        if held != kind:
+            if held is not None:
+                raise _bad(f"key field {keys[i]!r} mixes strings and numbers", row)
+            kinds[i] = kind
+    return key
+
+
+def _group(rows: list[Row]) -> dict[Any, list[Row]]:
+    groups: dict[Any, list[Row]] = {}
+    for row in rows:
+        symbol = row.get("symbol")
+        group = groups.get(symbol)
+        if group is None:
+            groups[symbol] = [row]
+        else:
+            group.append(row)
+    return groups
+
+
+def _changes(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:
+    if len(groups) == 1:  # the usual case: BitMEX deltas concern one symbol
+        for symbol, rows in groups.items():
+            return (Change(table, action, symbol, tuple(rows)),)
+    return tuple([Change(table, action, sym, tuple(rows)) for sym, rows in groups.items()])
+
+
+class BookSide(Sequence[Level]):
+    """One side of a book as ``(price, size)`` levels, best first.
+
+    Indexing is O(log n); a slice (``side[:10]``) is a list built in O(log n + k). For L2 books it
+    reads the live index; keep the ``OrderBook`` rather than a ``BookSide`` across partials.
+    """
+
+    __slots__ = ("_levels",)
+
+    def __init__(self, levels: Sequence[Level]) -> None:
+        self._levels = levels
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+    @overload
+    def __getitem__(self, index: int) -> Level: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Level]: ...
+    def __getitem__(self, index: int | slice) -> Level | list[Level]:
+        if isinstance(index, slice):
+            return list(self._levels[index])
+        return self._levels[index]
+
+    def __iter__(self) -> Iterator[Level]:
+        return iter(self._levels)
+
+    def __reversed__(self) -> Iterator[Level]:
+        return reversed(self._levels)
+
+    def __repr__(self) -> str:
+        return f"BookSide({self[:5]!r}{', ...' if len(self) > 5 else ''})"
+
+
+_EMPTY_SIDE = BookSide(())
+
+
+class OrderBook:
+    """Order book view of one symbol; every attribute reads the store's current state."""
+
+    __slots__ = ("_storage", "symbol", "table")
+
+    def __init__(self, storage: Storage, symbol: str, table: str) -> None:
+        self._storage = storage
+        self.symbol = symbol
+        self.table = table
+
+    def _side(self, buy: bool) -> BookSide:
+        storage = self._storage
+        if self.table == _BOOK10:
+            store = storage.data.get(_BOOK10)
+            row = (
+                store.get((self.symbol,)) if store and storage.keys[_BOOK10] == ["symbol"] else None
+            )
+            if not row:
+                return _EMPTY_SIDE
+            levels = [(float(p), s) for p, s in row.get("bids" if buy else "asks", ())]
+            levels.sort(key=lambda level: -level[0] if buy else level[0])
+            return BookSide(levels)
+        index = storage._levels.get(self.table, {}).get(self.symbol)
+        return _EMPTY_SIDE if index is None else BookSide(index[0 if buy else 1].values())
+
+    @property
+    def bids(self) -> BookSide:
+        """Bid levels, highest price first."""
+        return self._side(True)
+
+    @property
+    def asks(self) -> BookSide:
+        """Ask levels, lowest price first."""
+        return self._side(False)
+
+    @property
+    def best_bid(self) -> Level | None:
+        side = self._side(True)
+        return side[0] if side else None
+
+    @property
+    def best_ask(self) -> Level | None:
+        side = self._side(False)
+        return side[0] if side else None
+
+    def __repr__(self) -> str:
+        return f"<OrderBook {self.table}:{self.symbol} bid={self.best_bid} ask={self.best_ask}>"
+
+
+class Storage:
+    """The current image of every subscribed table, kept up to date by ``apply``.
+
+    Keyless tables (trade, quote, ...) keep at most ``max_table_len`` rows each (default 1000;
+    per-table overrides in ``table_limits``), dropping the oldest first. Keyed tables and order
+    books are not trimmed: BitMEX deletes their rows itself.
+    """
+
+    def __init__(
+        self, *, max_table_len: int = 1000, table_limits: Mapping[str, int] | None = None
+    ) -> None:
+        limits = dict(table_limits or {})
+        if max_table_len < 1 or any(limit < 1 for limit in limits.values()):
+            raise ValueError("table limits must be at least 1")
+        self.max_table_len = max_table_len
+        self.table_limits = limits
+        self.data: dict[str, Any] = {}
+        self.keys: dict[str, list[str]] = {}
+        self._gates: dict[str, _Gate] = {}
+        self._kinds: dict[str, list[int | None]] = {}
+        # table -> symbol -> (bids index, asks index) of L2 books.
+        self._levels: dict[str, dict[str, tuple[Any, Any]]] = {}
+        self._arrivals = 0
+        self._crossed: set[tuple[str, str]] = set()  # (table, symbol) of books seen crossed
+
+    def apply(self, message: Mapping[str, Any]) -> ApplyResult:
+        """Apply one decoded table message; ``RemoteProtocolError`` if it is malformed."""
+        if type(message) is not dict and not isinstance(message, Mapping):
+            raise _bad("table message is not an object", message)
+        table = message.get("table")
+        action = message.get("action")
+        data = message.get("data")
+        if type(table) is not str:
+            raise _bad("table message has no table name", table)
+        if action not in _ACTIONS:
+            raise _bad("unknown table action", action)
+        if type(data) is not list:
+            raise _bad("table message data is not a list", data)
+        if action == "partial":
+            return self._partial(table, message, data)
+        if table in BOOK_TABLES:
+            return self._book_delta(table, action, data)
+        keys = self.keys.get(table)
+        if keys is None:  # never had a partial: only the envelope can be checked
+            for row in data:
+                _check_row(row)
+            return ApplyResult(table, action, (), len(data), ())
+        if keys:
+            return self._keyed_delta(table, action, data, keys)
+        if action != "insert":
+            raise _bad(f"{action} on keyless table {table}")
+        for row in data:
+            _check_row(row)
+        store = self.data.get(table)
+        gate = self._gates[table]
+        rows = [row for row in data if gate.accepts(row.get("symbol"))] if store is not None else []
+        if rows:
+            self._append(table, store, rows)
+        return ApplyResult(
+            table, action, _changes(table, action, _group(rows)), len(data) - len(rows), ()
+        )
+
+    def _partial(self, table: str, message: Mapping[str, Any], data: list[Any]) -> ApplyResult:
+        keys = message.get("keys")
+        if type(keys) is not list or any(type(k) is not str for k in keys):
+            raise _bad("partial keys is not a list of strings", keys)
+        filt = message.get("filter")
+        if filt is None:
+            filt = {}
+        elif not isinstance(filt, Mapping):
+            raise _bad("partial filter is not an object", filt)
+        slice_symbol = filt.get("symbol")
+        if slice_symbol is not None and type(slice_symbol) is not str:
+            raise _bad("partial filter symbol is not a string", filt)
+        is_book = table in BOOK_TABLES
+        for row in data:
+            if is_book:
+                _check_level(row, True)
+            if _check_row(row) != slice_symbol and slice_symbol is not None:
+                raise _bad(f"row outside the partial's slice {slice_symbol!r}", row)
+        # New keys mean the stored rows are keyed differently: start the table afresh.
+        rekeyed = not is_book and self.keys.get(table, keys) != keys
+        whole = slice_symbol is None or rekeyed
+        store = None if whole else self.data.get(table)
+        doomed: list[Any] = []
+        kinds: list[int | None] = [None] * len(keys)
+        if store and not is_book:
+            doomed = [k for k, row in store.items() if row.get("symbol") == slice_symbol]
+            if len(doomed) < len(store) and table in self._kinds:
+                kinds = list(self._kinds[table])  # rows of other symbols stay and bind key kinds
+        row_keys = []
+        if keys and not is_book:
+            if table == _BOOK10:
+                for row in data:
+                    _check_book10(row)
+            row_keys = [_row_key(row, keys, kinds) for row in data]
+
+        # Validated: mutate from here on.
+        if rekeyed:
+            self.reset(table)
+        self._gates.setdefault(table, _Gate()).cover(slice_symbol)
+        self.keys[table] = list(keys)
+        groups = _group(data) if data else {slice_symbol: []}
+        violations: list[Violation] = []
+        if is_book:
+            self._book_partial(table, whole, groups, violations)
+        else:
+            if store is None:
+                store = self.data[table] = SortedDict()
+            for k in doomed:
+                del store[k]
+            if not keys:
+                self._append(table, store, data)
+            self._kinds[table] = kinds
+            for row, key in zip(data, row_keys, strict=False):
+                if key in store:
+                    symbol = row.get("symbol")
+                    violations.append(Violation("duplicate_insert", table, symbol, key, "partial"))
+                store[key] = row
+            if table == _BOOK10:
+                for symbol in groups:
+                    book = OrderBook(self, symbol, table)
+                    self._check_book(table, symbol, book.bids, book.asks, violations)
+        return ApplyResult(
+            table, "partial", _changes(table, "partial", groups), 0, tuple(violations)
+        )
+
+    def _keyed_delta(
+        self, table: str, action: str, data: list[Any], keys: list[str]
+    ) -> ApplyResult:
+        kinds = self._kinds.get(table) or [None] * len(keys)
+        if None in kinds:
+            kinds = list(kinds)  # may be filled in by this message
+        book10 = table == _BOOK10
+        row_keys = []
+        for row in data:
+            _check_row(row)
+            if book10 and action != "delete":
+                _check_book10(row)
+            row_keys.append(_row_key(row, keys, kinds))
+
+        gate = self._gates[table]
+        store: Any = self.data.get(table)
+        groups: dict[Any, list[Row]] = {}
+        violations: list[Violation] = []
+        dropped = 0
+        current: Any = _UNSET
+        accepted = False
+        out: list[Row] | None = None
+        op = _ACTIONS.index(action)
+        for row, key in zip(data, row_keys, strict=True):
+            symbol = row.get("symbol")
+            if symbol != current:
+                current = symbol
+                accepted = store is not None and gate.accepts(symbol)
+                out = groups.get(symbol)
+            if not accepted:
+                dropped += 1
+                continue
+            if op == 2 and not book10:  # update: store a merged copy, never touch the old dict
+                old = store.get(key)
+                if old is None:
+                    violations.append(Violation("unknown_key", table, symbol, key, "update"))
+                    continue
+                row = {**old, **row}
+                _dict_set(store, key, row)  # key already indexed: skip SortedDict's own check
+            elif op == 3:
+                row = store.pop(key, None)
+                if row is None:
+                    violations.append(Violation("unknown_key", table, symbol, key, "delete"))
+                    continue
+            else:
+                if not book10 and key in store:  # orderBook10 rows always replace the whole row
+                    violations.append(Violation("duplicate_insert", table, symbol, key, "insert"))
+                store[key] = row
+            if out is None:
+                out = groups[symbol] = []
+            out.append(row)
+        if dropped < len(data):  # rows we dropped must not fix the key kinds
+            self._kinds[table] = kinds
+        if book10:
+            for symbol in groups:
+                book = OrderBook(self, symbol, table)
+                self._check_book(table, symbol, book.bids, book.asks, violations)
+        return ApplyResult(
+            table, action, _changes(table, action, groups), dropped, tuple(violations)
+        )
+
+    def _append(self, table: str, store: Any, rows: list[Row]) -> None:
+        n = self._arrivals
+        for row in rows:
+            n += 1
+            store[(n,)] = row
+        self._arrivals = n
+        excess = len(store) - self.table_limits.get(table, self.max_table_len)
+        if excess > 0:
+            pop = store.popitem
+            for _ in range(excess):
+                pop(0)
+
+    def _book_partial(
+        self, table: str, whole: bool, groups: dict[Any, list[Row]], violations: list[Violation]
+    ) -> None:
+        books = self.data.get(table)
+        indexes = self._levels.get(table)
+        if whole or books is None or indexes is None:
+            books = self.data[table] = {}
+            indexes = self._levels[table] = {}
+        for symbol, rows in groups.items():
+            if symbol is None:
+                continue  # whole-table empty partial
+            sides: dict[str, dict[int, Row]] = {"Buy": {}, "Sell": {}}
+            for row in rows:
+                level_id = row["id"]
+                side = sides[row["side"]]
+                if level_id in side:
+                    key = (symbol, level_id, row["side"])
+                    violations.append(Violation("duplicate_insert", table, symbol, key, "partial"))
+                side[level_id] = row
+            books[symbol] = sides
+            # Refill existing indexes in place so BookSide views taken earlier stay live.
+            bids, asks = indexes.setdefault(symbol, (SortedDict(), SortedDict()))
+            bids.clear()
+            asks.clear()
+            buys, sells = sides["Buy"].items(), sides["Sell"].items()
+            bids.update(((-r["price"], i), (float(r["price"]), r["size"])) for i, r in buys)
+            asks.update(((r["price"], i), (float(r["price"]), r["size"])) for i, r in sells)
+            self._check_book(table, symbol, bids, asks, violations)
+
+    def _book_delta(self, table: str, action: str, data: list[Any]) -> ApplyResult:
+        full = action == "insert"
+        for row in data:  # the common well-formed row inline; _check_level explains failures
+            try:
+                ok = (
+                    type(row["symbol"]) is str
+                    and type(row["id"]) is int
+                    and row["side"] in _SIDES
+                    and (
+                        type(p := row["price"]) in _NUMBER and _NFMAX <= p <= _FMAX
+                        if "price" in row
+                        else not full
+                    )
+                    and (
+                        type(z := row["size"]) in _NUMBER and _NFMAX <= z <= _FMAX
+                        if "size" in row
+                        else not full
+                    )
+                )
+            except (KeyError, TypeError):
+                ok = False
+            if not ok or type(row) is not dict:
+                _check_level(row, full)
+
+        gate = self._gates.get(table)
+        books = self.data.get(table)
+        indexes: Any = self._levels.get(table)
+        groups: dict[Any, list[Row]] = {}
+        violations: list[Violation] = []
+        dropped = 0
+        moved = False  # only a new or moved level can cross a book
+        current: Any = _UNSET
+        sides: Any = None
+        bids: Any = None
+        asks: Any = None
+        out: list[Row] | None = None
+        op = _ACTIONS.index(action)
+        for row in data:
+            symbol = row["symbol"]
+            if symbol != current:
+                current = symbol
+                sides = None
+                if books is not None and gate is not None and gate.accepts(symbol):
+                    sides = books.get(symbol)
+                    if sides is None:  # a new symbol inside a whole-table slice
+                        sides = books[symbol] = {"Buy": {}, "Sell": {}}
+                        indexes[symbol] = (SortedDict(), SortedDict())
+                    bids, asks = indexes[symbol]
+                out = groups.get(symbol)
+            if sides is None:
+                dropped += 1
+                continue
+            side = row["side"]
+            level_id = row["id"]
+            levels = sides[side]
+            old = levels.get(level_id)
+            if side == "Buy":
+                index, sign = bids, -1
+            else:
+                index, sign = asks, 1
+            if op == 1:  # insert
+                if old is not None:
+                    del index[(sign * old["price"], level_id)]
+                    key = (symbol, level_id, side)
+                    violations.append(Violation("duplicate_insert", table, symbol, key, "insert"))
+                levels[level_id] = row
+                price = row["price"]
+                index[(sign * price, level_id)] = (float(price), row["size"])
+                moved = True
+            elif old is None:
+                key = (symbol, level_id, side)
+                violations.append(Violation("unknown_key", table, symbol, key, action))
+                continue
+            elif op == 2:  # update: merged copy; a price-less (pre-2023) row keeps the old price
+                row = {**old, **row}
+                levels[level_id] = row
+                old_price = old["price"]
+                price = row["price"]
+                if price == old_price:
+                    # The key is already indexed: plain dict assignment skips SortedDict's
+                    # membership test (SortedDict is a dict subclass).
+                    _dict_set(index, (sign * price, level_id), (float(price), row["size"]))
+                else:  # a price change moves the level
+                    del index[(sign * old_price, level_id)]
+                    index[(sign * price, level_id)] = (float(price), row["size"])
+                    moved = True
+            else:  # delete: report the stored row, which knows the price that left
+                del levels[level_id]
+                del index[(sign * old["price"], level_id)]
+                row = old
+            if out is None:
+                out = groups[symbol] = []
+            out.append(row)
+        crossed = self._crossed
+        for symbol in groups:
+            if moved or (table, symbol) in crossed:
+                bids, asks = indexes[symbol]
+                self._check_book(table, symbol, bids, asks, violations)
+        changes = _changes(table, action, groups)
+        return ApplyResult(table, action, changes, dropped, tuple(violations))
+
+    def _check_book(
+        self, table: str, symbol: str, bids: Any, asks: Any, violations: list[Violation]
+    ) -> None:
+        """Report a book whose best bid is at or above its best ask (its state stays applied).
+
+        Crossed books are remembered so later messages keep reporting until it uncrosses."""
+        bid = (bids.peekitem(0)[1] if type(bids) is SortedDict else bids[0]) if bids else None
+        ask = (asks.peekitem(0)[1] if type(asks) is SortedDict else asks[0]) if asks else None
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            self._crossed.add((table, symbol))
+            detail = f"best bid {bid[0]} >= best ask {ask[0]}"
+            violations.append(Violation("crossed_book", table, symbol, None, detail))
+        else:
+            self._crossed.discard((table, symbol))
+
+    def make_key(self, table: str, match_data: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Key tuple of ``match_data`` in ``data[table]`` (the partial's key columns, in order)."""
+        if table in BOOK_TABLES:
+            raise ValueError(f"{table} is indexed by symbol/side/id, not by key tuples")
+        keys = self.keys.get(table)
+        if not keys:
+            raise ValueError(f"no keys known for table {table!r}")
+        return tuple([match_data[k] for k in keys])
+
+    @staticmethod
+    def parse_timestamp(text: str) -> datetime.datetime:
+        """Parse a BitMEX timestamp (``2020-10-12T16:46:20.255Z``) into an aware UTC datetime."""
+        match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(f"not a BitMEX timestamp: {text!r}")
+        year, month, day, hour, minute, second = (int(f) for f in match.groups()[:6])
+        micros = int((match[7] or "").ljust(6, "0"))
+        return datetime.datetime(year, month, day, hour, minute, second, micros, datetime.UTC)
+
+    def book(self, symbol: str, table: str = "orderBookL2") -> OrderBook:
+        """Order book view of ``symbol``; an unknown symbol gives an empty book."""
+        if table not in BOOK_TABLES and table != _BOOK10:
+            raise ValueError(f"{table!r} is not an order book table")
+        return OrderBook(self, symbol, table)
+
+    def has_partial(self, table: str, symbol: str | None = None) -> bool:
+        """Whether deltas for this slice (the whole table if ``symbol`` is None) are accepted."""
+        gate = self._gates.get(table)
+        if gate is None:
+            return False
+        if symbol is None:
+            return gate.whole and not gate.excluded
+        return gate.accepts(symbol)
+
+    def rows(self, table: str, symbol: str | None = None) -> list[Row]:
+        """Current rows of a topic; books as BitMEX lays out partials (asks, then bids,
+        each by descending price), other tables in storage order."""
+        store = self.data.get(table)
+        if not store:
+            return []
+        if table not in BOOK_TABLES:
+            if symbol is None:
+                return list(store.values())
+            return [row for row in store.values() if row.get("symbol") == symbol]
+        result: list[Row] = []
+        for sym in store if symbol is None else [symbol] if symbol in store else []:
+            bids, asks = self._levels[table][sym]
+            sells, buys = store[sym]["Sell"], store[sym]["Buy"]
+            result.extend(sells[level_id] for _, level_id in reversed(asks.keys()))
+            result.extend(buys[level_id] for _, level_id in bids.keys())  # noqa: SIM118
+        return result
+
+    def reset(self, table: str, symbol: str | None = None) -> None:
+        """Forget a slice: drop its rows; its deltas are dropped again until a new partial."""
+        if table in self._gates:
+            self._gates[table].forget(symbol)
+        if symbol is None:
+            self.data.pop(table, None)
+            self._levels.pop(table, None)
+            self._kinds.pop(table, None)
+        elif table in BOOK_TABLES:
+            self.data.get(table, {}).pop(symbol, None)
+            self._levels.get(table, {}).pop(symbol, None)
+        elif table in self.data:
+            store = self.data[table]
+            for key in [k for k, row in store.items() if row.get("symbol") == symbol]:
+                del store[key]
