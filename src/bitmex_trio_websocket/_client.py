@@ -148,6 +148,7 @@ class BitMEXWebsocket:
         self._activity = trio.Event()
         self._abort_close = False
         self._closing = False
+        self._signature: str | None = None  # the latest, kept only to redact recordings
         self._resync_times: dict[str, list[float]] = {}
         self._closed: BaseException | None = None
         self._random = random.Random()
@@ -292,6 +293,21 @@ class BitMEXWebsocket:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
+    def _offer(self, listeners: list[Listener], item: Change | Event) -> int:
+        """Deliver without waiting (the hot path: no coroutine per change). Returns the index
+        of the first listener that must be waited for (full, ``block``), else -1; ``_deliver``
+        then carries on from there exactly as if it had done everything."""
+        for index, listener in enumerate(listeners):
+            try:
+                listener.send.send_nowait(item)
+            except trio.WouldBlock:
+                if listener.overflow != "drop":
+                    return index
+                listener.dropped += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        return -1
+
     async def _route_table(self, message: dict[str, Any]) -> None:
         result = self.storage.apply(message)
         if result.dropped:
@@ -302,10 +318,10 @@ class BitMEXWebsocket:
         for change in result.changes:
             if change.symbol is not None:
                 narrow = routes.get((table, change.symbol))
-                if narrow:
-                    await self._deliver(narrow, change)
-            if wide:
-                await self._deliver(wide, change)
+                if narrow and (blocked := self._offer(narrow, change)) >= 0:
+                    await self._deliver(narrow[blocked:], change)
+            if wide and (blocked := self._offer(wide, change)) >= 0:
+                await self._deliver(wide[blocked:], change)
         if result.violations:
             self.stats.violations += len(result.violations)
             for violation in result.violations:
@@ -329,6 +345,14 @@ class BitMEXWebsocket:
             raise _SessionDied("send failed", exc.reason) from None
         if self._opts.frame_hook is not None:
             self._opts.frame_hook("send", _REDACTED_AUTH if secret else frame)
+
+    def _record_received(self, frame: str | bytes) -> None:
+        assert self._opts.frame_hook is not None
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        # BitMEX echoes the auth command, signature included, in its reply.
+        if self._signature is not None and self._signature in text:
+            text = text.replace(self._signature, "<redacted>")
+        self._opts.frame_hook("recv", text)
 
     async def _request(
         self, op: str, frame: str, timeout: float, *, secret: bool = False
@@ -392,8 +416,8 @@ class BitMEXWebsocket:
     async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
         with trio.move_on_after(self._opts.timeout):
             frame = await ws.get_message()
-            if self._opts.frame_hook is not None and isinstance(frame, str):
-                self._opts.frame_hook("recv", frame)
+            if self._opts.frame_hook is not None:
+                self._record_received(frame)
             event = proto.decode_server_frame(frame)
             if not isinstance(event, proto.Welcome):
                 raise RemoteProtocolError("expected the welcome message first", frame)
@@ -412,7 +436,8 @@ class BitMEXWebsocket:
         assert self._credentials is not None
         expires = expires_at(time.time(), clock_offset=self._clock_offset)
         args = self._credentials.auth_args(expires)
-        frame = proto.encode_auth_key_expires(str(args[0]), expires, str(args[2]))
+        self._signature = str(args[2])
+        frame = proto.encode_auth_key_expires(str(args[0]), expires, self._signature)
         reply = await self._request("authKeyExpires", frame, self._opts.timeout, secret=True)
         if isinstance(reply, proto.ErrorReply):
             raise AuthenticationError(
@@ -444,7 +469,7 @@ class BitMEXWebsocket:
             except ConnectionClosed as exc:
                 raise _SessionDied("connection closed", exc.reason) from None
             if self._opts.frame_hook is not None:
-                self._opts.frame_hook("recv", frame if isinstance(frame, str) else frame.decode())
+                self._record_received(frame)
             stats.messages += 1
             stats.bytes += len(frame)
             stats.last_message_at = trio.current_time()
