@@ -148,6 +148,7 @@ class BitMEXWebsocket:
         self._activity = trio.Event()
         self._abort_close = False
         self._closing = False
+        self._pending_tokens: dict[str, object] = {}
         self._signature: str | None = None  # the latest, kept only to redact recordings
         self._resync_times: dict[str, list[float]] = {}
         self._closed: BaseException | None = None
@@ -457,7 +458,7 @@ class BitMEXWebsocket:
                 await self._authenticate()
             if self._opts.dead_mans_switch:
                 await nursery.start(self._dms_loop)
-            nursery.start_soon(self._subscription_manager)
+            nursery.start_soon(self._subscription_manager, nursery)
             nursery.start_soon(self._heartbeat, ws)
             task_status.started()
 
@@ -522,9 +523,10 @@ class BitMEXWebsocket:
         elif op in ("subscribe", "unsubscribe"):
             request = event.request if isinstance(event.request, dict) else {}
             args = request.get("args")
-            topics = (
-                [args] if isinstance(args, str) else [t for t in args or [] if isinstance(t, str)]
-            )
+            if isinstance(args, str):
+                topics = [args]
+            else:  # a hostile reply may put anything here
+                topics = [t for t in args if isinstance(t, str)] if isinstance(args, list) else []
             if event.error.startswith("You are already subscribed"):
                 for topic in topics:  # benign: the subscription exists
                     if self._server.get(topic) == "pending":
@@ -556,7 +558,7 @@ class BitMEXWebsocket:
         for demand_topic in self._desired_topics().get(topic, []):
             self._fail_topic(demand_topic, error)
 
-    async def _subscription_manager(self) -> None:
+    async def _subscription_manager(self, nursery: trio.Nursery) -> None:
         while True:
             await self._demand_changed.wait()
             self._demand_changed = trio.Event()
@@ -570,10 +572,36 @@ class BitMEXWebsocket:
                 self.storage.reset(table, symbol)  # stale rows are worse than no rows
             for frame in proto.encode_unsubscribe(leaving):
                 await self._send(frame)
+            token = object()
             for topic in joining:
                 self._server[topic] = "pending"
+                self._pending_tokens[topic] = token
             for frame in proto.encode_subscribe(joining):
                 await self._send(frame)
+            if joining:
+                nursery.start_soon(self._expire_unacknowledged, joining, token)
+
+    async def _expire_unacknowledged(self, topics: list[str], token: object) -> None:
+        """Fail the listeners of subscriptions BitMEX never answered (heartbeats alone would
+        keep such a listener waiting forever)."""
+        sent_at = trio.current_time()
+        while True:
+            await trio.sleep(self._opts.timeout)
+            # A silent socket is the heartbeat's business (it reconnects and resubscribes);
+            # only a server that talks but never answers fails the subscription.
+            last = self.stats.last_message_at
+            if last is not None and last > sent_at:
+                break
+        for topic in topics:
+            if self._server.get(topic) != "pending" or self._pending_tokens.get(topic) is not token:
+                continue
+            del self._server[topic]
+            error = ConnectionTimeout(
+                f"BitMEX did not acknowledge the subscription to {topic} "
+                f"within {self._opts.timeout:g} s"
+            )
+            for demand_topic in self._desired_topics().get(topic, []):
+                self._fail_topic(demand_topic, error)
 
     async def _resync(self, topics: set[Topic], reason: str) -> None:
         """Re-fetch the partials of the server topics covering ``topics``."""
@@ -664,7 +692,9 @@ class BitMEXWebsocket:
         try:
             welcome = await self._handshake(ws)
         except BaseException:
-            await ws.aclose()
+            # A peer that never sent the welcome will not answer a close frame either.
+            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+                await ws.aclose()
             raise
         return ws, welcome
 

@@ -236,7 +236,7 @@ def decode_server_frame(frame: str | bytes) -> ServerEvent:
     table = obj.get("table")
     if table is not None:  # the hot path: nearly every frame is table data
         action = obj.get("action")
-        if not isinstance(table, str) or action not in ACTIONS:
+        if not isinstance(table, str) or type(action) is not str or action not in ACTIONS:
             raise RemoteProtocolError("table message with bad table or unknown action", frame)
         if not isinstance(obj.get("data"), list):
             raise RemoteProtocolError("table message without a data array", frame)
@@ -256,8 +256,10 @@ def decode_server_frame(frame: str | bytes) -> ServerEvent:
         if not isinstance(now, str) or not isinstance(cancel_time, str | int):
             raise RemoteProtocolError("cancelAllAfter reply with bad now/cancelTime", frame)
         return CancelAllAfterAck(now, cancel_time, request)
-    if obj.get("success") is True and isinstance(request, dict) and request.get("op") in _AUTH_OPS:
-        return AuthAck(request)
+    if obj.get("success") is True and isinstance(request, dict):
+        op = request.get("op")
+        if type(op) is str and op in _AUTH_OPS:
+            return AuthAck(request)
     raise RemoteProtocolError("unrecognised server frame", frame)
 
 
@@ -422,6 +424,8 @@ def decode_client_frame(frame: str | bytes) -> ClientCommand:
     if not isinstance(obj, dict):
         return Unrecognized(obj, "not a JSON object")
     op, args = obj.get("op"), _as_args(obj.get("args"))
+    if type(op) is not str:  # also keeps unhashable JSON (arrays, objects) out of the set tests
+        return Unrecognized(obj, "op is not a string")
     if op in ("subscribe", "unsubscribe"):
         if not args or not all(isinstance(t, str) and t for t in args):
             return Unrecognized(obj, f"{op} needs topic strings")
