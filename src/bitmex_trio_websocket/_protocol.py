@@ -253,7 +253,11 @@ def decode_server_frame(frame: str | bytes) -> ServerEvent:
         return _decode_ack(obj, request, frame)
     if "cancelTime" in obj:
         now, cancel_time = obj.get("now"), obj["cancelTime"]
-        if not isinstance(now, str) or not isinstance(cancel_time, str | int):
+        if (
+            not isinstance(now, str)
+            or not isinstance(cancel_time, str | int)
+            or isinstance(cancel_time, bool)
+        ):
             raise RemoteProtocolError("cancelAllAfter reply with bad now/cancelTime", frame)
         return CancelAllAfterAck(now, cancel_time, request)
     if obj.get("success") is True and isinstance(request, dict):

@@ -142,7 +142,12 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring = 4, 12, 12, 80
 
 
+_MAX_WHAT = 300  # messages embed names the server chose (tables, keys, symbols): bound them
+
+
 def _bad(what: str, thing: Any = _UNSET) -> RemoteProtocolError:
+    if len(what) > _MAX_WHAT:
+        what = what[: _MAX_WHAT - 3] + "..."
     return RemoteProtocolError(what, None if thing is _UNSET else _REPR.repr(thing))
 
 

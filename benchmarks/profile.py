@@ -1,0 +1,82 @@
+"""Where the in-process time goes: cProfile of one run, grouped by layer, plus the top entries.
+
+Theory of operation: one in-process run (``benchmarks.inprocess``, three listeners) under
+``cProfile``; every function's own time is attributed to a layer by its file (trio's scheduler
+and channels, trio-websocket and wsproto, ``Storage``, decoding, the client's reader, routing and
+listeners) and the layers are printed with their share, then the top entries by own time.
+``--path thin`` profiles the thin-reader prototype instead. Profiling slows everything down
+several times, and not evenly: use it for shares, not rates.
+
+    python -m benchmarks.profile --messages 50000 --top 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+from collections.abc import Sequence
+
+import trio
+
+from ._common import BENCH_TABLES, load_frames
+from ._fakeserver import encode_chunks
+from .gen_stream import stream_path
+from .inprocess import expected_rows, run_client
+
+__all__ = ["layer", "main"]
+
+
+def layer(filename: str, function: str) -> str:
+    """The layer a profiled function belongs to."""
+    if "_storage.py" in filename or "sortedcontainers" in filename:
+        return "storage (Storage.apply, SortedDict)"
+    if "_client.py" in filename or "_listeners.py" in filename:
+        return "client (reader, routing, listen)"
+    if "_protocol.py" in filename or "orjson" in function:
+        return "decode (decode_server_frame, orjson)"
+    if "wsproto" in filename or "site-packages/trio_websocket" in filename:
+        return "trio-websocket + wsproto"
+    if "/trio/" in filename or "outcome" in filename:
+        return "trio scheduler + channels"
+    if "benchmarks" in filename:
+        return "benchmark transport + listeners"
+    return "other (builtins)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stream", default=None)
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--path", choices=["client", "thin"], default="client")
+    args = parser.parse_args(argv)
+    frames = load_frames(args.stream or stream_path(args.messages, args.seed))
+    chunks = encode_chunks(frames)
+    expected = expected_rows(frames)
+    profiler = cProfile.Profile()
+    if args.path == "client":
+        profiler.runcall(trio.run, run_client, chunks, len(frames), BENCH_TABLES, expected)
+    else:
+        from .thin_reader import in_process
+
+        profiler.runcall(trio.run, in_process, chunks, len(frames), expected, False)
+    stats = pstats.Stats(profiler)
+    layers: dict[str, float] = {}
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    raw = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, function), (_, _, own, _, _) in raw.items():
+        name = layer(filename, function)
+        layers[name] = layers.get(name, 0.0) + own
+    total = sum(layers.values())
+    print(f"{args.path}: {len(frames):,} frames, {total:.2f} s profiled\n")
+    for name, seconds in sorted(layers.items(), key=lambda item: -item[1]):
+        print(f"  {name:<40} {seconds:7.2f} s {100 * seconds / total:5.1f}%")
+    print()
+    stats.sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
