@@ -33,7 +33,7 @@ def layer(filename: str, function: str) -> str:
         return "storage (Storage.apply, SortedDict)"
     if "_client.py" in filename or "_listeners.py" in filename:
         return "client (reader, routing, listen)"
-    if "_protocol.py" in filename or "orjson" in function:
+    if "bitmex_trio_websocket/_protocol.py" in filename or "orjson" in function:
         return "decode (decode_server_frame, orjson)"
     if "wsproto" in filename or "site-packages/trio_websocket" in filename:
         return "trio-websocket + wsproto"
