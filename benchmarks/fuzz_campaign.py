@@ -83,7 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="suite-sized hostile values")
     parser.add_argument("--progress", action="store_true", help="a line per batch on stderr")
     parser.add_argument("--outcomes", action="store_true", help="storage outcomes per table")
+    parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=8.0,
+        help="address-space cap: a runaway input becomes a MemoryError, not an OOM kill",
+    )
     args = parser.parse_args(argv)
+    if args.memory_limit_gb > 0 and sys.platform != "win32":
+        import resource
+
+        limit = int(args.memory_limit_gb * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     names = [name for name in args.targets.split(",") if name]
     unknown = [name for name in names if name not in TARGETS]
     if unknown:

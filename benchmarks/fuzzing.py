@@ -534,6 +534,12 @@ def approx_size(value: Any, budget: int) -> int:
     return total
 
 
+def too_big(tree: Any, scale: Scale) -> bool:
+    """Whether serialising ``tree`` would exceed a few times the scale's byte budget (shared
+    references count every time): such inputs are skipped, not sent."""
+    return approx_size(tree, 4 * scale.max_bytes) > 4 * scale.max_bytes
+
+
 def _tweak(data: Draw, value: Any) -> Any:
     """A near miss of ``value``: same meaning to a human, different to a parser."""
     if isinstance(value, bool):
@@ -612,9 +618,11 @@ def mutate(data: Draw, tree: Any, scale: Scale) -> Any:
         value.clear()
     elif op == "multiply" and type(value) is list and value:
         count = pick(data, (2, 100, scale.max_array))
-        each = max(1, approx_size(value, scale.max_bytes) // len(value))
-        count = max(2, min(count, scale.max_bytes // each))
-        value[:] = value * (count // len(value) + 1)
+        size = approx_size(value, scale.max_bytes)
+        if size <= scale.max_bytes:  # past it, the count is an underestimate: leave it be
+            each = max(1, size // len(value))
+            count = max(2, min(count, scale.max_bytes // each))
+            value[:] = value * (count // len(value) + 1)
     elif op == "tweak":
         container[key] = _tweak(data, value)
     else:
@@ -876,6 +884,9 @@ def server_frame_case(data: Draw, scale: Scale, findings: Findings) -> None:
     for _ in range(between(data, 0, 3)):
         tree = mutate(data, tree, scale)
         mutated = True
+    if too_big(tree, scale):
+        findings.outcomes["server-frames skipped: oversize"] += 1
+        return
     text = tree if type(tree) is str else to_json(tree, ascii_only=flip(data))
     frame = damage_text(data, text)
     mutated = mutated or frame != text
@@ -956,6 +967,9 @@ def client_frame_case(data: Draw, scale: Scale, findings: Findings) -> None:
     tree = base_client_frame(data)
     for _ in range(between(data, 0, 3)):
         tree = mutate(data, tree, scale)
+    if too_big(tree, scale):
+        findings.outcomes["client-frames skipped: oversize"] += 1
+        return
     text = tree if tree in ("ping",) else to_json(tree, ascii_only=flip(data))
     check_client_frame(damage_text(data, text), findings)
 
@@ -1500,7 +1514,12 @@ def storage_case(data: Draw, scale: Scale, findings: Findings) -> None:
             if not valid:
                 for _ in range(between(data, 1, 3)):
                     message = mutate(data, message, scale)
-        if not valid and between(data, 0, 4) == 0:
+                # Applied as Python objects, shared references cost per reference (rows are
+                # processed one by one): keep messages near what a 64 MiB frame can carry.
+                if approx_size(message, scale.max_bytes // 16) > scale.max_bytes // 16:
+                    findings.outcomes["storage skipped: oversize"] += 1
+                    continue
+        if not valid and between(data, 0, 4) == 0 and not too_big(message, scale):
             # Through the wire format, as the client would see it (duplicate keys included).
             frame = damage_text(data, to_json(message))
             try:

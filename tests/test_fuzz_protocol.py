@@ -163,7 +163,9 @@ def test_findings_classify_a_crash_and_keep_samples() -> None:
 
 
 def test_campaign_script_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
-    status = fuzz_campaign.main(["--count", "30", "--small", "--targets", "client-frames"])
+    status = fuzz_campaign.main(
+        ["--count", "30", "--small", "--targets", "client-frames", "--memory-limit-gb", "0"]
+    )
     out = capsys.readouterr().out
     assert "client-frames" in out and "inputs tried: " in out
     assert status == (1 if "crashes: 0" not in out or "corruptions: 0" not in out else 0)
