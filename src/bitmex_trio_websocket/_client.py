@@ -34,8 +34,7 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
-from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
+from trio_websocket import CloseReason, ConnectionClosed
 
 from . import _protocol as proto
 from ._auth import Credentials, expires_at
@@ -57,6 +56,7 @@ from ._supervision import (
     primary_exception,
     retry_after_seconds,
 )
+from ._websocket import ClientWebSocket, connect_websocket
 
 __all__ = ["NETWORKS", "BitMEXWebsocket", "ConnectionStats", "open_bitmex_websocket"]
 
@@ -136,7 +136,7 @@ class BitMEXWebsocket:
         self.stats = ConnectionStats()
         self._credentials = credentials
         self._opts = options
-        self._ws: WebSocketConnection | None = None
+        self._ws: ClientWebSocket | None = None
         self._clock_offset = 0.0
         self._routes: dict[Topic, list[Listener]] = {}
         self._demand: Counter[Topic] = Counter()
@@ -174,12 +174,21 @@ class BitMEXWebsocket:
         same dict is shared with storage and with other listeners).
         """
         listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=False)
+        receive_nowait = listener.receive.receive_nowait
         try:
             while True:
                 item = await self._next(listener)
-                if isinstance(item, Change) and item.action != "delete":
-                    for row in item.rows:
-                        yield row
+                # Once awake, hand over everything already queued without a checkpoint per
+                # item: one wake-up per read of the socket instead of one per change (the
+                # queue is bounded, so this never runs long).
+                while True:
+                    if type(item) is Change and item.action != "delete":
+                        for row in item.rows:
+                            yield row
+                    try:
+                        item = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
         finally:
             self._remove_listener(listener)
 
@@ -193,9 +202,16 @@ class BitMEXWebsocket:
     ) -> AsyncGenerator[Change | Event, None]:
         """Typed changes (``Change`` with action, table, symbol, rows) and lifecycle events."""
         listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=True)
+        receive_nowait = listener.receive.receive_nowait
         try:
             while True:
                 yield await self._next(listener)
+                while True:  # drain what is queued, as listen() does
+                    try:
+                        item = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    yield item
         finally:
             self._remove_listener(listener)
 
@@ -394,27 +410,21 @@ class BitMEXWebsocket:
             raise
         return stream
 
-    async def _open_socket(self, nursery: trio.Nursery) -> WebSocketConnection:
+    async def _open_socket(self) -> ClientWebSocket:
         parts = urlsplit(self.url)
         resource = parts.path or "/realtime"
         if parts.query:
             resource = f"{resource}?{parts.query}"
         stream = await self._open_stream()
         try:
-            # trio-websocket only needs a trio Stream; its annotation is narrower than that.
-            return await trio_websocket.wrap_client_stream(
-                nursery,
-                stream,  # type: ignore[arg-type]
-                parts.netloc,
-                resource,
-                max_message_size=self._opts.max_message_size,
-                receive_buffer_size=64 * 1024,
+            return await connect_websocket(
+                stream, parts.netloc, resource, max_message_size=self._opts.max_message_size
             )
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
 
-    async def _handshake(self, ws: WebSocketConnection) -> proto.Welcome:
+    async def _handshake(self, ws: ClientWebSocket) -> proto.Welcome:
         with trio.move_on_after(self._opts.timeout):
             frame = await ws.get_message()
             if self._opts.frame_hook is not None:
@@ -445,7 +455,7 @@ class BitMEXWebsocket:
                 reply.status, reply.error, meta=reply.meta, request=reply.request
             )
 
-    async def _run_session(self, ws: WebSocketConnection, task_status: Any) -> None:
+    async def _run_session(self, ws: ClientWebSocket, task_status: Any) -> None:
         """Reader, heartbeat, DMS and subscription manager of one connected socket."""
         self._server = {}
         # Nothing survives a reconnect: until its new partial, a slice must not take deltas.
@@ -462,38 +472,46 @@ class BitMEXWebsocket:
             nursery.start_soon(self._heartbeat, ws)
             task_status.started()
 
-    async def _reader(self, ws: WebSocketConnection) -> None:
+    async def _reader(self, ws: ClientWebSocket) -> None:
         stats = self.stats
+        decode = proto.decode_server_frame
+        table_message = proto.TableMessage
         while True:
             try:
-                frame = await ws.get_message()
+                frames = await ws.receive_messages()
             except ConnectionClosed as exc:
                 raise _SessionDied("connection closed", exc.reason) from None
-            if self._opts.frame_hook is not None:
-                self._record_received(frame)
-            stats.messages += 1
-            stats.bytes += len(frame)
+            if not frames:
+                continue  # part of a frame is no sign of life: a trickle must not fool us
+            # One read carries many frames: the clock is read once per read.
             stats.last_message_at = trio.current_time()
             self._activity.set()
-            try:
-                event = proto.decode_server_frame(frame)
-            except RemoteProtocolError as exc:
-                # It may have been a delta of any topic: re-fetch them all rather than drift.
-                stats.protocol_errors += 1
-                logger.warning("undecodable frame, resyncing every topic: %s", exc)
-                await self._resync(set(self._demand), "undecodable frame")
-                continue
-            if isinstance(event, proto.TableMessage):
+            for frame in frames:
+                if self._opts.frame_hook is not None:
+                    self._record_received(frame)
+                stats.messages += 1
+                stats.bytes += len(frame)
                 try:
-                    await self._route_table(event.message)
+                    event = decode(frame)
                 except RemoteProtocolError as exc:
-                    # Rejected whole, storage unchanged; the slice may now miss a delta.
+                    # It may have been a delta of any topic: re-fetch them all rather than drift.
                     stats.protocol_errors += 1
-                    logger.warning("rejected table message: %s", exc)
-                    table = event.table
-                    await self._resync({t for t in self._demand if t[0] == table}, "bad message")
-            else:
-                await self._handle_reply(event)
+                    logger.warning("undecodable frame, resyncing every topic: %s", exc)
+                    await self._resync(set(self._demand), "undecodable frame")
+                    continue
+                if type(event) is table_message:
+                    try:
+                        await self._route_table(event.message)
+                    except RemoteProtocolError as exc:
+                        # Rejected whole, storage unchanged; the slice may now miss a delta.
+                        stats.protocol_errors += 1
+                        logger.warning("rejected table message: %s", exc)
+                        table = event.table
+                        await self._resync(
+                            {t for t in self._demand if t[0] == table}, "bad message"
+                        )
+                else:
+                    await self._handle_reply(event)
 
     async def _handle_reply(self, event: proto.ServerEvent) -> None:
         if isinstance(event, proto.SubscribeAck):
@@ -656,7 +674,7 @@ class BitMEXWebsocket:
         if isinstance(reply, proto.ErrorReply):
             logger.warning("disarming the dead man's switch failed: %s", reply.error)
 
-    async def _heartbeat(self, ws: WebSocketConnection) -> None:
+    async def _heartbeat(self, ws: ClientWebSocket) -> None:
         stats = self.stats
         started_at = trio.current_time()
         while True:
@@ -682,11 +700,9 @@ class BitMEXWebsocket:
 
     # ------------------------------------------------------------------ supervisor
 
-    async def _connect_once(
-        self, nursery: trio.Nursery
-    ) -> tuple[WebSocketConnection, proto.Welcome]:
+    async def _connect_once(self) -> tuple[ClientWebSocket, proto.Welcome]:
         with trio.move_on_after(self._opts.timeout) as scope:
-            ws = await self._open_socket(nursery)
+            ws = await self._open_socket()
         if scope.cancelled_caught:
             raise ConnectionTimeout(f"could not connect within {self._opts.timeout} s")
         try:
@@ -705,43 +721,30 @@ class BitMEXWebsocket:
         while True:
             retry_after = 0.0
             close: CloseReason | None = None
-            session_error: BaseException | None = None
             try:
-                # trio-websocket's reader lives in ws_nursery, which outlives the session's
-                # tasks, so the close handshake can still complete after the session failed.
-                async with trio.open_nursery() as ws_nursery:
-                    ws, welcome = await self._connect_once(ws_nursery)
-                    self._ws = ws
-                    self._abort_close = False
-                    self._learn_clock_offset(welcome)
-                    try:
-                        async with trio.open_nursery() as session:
-                            await session.start(self._run_session, ws)
-                            self.stats.connected = True
-                            self.stats.connects += 1
-                            if started:
-                                self.stats.reconnects += 1
-                                await self._broadcast_lifecycle(Reconnected(attempt))
-                            else:
-                                started = True
-                                task_status.started()
-                            attempt = auth_failures = 0
-                    except BaseException as exc:
-                        # Raised below, after ws_nursery: raising inside it would cancel
-                        # trio-websocket's reader in the middle of the close handshake.
-                        session_error = exc
-                    finally:
-                        self.stats.connected = False
-                        self._ws = None
-                        # A silent peer will not answer a close frame: don't wait for it.
-                        grace = 0 if self._abort_close else self._opts.timeout
-                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
-                            await ws.aclose()
-                        # trio-websocket's reader may still be finishing the close handshake
-                        # (and another task may be waiting on it): give it the same grace.
-                        ws_nursery.cancel_scope.deadline = trio.current_time() + grace
-                if session_error is not None:
-                    raise session_error
+                ws, welcome = await self._connect_once()
+                self._ws = ws
+                self._abort_close = False
+                self._learn_clock_offset(welcome)
+                try:
+                    async with trio.open_nursery() as session:
+                        await session.start(self._run_session, ws)
+                        self.stats.connected = True
+                        self.stats.connects += 1
+                        if started:
+                            self.stats.reconnects += 1
+                            await self._broadcast_lifecycle(Reconnected(attempt))
+                        else:
+                            started = True
+                            task_status.started()
+                        attempt = auth_failures = 0
+                finally:
+                    self.stats.connected = False
+                    self._ws = None
+                    # A silent peer will not answer a close frame: don't wait for it.
+                    grace = 0 if self._abort_close else self._opts.timeout
+                    with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                        await ws.aclose()
             except BaseException as exc:
                 cancelled = cancellation_only(exc)
                 if cancelled is not None:

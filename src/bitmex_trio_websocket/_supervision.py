@@ -10,7 +10,7 @@ import random
 import orjson
 import trio
 import trio_websocket
-from trio_websocket import ConnectionRejected
+from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from ._exceptions import AuthenticationError, ConnectionTimeout, RemoteProtocolError
 
@@ -33,6 +33,7 @@ def backoff_delay(
 
 RETRYABLE = (
     ConnectionRejected,
+    ConnectionClosed,  # e.g. closed before the welcome
     OSError,
     trio_websocket.HandshakeError,
     ConnectionTimeout,
