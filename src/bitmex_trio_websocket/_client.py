@@ -48,7 +48,7 @@ from ._exceptions import (
     redact_request,
 )
 from ._listeners import ConnectionStats, Listener, Overflow, Topic, desired_server_topics
-from ._storage import Change, Storage
+from ._storage import ApplyResult, Change, Storage
 from ._supervision import (
     RETRYABLE,
     backoff_delay,
@@ -311,9 +311,8 @@ class BitMEXWebsocket:
                 pass
 
     def _offer(self, listeners: list[Listener], item: Change | Event) -> int:
-        """Deliver without waiting (the hot path: no coroutine per change). Returns the index
-        of the first listener that must be waited for (full, ``block``), else -1; ``_deliver``
-        then carries on from there exactly as if it had done everything."""
+        """Deliver without waiting. Returns the index of the first listener that must be
+        waited for (full, ``block``), else -1."""
         for index, listener in enumerate(listeners):
             try:
                 listener.send.send_nowait(item)
@@ -325,20 +324,39 @@ class BitMEXWebsocket:
                 pass
         return -1
 
-    async def _route_table(self, message: dict[str, Any]) -> None:
-        result = self.storage.apply(message)
-        if result.dropped:
-            self.stats.dropped_before_partial += result.dropped
+    def _offer_changes(
+        self, table: str, changes: tuple[Change, ...], start: int
+    ) -> tuple[int, list[Listener]] | None:
+        """Offer ``changes[start:]`` to their listeners without waiting (the hot path: no
+        coroutine per frame). On the first full ``block`` listener, stops and returns the
+        change's index and the listeners still owed it, in order; ``_route_rest`` waits."""
         routes = self._routes
-        table = result.table
         wide = routes.get((table, None))
-        for change in result.changes:
+        offer = self._offer
+        for index in range(start, len(changes)):
+            change = changes[index]
             if change.symbol is not None:
                 narrow = routes.get((table, change.symbol))
-                if narrow and (blocked := self._offer(narrow, change)) >= 0:
-                    await self._deliver(narrow[blocked:], change)
-            if wide and (blocked := self._offer(wide, change)) >= 0:
-                await self._deliver(wide[blocked:], change)
+                if narrow and (blocked := offer(narrow, change)) >= 0:
+                    return index, [*narrow[blocked:], *(wide or ())]
+            if wide and (blocked := offer(wide, change)) >= 0:
+                return index, wide[blocked:]
+        return None
+
+    async def _route_rest(
+        self, table: str, changes: tuple[Change, ...], stuck: tuple[int, list[Listener]]
+    ) -> None:
+        # Order per listener is kept: nothing after the stuck change is offered until every
+        # listener owed it has it.
+        while True:
+            index, owed = stuck
+            await self._deliver(owed, changes[index])
+            resumed = self._offer_changes(table, changes, index + 1)
+            if resumed is None:
+                return
+            stuck = resumed
+
+    async def _handle_violations(self, result: ApplyResult) -> None:
         if result.violations:
             self.stats.violations += len(result.violations)
             for violation in result.violations:
@@ -474,8 +492,8 @@ class BitMEXWebsocket:
 
     async def _reader(self, ws: ClientWebSocket) -> None:
         stats = self.stats
-        decode = proto.decode_server_frame
-        table_message = proto.TableMessage
+        decode = proto.decode_server_frame_lean
+        apply = self.storage.apply
         while True:
             try:
                 frames = await ws.receive_messages()
@@ -499,19 +517,26 @@ class BitMEXWebsocket:
                     logger.warning("undecodable frame, resyncing every topic: %s", exc)
                     await self._resync(set(self._demand), "undecodable frame")
                     continue
-                if type(event) is table_message:
-                    try:
-                        await self._route_table(event.message)
-                    except RemoteProtocolError as exc:
-                        # Rejected whole, storage unchanged; the slice may now miss a delta.
-                        stats.protocol_errors += 1
-                        logger.warning("rejected table message: %s", exc)
-                        table = event.table
-                        await self._resync(
-                            {t for t in self._demand if t[0] == table}, "bad message"
-                        )
-                else:
-                    await self._handle_reply(event)
+                if type(event) is not dict:
+                    await self._handle_reply(event)  # type: ignore[arg-type]
+                    continue
+                try:
+                    result = apply(event)
+                except RemoteProtocolError as exc:
+                    # Rejected whole, storage unchanged; the slice may now miss a delta.
+                    stats.protocol_errors += 1
+                    logger.warning("rejected table message: %s", exc)
+                    table = event["table"]
+                    await self._resync({t for t in self._demand if t[0] == table}, "bad message")
+                    continue
+                if result.dropped:
+                    stats.dropped_before_partial += result.dropped
+                if result.changes:
+                    stuck = self._offer_changes(result.table, result.changes, 0)
+                    if stuck is not None:
+                        await self._route_rest(result.table, result.changes, stuck)
+                if result.violations:
+                    await self._handle_violations(result)
 
     async def _handle_reply(self, event: proto.ServerEvent) -> None:
         if isinstance(event, proto.SubscribeAck):
