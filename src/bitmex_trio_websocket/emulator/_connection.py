@@ -3,7 +3,8 @@
 Theory of operation: every accepted connection runs three tasks in its own nursery:
 
 * the *reader* decodes client frames with ``_protocol.decode_client_frame`` and answers them;
-* the *sender* drains the connection's bounded ``Outbox`` into the websocket, in order;
+* the *sender* drains the connection's bounded ``Outbox`` into the websocket, in order, writing
+  whatever is queued at once as one batch of frames (see ``_transport``);
 * in replay mode, the *replay feeder* merges the recorded frames of the subscribed topics.
 
 Everything that must be atomic with respect to the market happens synchronously, without an
@@ -82,7 +83,7 @@ from ._texts import (
     SLOW_CLIENT_REASON,
     UNRECOGNIZED,
 )
-from ._transport import CloseRequest, FaultStream, Outbox
+from ._transport import CloseRequest, FaultStream, Outbox, encode_text_frames
 
 if TYPE_CHECKING:
     from ._server import Emulator
@@ -91,6 +92,11 @@ __all__ = ["EmulatorConnection", "Subscription"]
 
 CLOSE_TIMEOUT: Final = 5.0
 COMMAND_BACKLOG: Final = 64  # commands read ahead of their (possibly delayed) replies
+# One write carries at most this many frames, and stops growing past this many characters
+# (about what replay_server writes at once): enough to amortise the write, small enough that
+# the batch in flight, which no longer counts against the queue's bound, stays small.
+BATCH_FRAMES: Final = 1024
+BATCH_CHARS: Final = 64 * 1024
 
 
 def _dumps(obj: Any) -> str:
@@ -387,22 +393,40 @@ class EmulatorConnection:
                 action.run()
 
     async def _sender(self, ws: WebSocketConnection) -> None:
+        # Everything queued goes out in one write (see _transport): one syscall and a few task
+        # switches per batch instead of per frame. A batch never runs past the next scripted
+        # fault, so faults still fire after exactly their message count.
         while True:
             try:
-                item = await self._outbox.get()
+                await self._outbox.wait()
             except trio.EndOfChannel:
                 return
-            if isinstance(item, CloseRequest):
-                await self._close_ws(ws, item.code, item.reason)
+            # The limit is read after waking: a fault scheduled while we waited counts.
+            batch = self._outbox.take(self._batch_limit(), BATCH_CHARS)
+            if isinstance(batch, CloseRequest):
+                await self._close_ws(ws, batch.code, batch.reason)
+                return
+            if ws.closed is not None:  # the close handshake began: send_message would refuse
                 return
             try:
-                await ws.send_message(item)
-            except ConnectionClosed:
+                await self._stream.send_all(encode_text_frames(batch))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # Hang up so that trio-websocket's reader, hence ours, ends too (1006), as it
+                # did when its own send failed.
+                await trio.aclose_forcefully(self._stream)
                 return
-            self.messages_sent += 1
+            self.messages_sent += len(batch)
             while (fault := self._take_due()) is not None:
                 if await self._fire(ws, fault):
                     return
+
+    def _batch_limit(self) -> int:
+        """How many frames the next write may carry: up to the next scripted fault."""
+        limit = BATCH_FRAMES
+        for fault in (self._script[0] if self._script else None, self._upcoming):
+            if fault is not None:
+                limit = min(limit, max(1, fault.after_messages - self.messages_sent))
+        return limit
 
     async def _close_ws(self, ws: WebSocketConnection, code: int, reason: str) -> None:
         self.close_reason = (code, reason)
@@ -607,7 +631,9 @@ class EmulatorConnection:
                     if state.origin is None:
                         state.origin = (trio.current_time(), frame.t)
                     start, t0 = state.origin
-                    await trio.sleep_until(start + max(0.0, frame.t - t0) / speed)
+                    due = start + max(0.0, frame.t - t0) / speed
+                    if due > trio.current_time():  # a frame already due goes at once (no yield)
+                        await trio.sleep_until(due)
                 if not sub.active:  # unsubscribed while we waited
                     continue
                 await self._queue_paced(frame.text)
