@@ -13,6 +13,7 @@ Limits (README, "Client example" options and "Storage"):
 from __future__ import annotations
 
 import inspect
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from bitmex_trio_websocket import (
     Change,
     Disconnected,
     Reconnected,
+    Resyncing,
     Storage,
     open_bitmex_websocket,
 )
@@ -147,6 +149,35 @@ async def test_oversized_message_reconnects_and_resumes(autojump_clock: trio.abc
                 await server.push(trade(5))
                 assert (await next_change(events, "insert")).rows[0]["size"] == 5
             assert bws.stats.reconnects == 1
+
+
+async def test_a_frame_of_tiny_rows_is_refused_before_decoding(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # max_message_size bounds bytes, not rows: "{}," is 3 bytes of frame but a dict and a
+    # stored row. Decoded, a 64 MiB frame of them would take gigabytes.
+    limit = 128 * 1024
+    rows = (limit - 100) // 3
+    frame = '{"table":"trade","action":"insert","data":[' + ",".join(["{}"] * rows) + "]}"
+    with trio.fail_after(60):
+        async with scripted(max_message_size=limit) as (server, bws):
+            async with aclosing(bws.events("trade")) as events:
+                await next_change(events, "partial")
+                tracemalloc.start()
+                try:
+                    await server.connections[-1].send_message(frame)
+                    async for item in events:
+                        assert not isinstance(item, Change), item.action
+                        if isinstance(item, Resyncing):
+                            break
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                # Refused as a protocol error: the topic is fetched again, the store intact.
+                assert (await next_change(events)).action == "partial"
+            assert bws.stats.protocol_errors == 1 and bws.stats.reconnects == 0
+    # Server and client each hold the frame a couple of times; decoded it would be ~65 times.
+    assert peak < 8 * limit, f"{peak / limit:.1f} times the frame"
 
 
 # --------------------------------------------------------------------------- listener buffers

@@ -85,6 +85,12 @@ ACTIONS: Final = frozenset({"partial", "insert", "update", "delete"})
 # "Max length is 20". Staying at 10 and well under any frame limit is always accepted.
 MAX_TOPICS_PER_COMMAND: Final = 10
 MAX_COMMAND_BYTES: Final = 4096
+# A frame's size bounds its decoded cost only if its objects are not tiny: "{}," is 3 bytes of
+# frame but a 64-byte dict, then a stored row. The sparsest real rows (order-book deletes) spend
+# about 60 bytes per object, so a large frame with an object or array every 16 bytes is hostile
+# and refused before decoding. Small frames are not worth counting.
+DENSITY_CHECK_BYTES: Final = 64 * 1024
+MIN_BYTES_PER_CONTAINER: Final = 16
 
 PUBLIC_TABLES: Final = frozenset(
     {
@@ -241,6 +247,8 @@ def decode_server_frame_lean(frame: str | bytes) -> dict[str, Any] | ServerEvent
     then builds no event object per frame."""
     if frame == PONG or frame == b"pong":
         return _PONG_EVENT
+    if len(frame) > DENSITY_CHECK_BYTES:
+        _check_density(frame)
     obj = _loads(frame, "server frame")
     if type(obj) is not dict:
         raise RemoteProtocolError("server frame is not a JSON object", frame)
@@ -276,6 +284,19 @@ def decode_server_frame_lean(frame: str | bytes) -> dict[str, Any] | ServerEvent
         if type(op) is str and op in _AUTH_OPS:
             return AuthAck(request)
     raise RemoteProtocolError("unrecognised server frame", frame)
+
+
+def _check_density(frame: str | bytes) -> None:
+    if isinstance(frame, str):
+        containers = frame.count("{") + frame.count("[")
+    else:
+        containers = frame.count(b"{") + frame.count(b"[")
+    if containers * MIN_BYTES_PER_CONTAINER > len(frame):
+        raise RemoteProtocolError(
+            f"frame of {len(frame)} bytes with {containers} objects or arrays: too dense to "
+            "decode safely",
+            frame,
+        )
 
 
 def _decode_error(obj: dict[str, Any], frame: str | bytes) -> ErrorReply:

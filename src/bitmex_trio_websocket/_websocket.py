@@ -136,22 +136,23 @@ class ClientWebSocket:
                 except wire.FramingError as exc:
                     await self._fail(exc.code, exc.reason)
                     return
+                self.closed = CloseReason(code, reason)  # before any await: see _fail
                 if not self._close_sent:
                     # Echo it, completing the handshake the server started.
                     self._close_sent = True
                     with suppress(ConnectionClosed):
                         await self._send(wire.OP_CLOSE, wire.close_payload(code, reason))
-                self.closed = CloseReason(code, reason)
                 return  # nothing may follow a close frame
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: tell the server why, without waiting for its reply."""
+        # Set first: a task sending meanwhile must see why the connection is over.
+        if self.closed is None:
+            self.closed = CloseReason(code, reason)
         if not self._close_sent:
             self._close_sent = True
             with suppress(ConnectionClosed):
                 await self._send(wire.OP_CLOSE, wire.close_payload(code, reason))
-        if self.closed is None:
-            self.closed = CloseReason(code, reason)
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close handshake, then close the stream (always, even if cancelled)."""
