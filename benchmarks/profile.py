@@ -29,8 +29,10 @@ __all__ = ["layer", "main"]
 
 def layer(filename: str, function: str) -> str:
     """The layer a profiled function belongs to."""
-    if "_storage.py" in filename or "sortedcontainers" in filename:
+    if "_storage.py" in filename or "_book.py" in filename or "sortedcontainers" in filename:
         return "storage (Storage.apply, SortedDict)"
+    if "bitmex_trio_websocket/_wire.py" in filename or "_websocket.py" in filename:
+        return "transport (_wire, _websocket)"
     if "_client.py" in filename or "_listeners.py" in filename:
         return "client (reader, routing, listen)"
     if "bitmex_trio_websocket/_protocol.py" in filename or "orjson" in function:

@@ -6,11 +6,14 @@ the session's tasks (reader, heartbeat, dead man's switch, subscription manager)
 dies. With ``reconnect=True`` it then backs off and starts a new session; with ``reconnect=False``
 every listener is failed with ``ConnectionClosed``.
 
-Exactly one task reads the socket. It decodes each frame once, applies table data to ``Storage``
-and hands every resulting ``Change`` to the listeners registered for ``(table, symbol)`` and for
-``(table, None)``. Listeners own bounded channels; with the default ``overflow="block"`` a slow
-listener makes the reader wait, so the socket is read more slowly and memory stays bounded
-(TCP pushes back on the server). ``overflow="drop"`` drops instead and counts the loss.
+Exactly one task reads the socket (``_websocket``: no transport task of its own, so a 64 KiB
+read of a few hundred frames costs one wake-up). It decodes each frame once, applies table data to
+``Storage`` and hands every resulting ``Change`` to the listeners registered for
+``(table, symbol)`` and for ``(table, None)``, without awaiting unless a listener is full.
+Listeners own bounded channels and, once woken, take everything queued without a checkpoint per
+item. With the default ``overflow="block"`` a slow listener makes the reader wait, so the socket is
+read more slowly and memory stays bounded (TCP pushes back on the server). ``overflow="drop"``
+drops instead and counts the loss.
 
 Subscriptions are demand-driven: listeners only add or remove demand for ``(table, symbol)`` and
 wake the subscription manager, which turns demand into the set of server topics (a listener for a
