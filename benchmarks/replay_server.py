@@ -4,10 +4,10 @@ Theory of operation: the transport ceiling of a websocket *client* is only visib
 costs next to nothing. This server (one process, trio) accepts connections one after another on
 127.0.0.1, answers the handshake, the welcome and the subscriptions (see ``_fakeserver``) and,
 once three topics are subscribed, writes the whole stream, encoded once at start-up into 64 KiB
-chunks of whole websocket frames, with one ``send_all`` per chunk. The emulator instead encodes
-and writes each frame on its own, which is what it should do for a test server but makes it the
-bottleneck of a loopback benchmark. Prints its URL as the first stdout line; runs until
-terminated.
+chunks of whole websocket frames, with one ``send_all`` per chunk. The emulator does the same
+work live (merges topics, queues, encodes, writes each queued batch at once), so it costs more
+per frame, though far less than a client reading it. Prints its URL as the first stdout line;
+runs until terminated.
 
     python -m benchmarks.replay_server --stream stream.jsonl.gz
 """
