@@ -52,7 +52,16 @@ async def connect_websocket(
         raise ConnectionRejected(outcome.status_code, outcome.headers, outcome.body)
     ws = ClientWebSocket(stream, max_message_size)
     if outcome.trailing:
-        ws._backlog = ws._frames.feed(outcome.trailing)
+        # Frames sent with the 101 are handled as receive_messages handles a read: a bad one
+        # fails the connection, a ping is answered, a close is echoed (the server may send
+        # nothing more until it has its pong or echo).
+        try:
+            ws._backlog = ws._frames.feed(outcome.trailing)
+        except wire.FramingError as exc:
+            await ws._fail(exc.code, exc.reason)
+        else:
+            if ws._frames.controls:
+                await ws._answer_controls()
     return ws
 
 

@@ -218,6 +218,8 @@ class FrameReader:
             if first & 0x70:
                 raise FramingError(1002, "reserved bits set (no extension was negotiated)")
             if opcode >= 8:
+                if opcode > OP_PONG:
+                    raise FramingError(1002, f"unknown opcode {opcode}")
                 if not first & 0x80 or length > 125:
                     raise FramingError(1002, "fragmented or oversized control frame")
             elif opcode == OP_CONTINUATION:
