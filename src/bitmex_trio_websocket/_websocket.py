@@ -58,6 +58,7 @@ async def connect_websocket(
         try:
             ws._backlog = ws._frames.feed(outcome.trailing)
         except wire.FramingError as exc:
+            ws._backlog = exc.messages
             await ws._fail(exc.code, exc.reason)
         else:
             if ws._frames.controls:
@@ -118,6 +119,8 @@ class ClientWebSocket:
                 messages = self._frames.feed(data)
             except wire.FramingError as exc:
                 await self._fail(exc.code, exc.reason)
+                if exc.messages:
+                    return exc.messages  # good data first; the next call raises
                 raise ConnectionClosed(self.closed) from None
             if self._frames.controls:
                 await self._answer_controls()

@@ -55,12 +55,14 @@ MAX_REJECTION_BODY = 64 * 1024
 
 
 class FramingError(Exception):
-    """The server broke the wire format: fail the connection with ``code``."""
+    """The server broke the wire format: fail the connection with ``code``. ``messages`` holds
+    the complete messages that preceded the bad frame in the same ``feed``: still valid data."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{code} {reason}")
         self.code = code
         self.reason = reason
+        self.messages: list[bytes] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,64 +200,68 @@ class FrameReader:
         pos, end = 0, len(data)
         max_size = self.max_size
         need = 0
-        while end - pos >= 2:
-            first, second = data[pos], data[pos + 1]
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                start += 2
-                if start > end:
-                    break
-                length = int.from_bytes(data[pos + 2 : start])
-            elif length == 127:
-                start += 8
-                if start > end:
-                    break
-                length = int.from_bytes(data[pos + 2 : start])
-            opcode = first & 0x0F
-            if second & 0x80:
-                raise FramingError(1002, "masked frame from the server")
-            if first & 0x70:
-                raise FramingError(1002, "reserved bits set (no extension was negotiated)")
-            if opcode >= 8:
-                if opcode > OP_PONG:
+        try:
+            while end - pos >= 2:
+                first, second = data[pos], data[pos + 1]
+                length = second & 0x7F
+                start = pos + 2
+                if length == 126:
+                    start += 2
+                    if start > end:
+                        break
+                    length = int.from_bytes(data[pos + 2 : start])
+                elif length == 127:
+                    start += 8
+                    if start > end:
+                        break
+                    length = int.from_bytes(data[pos + 2 : start])
+                opcode = first & 0x0F
+                if second & 0x80:
+                    raise FramingError(1002, "masked frame from the server")
+                if first & 0x70:
+                    raise FramingError(1002, "reserved bits set (no extension was negotiated)")
+                if opcode >= 8:
+                    if opcode > OP_PONG:
+                        raise FramingError(1002, f"unknown opcode {opcode}")
+                    if not first & 0x80 or length > 125:
+                        raise FramingError(1002, "fragmented or oversized control frame")
+                elif opcode == OP_CONTINUATION:
+                    if self._fragments is None:
+                        raise FramingError(1002, "continuation frame without a message")
+                    if self._fragments_size + length > max_size:
+                        raise FramingError(1009, f"message larger than {max_size} bytes")
+                elif opcode > OP_BINARY:
                     raise FramingError(1002, f"unknown opcode {opcode}")
-                if not first & 0x80 or length > 125:
-                    raise FramingError(1002, "fragmented or oversized control frame")
-            elif opcode == OP_CONTINUATION:
-                if self._fragments is None:
-                    raise FramingError(1002, "continuation frame without a message")
-                if self._fragments_size + length > max_size:
+                elif self._fragments is not None:
+                    raise FramingError(1002, "new message inside a fragmented one")
+                elif length > max_size:
                     raise FramingError(1009, f"message larger than {max_size} bytes")
-            elif opcode > OP_BINARY:
-                raise FramingError(1002, f"unknown opcode {opcode}")
-            elif self._fragments is not None:
-                raise FramingError(1002, "new message inside a fragmented one")
-            elif length > max_size:
-                raise FramingError(1009, f"message larger than {max_size} bytes")
-            stop = start + length
-            if stop > end:
-                need = stop - pos
-                break
-            payload = data[start:stop]
-            pos = stop
-            if opcode >= 8:
-                self.controls.append(Control(opcode, payload))
-            elif first & 0x80:
-                if opcode:
-                    messages.append(payload)
+                stop = start + length
+                if stop > end:
+                    need = stop - pos
+                    break
+                payload = data[start:stop]
+                pos = stop
+                if opcode >= 8:
+                    self.controls.append(Control(opcode, payload))
+                elif first & 0x80:
+                    if opcode:
+                        messages.append(payload)
+                    else:
+                        assert self._fragments is not None
+                        self._fragments.append(payload)
+                        messages.append(b"".join(self._fragments))
+                        self._fragments = None
+                elif opcode:
+                    self._fragments = [payload]
+                    self._fragments_size = length
                 else:
                     assert self._fragments is not None
                     self._fragments.append(payload)
-                    messages.append(b"".join(self._fragments))
-                    self._fragments = None
-            elif opcode:
-                self._fragments = [payload]
-                self._fragments_size = length
-            else:
-                assert self._fragments is not None
-                self._fragments.append(payload)
-                self._fragments_size += length
+                    self._fragments_size += length
+        except FramingError as exc:
+            exc.messages = messages
+            raise
         self._need = need
         if pos < end:
             rest = data[pos:]
