@@ -185,3 +185,25 @@ def test_error_text_stays_bounded_whatever_the_server_names(where: str) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         storage.apply(message)
     assert len(str(info.value)) < 2000
+
+
+# Issue 8 (if BitMEX omits symbol there): a delta of a table not keyed by symbol (order:
+# orderID) was gated and grouped by the row's own symbol; without one, a per-symbol slice dropped
+# it as 'before partial' and kept the deleted order. It now takes the stored row's symbol.
+@pytest.mark.parametrize("action", ["update", "delete"])
+def test_symbolless_delta_of_an_order_in_a_symbol_slice_is_applied(action: str) -> None:
+    storage = Storage()
+    row = make_row("order", "XBTUSD", 1)
+    storage.apply(table_message("order", "partial", [row], "XBTUSD"))
+    delta: dict[str, Any] = {"orderID": row["orderID"]}
+    if action == "update":
+        delta["ordStatus"] = "Canceled"
+    result = storage.apply({"table": "order", "action": action, "data": [delta]})
+    assert result.dropped == 0
+    assert [change.symbol for change in result.changes] == ["XBTUSD"]
+    if action == "update":
+        assert result.changes[0].rows == ({**row, "ordStatus": "Canceled"},)
+        assert storage.rows("order") == [{**row, "ordStatus": "Canceled"}]
+    else:
+        assert result.changes[0].rows == (row,)
+        assert storage.rows("order") == []

@@ -451,8 +451,9 @@ def test_unknown_key_update_and_delete_are_violations_rest_applied() -> None:
         msg("order", "update", {"orderID": "zz", "symbol": "X", "q": 5}, {"orderID": "a", "q": 2})
     )
     assert result.violations == (Violation("unknown_key", "order", "X", ("zz",), "update"),)
+    # The symbol-less row is grouped under the symbol of the stored row it names.
     assert result.changes == (
-        Change("order", "update", None, ({"orderID": "a", "symbol": "X", "q": 2},)),
+        Change("order", "update", "X", ({"orderID": "a", "symbol": "X", "q": 2},)),
     )
     assert storage.rows("order") == [{"orderID": "a", "symbol": "X", "q": 2}]
     result = storage.apply(msg("order", "delete", {"orderID": "b", "symbol": "X"}))

@@ -14,94 +14,71 @@ reported as ``Violation``s; whether to resync is the caller's decision.
 
 Gating: deltas for a slice that has had no partial are dropped (BitMEX may send them before the
 partial) and counted in ``ApplyResult.dropped``. A partial whose filter names a symbol covers that
-symbol; any other partial covers the whole table.
+symbol; any other partial covers the whole table. A delta row is gated and grouped by its
+``symbol``; an update or delete row without one (an ``order`` row keyed by ``orderID``) takes the
+symbol of the stored row it names.
 
 Storage shapes, chosen by table name and the partial's ``keys``:
 
-* order books (``BOOK_TABLES``): ``data[table][symbol][side][id] -> row``, plus a price index per
-  side (``SortedDict`` keyed ``(price, id)`` for asks, ``(-price, id)`` for bids, valued
-  ``(price, size)``), so bids read high-to-low and asks low-to-high. Ids never order anything:
-  since mid 2023 they say nothing about price. Pre-2023 update/delete rows carry no ``price``; the
-  level keeps the price it was inserted with.
-* keyed tables: ``SortedDict`` keyed by the partial's key columns. ``orderBook10`` is one, but its
-  updates replace the whole row instead of merging.
+* order books (``BOOK_TABLES``, see ``_book``): levels are compact records, not row dicts, with a
+  price index per side so bids read high-to-low and asks low-to-high (ids never order anything:
+  since mid 2023 they say nothing about price). ``data[table][symbol][side]`` is a read-only
+  ``Mapping`` id -> row that builds each row when read. Pre-2023 update/delete rows carry no
+  ``price``; the level keeps the price it was inserted with.
+* keyed tables: ``SortedDict`` keyed by the partial's key columns, holding the rows themselves.
+  ``orderBook10`` is one, but its updates replace the whole row instead of merging.
 * keyless tables (``keys == []``: trade, quote, bins): ``SortedDict`` keyed ``(n,)`` by an arrival
   counter, so rows never collide; bounded, oldest dropped first.
 
-Stored rows are never mutated: an update stores a merged copy, so every row handed out (in a
-``Change`` or by ``rows()``) is a snapshot that later messages cannot alter.
+Every row handed out (in a ``Change``, by ``rows()`` or from ``data``) is a snapshot that later
+messages cannot alter: stored rows of keyed tables are never mutated (an update stores a merged
+copy), and book rows are built afresh from the level records each time they are handed out.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import reprlib
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, overload
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sortedcontainers import SortedDict
 
-from ._exceptions import RemoteProtocolError
+from ._book import (
+    BOOK_TABLES,
+    EMPTY_SIDE,
+    ApplyResult,
+    BookSide,
+    BookTable,
+    Change,
+    Level,
+    Problem,
+    Row,
+    Violation,
+    _bad,
+    _changes,
+    _finite,
+    _PriceLevels,
+    _result,
+    _violations,
+    check_levels,
+)
 
 __all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "OrderBook", "Storage", "Violation"]
 
-BOOK_TABLES = frozenset({"orderBookL2", "orderBookL2_25"})
-_BOOK10 = "orderBook10"
-_ACTIONS = ("partial", "insert", "update", "delete")
-_INF = float("inf")
-_NINF = -_INF
-# Prices become floats, so an integer beyond float range is as malformed as inf.
-_FMAX = sys.float_info.max
-_NFMAX = -_FMAX
+_BOOK10: Final = "orderBook10"
+_ACTIONS: Final = ("partial", "insert", "update", "delete")
+_INF: Final = float("inf")
+_NINF: Final = -_INF
 # Keys of one SortedDict must be mutually comparable, so a key position holds either strings
 # (kind 0) or numbers (kind 1) across the whole table, never both.
-_KIND: dict[type, int] = {str: 0, int: 1, float: 1}
-_UNSET: Any = object()
-_SIDES = ("Buy", "Sell")
-_NUMBER = (int, float)
+_KIND: Final[dict[type, int]] = {str: 0, int: 1, float: 1}
+_UNSET: Final[Any] = object()
 _dict_set = dict.__setitem__
-_TIMESTAMP = re.compile(
+_TIMESTAMP: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,6}))?(?:Z|\+00:00)"
 )
-
-Level = tuple[float, int]
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """Rows of one symbol changed by one message (each dict is a snapshot)."""
-
-    table: str
-    action: str
-    symbol: str | None
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """A well-formed message that disagrees with what we hold."""
-
-    kind: str  # "unknown_key" | "duplicate_insert" | "crossed_book"
-    table: str
-    symbol: str | None
-    key: tuple[Any, ...] | None
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    """What one ``Storage.apply`` call did."""
-
-    table: str
-    action: str
-    changes: tuple[Change, ...]  # one per symbol touched, first-seen order
-    dropped: int  # rows whose slice had no partial
-    violations: tuple[Violation, ...]
 
 
 class _Gate:
@@ -137,25 +114,6 @@ class _Gate:
                 self.excluded.add(symbol)
 
 
-# Bounded repr for error text: decoded JSON may nest ~1000 deep, beyond what repr() survives.
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring = 4, 12, 12, 80
-
-
-_MAX_WHAT = 300  # messages embed names the server chose (tables, keys, symbols): bound them
-
-
-def _bad(what: str, thing: Any = _UNSET) -> RemoteProtocolError:
-    if len(what) > _MAX_WHAT:
-        what = what[: _MAX_WHAT - 3] + "..."
-    return RemoteProtocolError(what, None if thing is _UNSET else _REPR.repr(thing))
-
-
-def _finite(value: Any) -> bool:
-    """A JSON number usable as a float price or size (not NaN, inf or beyond float range)."""
-    return type(value) in _NUMBER and _NFMAX <= value <= _FMAX
-
-
 def _check_row(row: Any) -> Any:
     """Validate a row's container and symbol type; return its symbol (``None`` if absent)."""
     if type(row) is not dict and not isinstance(row, dict):
@@ -164,20 +122,6 @@ def _check_row(row: Any) -> Any:
     if symbol is not None and type(symbol) is not str:
         raise _bad("row symbol is not a string", row)
     return symbol
-
-
-def _check_level(row: Any, full: bool) -> None:
-    """Validate an L2 row; ``full`` rows (partial, insert) must carry price and size."""
-    if type(row) is not dict and not isinstance(row, dict):
-        raise _bad("order book row is not an object", row)
-    if type(row.get("symbol")) is not str or type(row.get("id")) is not int:
-        raise _bad("order book row needs a string symbol and an integer id", row)
-    if row.get("side") not in _SIDES:
-        raise _bad("order book row side is not Buy/Sell", row)
-    for field in ("price", "size"):
-        value = row.get(field, _UNSET)
-        if (full or value is not _UNSET) and not _finite(value):
-            raise _bad(f"order book {field} is not a finite number", row)
 
 
 def _check_book10(row: Row) -> None:
@@ -219,50 +163,6 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
     return groups
 
 
-def _changes(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:
-    if len(groups) == 1:  # the usual case: BitMEX deltas concern one symbol
-        for symbol, rows in groups.items():
-            return (Change(table, action, symbol, tuple(rows)),)
-    return tuple([Change(table, action, sym, tuple(rows)) for sym, rows in groups.items()])
-
-
-class BookSide(Sequence[Level]):
-    """One side of a book as ``(price, size)`` levels, best first.
-
-    Indexing is O(log n); a slice (``side[:10]``) is a list built in O(log n + k). For L2 books it
-    reads the live index; keep the ``OrderBook`` rather than a ``BookSide`` across partials.
-    """
-
-    __slots__ = ("_levels",)
-
-    def __init__(self, levels: Sequence[Level]) -> None:
-        self._levels = levels
-
-    def __len__(self) -> int:
-        return len(self._levels)
-
-    @overload
-    def __getitem__(self, index: int) -> Level: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Level]: ...
-    def __getitem__(self, index: int | slice) -> Level | list[Level]:
-        if isinstance(index, slice):
-            return list(self._levels[index])
-        return self._levels[index]
-
-    def __iter__(self) -> Iterator[Level]:
-        return iter(self._levels)
-
-    def __reversed__(self) -> Iterator[Level]:
-        return reversed(self._levels)
-
-    def __repr__(self) -> str:
-        return f"BookSide({self[:5]!r}{', ...' if len(self) > 5 else ''})"
-
-
-_EMPTY_SIDE = BookSide(())
-
-
 class OrderBook:
     """Order book view of one symbol; every attribute reads the store's current state."""
 
@@ -281,12 +181,13 @@ class OrderBook:
                 store.get((self.symbol,)) if store and storage.keys[_BOOK10] == ["symbol"] else None
             )
             if not row:
-                return _EMPTY_SIDE
+                return EMPTY_SIDE
             levels = [(float(p), s) for p, s in row.get("bids" if buy else "asks", ())]
             levels.sort(key=lambda level: -level[0] if buy else level[0])
             return BookSide(levels)
-        index = storage._levels.get(self.table, {}).get(self.symbol)
-        return _EMPTY_SIDE if index is None else BookSide(index[0 if buy else 1].values())
+        books = storage._books.get(self.table)
+        side = None if books is None else books.side(self.symbol, buy)
+        return EMPTY_SIDE if side is None else BookSide(_PriceLevels(side))
 
     @property
     def bids(self) -> BookSide:
@@ -332,10 +233,9 @@ class Storage:
         self.keys: dict[str, list[str]] = {}
         self._gates: dict[str, _Gate] = {}
         self._kinds: dict[str, list[int | None]] = {}
-        # table -> symbol -> (bids index, asks index) of L2 books.
-        self._levels: dict[str, dict[str, tuple[Any, Any]]] = {}
+        self._books: dict[str, BookTable] = {}  # L2 tables; data[table] is their .books
         self._arrivals = 0
-        self._crossed: set[tuple[str, str]] = set()  # (table, symbol) of books seen crossed
+        self._crossed: set[tuple[str, str]] = set()  # (table, symbol) of orderBook10s crossed
 
     def apply(self, message: Mapping[str, Any]) -> ApplyResult:
         """Apply one decoded table message; ``RemoteProtocolError`` if it is malformed."""
@@ -353,12 +253,20 @@ class Storage:
         if action == "partial":
             return self._partial(table, message, data)
         if table in BOOK_TABLES:
-            return self._book_delta(table, action, data)
+            books = self._books.get(table)
+            if books is None:  # never had a partial, or reset: validated, then dropped
+                check_levels(data, action == "insert")
+                return _result(table, action, (), len(data), ())
+            if action == "update":
+                return books.update(table, data, self._gates[table].accepts)
+            if action == "insert":
+                return books.insert(table, data, self._gates[table].accepts)
+            return books.delete(table, data, self._gates[table].accepts)
         keys = self.keys.get(table)
         if keys is None:  # never had a partial: only the envelope can be checked
             for row in data:
                 _check_row(row)
-            return ApplyResult(table, action, (), len(data), ())
+            return _result(table, action, (), len(data), ())
         if keys:
             return self._keyed_delta(table, action, data, keys)
         if action != "insert":
@@ -370,7 +278,7 @@ class Storage:
         rows = [row for row in data if gate.accepts(row.get("symbol"))] if store is not None else []
         if rows:
             self._append(table, store, rows)
-        return ApplyResult(
+        return _result(
             table, action, _changes(table, action, _group(rows)), len(data) - len(rows), ()
         )
 
@@ -387,9 +295,9 @@ class Storage:
         if slice_symbol is not None and type(slice_symbol) is not str:
             raise _bad("partial filter symbol is not a string", filt)
         is_book = table in BOOK_TABLES
+        if is_book:
+            check_levels(data, True)
         for row in data:
-            if is_book:
-                _check_level(row, True)
             if _check_row(row) != slice_symbol and slice_symbol is not None:
                 raise _bad(f"row outside the partial's slice {slice_symbol!r}", row)
         # New keys mean the stored rows are keyed differently: start the table afresh.
@@ -417,7 +325,13 @@ class Storage:
         groups = _group(data) if data else {slice_symbol: []}
         violations: list[Violation] = []
         if is_book:
-            self._book_partial(table, whole, groups, violations)
+            books = None if whole else self._books.get(table)
+            if books is None:
+                books = self._books[table] = BookTable()
+                self.data[table] = books.books
+            problems: list[Problem] = []
+            books.partial(groups, problems)
+            violations.extend(_violations(table, problems))
         else:
             if store is None:
                 store = self.data[table] = SortedDict()
@@ -435,9 +349,7 @@ class Storage:
                 for symbol in groups:
                     book = OrderBook(self, symbol, table)
                     self._check_book(table, symbol, book.bids, book.asks, violations)
-        return ApplyResult(
-            table, "partial", _changes(table, "partial", groups), 0, tuple(violations)
-        )
+        return _result(table, "partial", _changes(table, "partial", groups), 0, tuple(violations))
 
     def _keyed_delta(
         self, table: str, action: str, data: list[Any], keys: list[str]
@@ -462,8 +374,15 @@ class Storage:
         accepted = False
         out: list[Row] | None = None
         op = _ACTIONS.index(action)
+        # An update or delete row without a symbol (tables keyed by something else, e.g. order
+        # by orderID) belongs to the symbol of the row it names.
+        lookup = op != 1 and store is not None
         for row, key in zip(data, row_keys, strict=True):
             symbol = row.get("symbol")
+            if symbol is None and lookup:
+                held = store.get(key)
+                if held is not None:
+                    symbol = held.get("symbol")
             if symbol != current:
                 current = symbol
                 accepted = store is not None and gate.accepts(symbol)
@@ -496,9 +415,7 @@ class Storage:
             for symbol in groups:
                 book = OrderBook(self, symbol, table)
                 self._check_book(table, symbol, book.bids, book.asks, violations)
-        return ApplyResult(
-            table, action, _changes(table, action, groups), dropped, tuple(violations)
-        )
+        return _result(table, action, _changes(table, action, groups), dropped, tuple(violations))
 
     def _append(self, table: str, store: Any, rows: list[Row]) -> None:
         n = self._arrivals
@@ -512,144 +429,14 @@ class Storage:
             for _ in range(excess):
                 pop(0)
 
-    def _book_partial(
-        self, table: str, whole: bool, groups: dict[Any, list[Row]], violations: list[Violation]
-    ) -> None:
-        books = self.data.get(table)
-        indexes = self._levels.get(table)
-        if whole or books is None or indexes is None:
-            books = self.data[table] = {}
-            indexes = self._levels[table] = {}
-        for symbol, rows in groups.items():
-            if symbol is None:
-                continue  # whole-table empty partial
-            sides: dict[str, dict[int, Row]] = {"Buy": {}, "Sell": {}}
-            for row in rows:
-                level_id = row["id"]
-                side = sides[row["side"]]
-                if level_id in side:
-                    key = (symbol, level_id, row["side"])
-                    violations.append(Violation("duplicate_insert", table, symbol, key, "partial"))
-                side[level_id] = row
-            books[symbol] = sides
-            # Refill existing indexes in place so BookSide views taken earlier stay live.
-            bids, asks = indexes.setdefault(symbol, (SortedDict(), SortedDict()))
-            bids.clear()
-            asks.clear()
-            buys, sells = sides["Buy"].items(), sides["Sell"].items()
-            bids.update(((-r["price"], i), (float(r["price"]), r["size"])) for i, r in buys)
-            asks.update(((r["price"], i), (float(r["price"]), r["size"])) for i, r in sells)
-            self._check_book(table, symbol, bids, asks, violations)
-
-    def _book_delta(self, table: str, action: str, data: list[Any]) -> ApplyResult:
-        full = action == "insert"
-        for row in data:  # the common well-formed row inline; _check_level explains failures
-            try:
-                ok = (
-                    type(row["symbol"]) is str
-                    and type(row["id"]) is int
-                    and row["side"] in _SIDES
-                    and (
-                        type(p := row["price"]) in _NUMBER and _NFMAX <= p <= _FMAX
-                        if "price" in row
-                        else not full
-                    )
-                    and (
-                        type(z := row["size"]) in _NUMBER and _NFMAX <= z <= _FMAX
-                        if "size" in row
-                        else not full
-                    )
-                )
-            except (KeyError, TypeError):
-                ok = False
-            if not ok or type(row) is not dict:
-                _check_level(row, full)
-
-        gate = self._gates.get(table)
-        books = self.data.get(table)
-        indexes: Any = self._levels.get(table)
-        groups: dict[Any, list[Row]] = {}
-        violations: list[Violation] = []
-        dropped = 0
-        moved = False  # only a new or moved level can cross a book
-        current: Any = _UNSET
-        sides: Any = None
-        bids: Any = None
-        asks: Any = None
-        out: list[Row] | None = None
-        op = _ACTIONS.index(action)
-        for row in data:
-            symbol = row["symbol"]
-            if symbol != current:
-                current = symbol
-                sides = None
-                if books is not None and gate is not None and gate.accepts(symbol):
-                    sides = books.get(symbol)
-                    if sides is None:  # a new symbol inside a whole-table slice
-                        sides = books[symbol] = {"Buy": {}, "Sell": {}}
-                        indexes[symbol] = (SortedDict(), SortedDict())
-                    bids, asks = indexes[symbol]
-                out = groups.get(symbol)
-            if sides is None:
-                dropped += 1
-                continue
-            side = row["side"]
-            level_id = row["id"]
-            levels = sides[side]
-            old = levels.get(level_id)
-            if side == "Buy":
-                index, sign = bids, -1
-            else:
-                index, sign = asks, 1
-            if op == 1:  # insert
-                if old is not None:
-                    del index[(sign * old["price"], level_id)]
-                    key = (symbol, level_id, side)
-                    violations.append(Violation("duplicate_insert", table, symbol, key, "insert"))
-                levels[level_id] = row
-                price = row["price"]
-                index[(sign * price, level_id)] = (float(price), row["size"])
-                moved = True
-            elif old is None:
-                key = (symbol, level_id, side)
-                violations.append(Violation("unknown_key", table, symbol, key, action))
-                continue
-            elif op == 2:  # update: merged copy; a price-less (pre-2023) row keeps the old price
-                row = {**old, **row}
-                levels[level_id] = row
-                old_price = old["price"]
-                price = row["price"]
-                if price == old_price:
-                    # The key is already indexed: plain dict assignment skips SortedDict's
-                    # membership test (SortedDict is a dict subclass).
-                    _dict_set(index, (sign * price, level_id), (float(price), row["size"]))
-                else:  # a price change moves the level
-                    del index[(sign * old_price, level_id)]
-                    index[(sign * price, level_id)] = (float(price), row["size"])
-                    moved = True
-            else:  # delete: report the stored row, which knows the price that left
-                del levels[level_id]
-                del index[(sign * old["price"], level_id)]
-                row = old
-            if out is None:
-                out = groups[symbol] = []
-            out.append(row)
-        crossed = self._crossed
-        for symbol in groups:
-            if moved or (table, symbol) in crossed:
-                bids, asks = indexes[symbol]
-                self._check_book(table, symbol, bids, asks, violations)
-        changes = _changes(table, action, groups)
-        return ApplyResult(table, action, changes, dropped, tuple(violations))
-
     def _check_book(
-        self, table: str, symbol: str, bids: Any, asks: Any, violations: list[Violation]
+        self, table: str, symbol: str, bids: BookSide, asks: BookSide, violations: list[Violation]
     ) -> None:
-        """Report a book whose best bid is at or above its best ask (its state stays applied).
+        """Report an orderBook10 whose best bid is at or above its best ask (state applied).
 
         Crossed books are remembered so later messages keep reporting until it uncrosses."""
-        bid = (bids.peekitem(0)[1] if type(bids) is SortedDict else bids[0]) if bids else None
-        ask = (asks.peekitem(0)[1] if type(asks) is SortedDict else asks[0]) if asks else None
+        bid = bids[0] if bids else None
+        ask = asks[0] if asks else None
         if bid is not None and ask is not None and bid[0] >= ask[0]:
             self._crossed.add((table, symbol))
             detail = f"best bid {bid[0]} >= best ask {ask[0]}"
@@ -694,20 +481,15 @@ class Storage:
     def rows(self, table: str, symbol: str | None = None) -> list[Row]:
         """Current rows of a topic; books as BitMEX lays out partials (asks, then bids,
         each by descending price), other tables in storage order."""
+        books = self._books.get(table)
+        if books is not None:
+            return books.rows(symbol)
         store = self.data.get(table)
-        if not store:
+        if not store or table in BOOK_TABLES:
             return []
-        if table not in BOOK_TABLES:
-            if symbol is None:
-                return list(store.values())
-            return [row for row in store.values() if row.get("symbol") == symbol]
-        result: list[Row] = []
-        for sym in store if symbol is None else [symbol] if symbol in store else []:
-            bids, asks = self._levels[table][sym]
-            sells, buys = store[sym]["Sell"], store[sym]["Buy"]
-            result.extend(sells[level_id] for _, level_id in reversed(asks.keys()))
-            result.extend(buys[level_id] for _, level_id in bids.keys())  # noqa: SIM118
-        return result
+        if symbol is None:
+            return list(store.values())
+        return [row for row in store.values() if row.get("symbol") == symbol]
 
     def reset(self, table: str, symbol: str | None = None) -> None:
         """Forget a slice: drop its rows; its deltas are dropped again until a new partial."""
@@ -715,11 +497,12 @@ class Storage:
             self._gates[table].forget(symbol)
         if symbol is None:
             self.data.pop(table, None)
-            self._levels.pop(table, None)
+            self._books.pop(table, None)
             self._kinds.pop(table, None)
         elif table in BOOK_TABLES:
-            self.data.get(table, {}).pop(symbol, None)
-            self._levels.get(table, {}).pop(symbol, None)
+            books = self._books.get(table)
+            if books is not None:
+                books.reset(symbol)
         elif table in self.data:
             store = self.data[table]
             for key in [k for k, row in store.items() if row.get("symbol") == symbol]:
