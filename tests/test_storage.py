@@ -6,6 +6,7 @@ import copy
 import datetime
 import json
 import math
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from bitmex_trio_websocket._storage import (
 )
 
 BOOK_KEYS = ["symbol", "id", "side"]
+Row = dict[str, Any]
 
 
 def partial(
@@ -905,3 +907,144 @@ def test_realistic_multi_symbol_session() -> None:
         ("orderBookL2", "insert", ["ETHUSD"]),
         ("instrument", "update", ["ETHUSD"]),
     ]
+
+
+# -- compact order-book levels: rows built when handed out -----------------------------------
+
+
+def stamped(symbol: str, level_id: int, side: str, size: int, price: float, ms: int) -> Row:
+    ts = f"2025-01-01T00:00:00.{ms:03d}Z"
+    return {**level(symbol, level_id, side, size, price), "timestamp": ts, "transactTime": ts}
+
+
+def test_book_rows_handed_out_are_snapshots() -> None:
+    storage = Storage()
+    first = stamped("XBTUSD", 1, "Buy", 10, 99.0, 1)
+    partial_rows = storage.apply(book_partial_rows("XBTUSD", [first])).changes[0].rows
+    view_row = storage.data["orderBookL2"]["XBTUSD"]["Buy"][1]
+    listed = storage.rows("orderBookL2")
+    update = storage.apply(msg("orderBookL2", "update", stamped("XBTUSD", 1, "Buy", 11, 99.0, 2)))
+    updated = update.changes[0].rows[0]
+    storage.apply(msg("orderBookL2", "update", stamped("XBTUSD", 1, "Buy", 12, 98.5, 3)))
+    deleted = storage.apply(msg("orderBookL2", "delete", level("XBTUSD", 1, "Buy"))).changes[0]
+    assert partial_rows == (stamped("XBTUSD", 1, "Buy", 10, 99.0, 1),)
+    assert view_row == listed[0] == stamped("XBTUSD", 1, "Buy", 10, 99.0, 1)
+    assert updated == stamped("XBTUSD", 1, "Buy", 11, 99.0, 2)
+    assert deleted.rows == (stamped("XBTUSD", 1, "Buy", 12, 98.5, 3),)
+    # Mutating a handed-out row does not reach the store either.
+    storage.apply(msg("orderBookL2", "insert", stamped("XBTUSD", 2, "Sell", 5, 101.0, 4)))
+    storage.data["orderBookL2"]["XBTUSD"]["Sell"][2]["size"] = 999
+    storage.rows("orderBookL2")[0]["price"] = 0.0
+    assert storage.rows("orderBookL2") == [stamped("XBTUSD", 2, "Sell", 5, 101.0, 4)]
+    assert storage.book("XBTUSD").asks[:] == [(101.0, 5)]
+
+
+def book_partial_rows(symbol: str, rows: list[Row]) -> dict[str, Any]:
+    return partial("orderBookL2", rows, BOOK_KEYS, symbol)
+
+
+def test_book_rows_keep_every_field_bitmex_sent() -> None:
+    storage = Storage()
+    odd = {**stamped("XBTUSD", 1, "Sell", 10, 101, 1), "transactTime": "2025-01-01T00:00:00Z"}
+    odd["venue"] = {"nested": [1, 2]}  # a field we know nothing about
+    plain = level("XBTUSD", 2, "Buy", 20, 99.0)  # pre-2022: no timestamps at all
+    nulls = {**level("XBTUSD", 3, "Buy", 30, 98.0), "timestamp": None}
+    storage.apply(book_partial_rows("XBTUSD", [odd, plain, nulls]))
+    assert storage.rows("orderBookL2") == [odd, plain, nulls]
+    assert type(storage.rows("orderBookL2")[0]["price"]) is int  # the price as sent
+    # A legacy update (no price, no timestamps) and one bringing a new field merge like dicts.
+    result = storage.apply(msg("orderBookL2", "update", level("XBTUSD", 1, "Sell", 11)))
+    assert result.changes[0].rows == ({**odd, "size": 11},)
+    extra = {**level("XBTUSD", 2, "Buy", 21), "note": "x", "timestamp": "t"}
+    result = storage.apply(msg("orderBookL2", "update", extra))
+    assert result.changes[0].rows == ({**plain, "size": 21, "note": "x", "timestamp": "t"},)
+    # A full standard update over a level with extras keeps the extras.
+    full = stamped("XBTUSD", 1, "Sell", 12, 101.0, 5)
+    result = storage.apply(msg("orderBookL2", "update", full))
+    assert result.changes[0].rows == ({**odd, **full},)
+    assert type(result.changes[0].rows[0]["price"]) is float  # now sent as a float
+    assert storage.data["orderBookL2"]["XBTUSD"]["Sell"][1] == {**odd, **full}
+    deleted = storage.apply(msg("orderBookL2", "delete", level("XBTUSD", 2, "Buy")))
+    assert deleted.changes[0].rows == ({**plain, "size": 21, "note": "x", "timestamp": "t"},)
+    inserted = {**stamped("XBTUSD", 4, "Buy", 1, 97.0, 6), "flag": True}
+    storage.apply(msg("orderBookL2", "insert", inserted))
+    assert storage.rows("orderBookL2", "XBTUSD") == [{**odd, **full}, nulls, inserted]
+
+
+def test_book_data_is_a_read_only_mapping_of_rows() -> None:
+    storage = Storage()
+    storage.apply(book_partial("XBTUSD", (1, "Buy", 5, 10.0), (2, "Sell", 6, 11.0)))
+    books = storage.data["orderBookL2"]
+    assert list(books) == ["XBTUSD"] and list(books["XBTUSD"]) == ["Buy", "Sell"]
+    bids = books["XBTUSD"]["Buy"]
+    assert isinstance(bids, Mapping) and not isinstance(bids, MutableMapping)
+    assert len(bids) == 1 and 1 in bids and 2 not in bids and list(bids) == [1]
+    assert bids[1] == level("XBTUSD", 1, "Buy", 5, 10.0) and bids[1] is not bids[1]
+    assert dict(bids.items()) == {1: level("XBTUSD", 1, "Buy", 5, 10.0)}
+    assert bids.get(2) is None and "XBTUSD" in repr(bids)
+    with pytest.raises(KeyError):
+        bids[2]
+    # The view is live, and a deep copy is a detached snapshot.
+    frozen = copy.deepcopy(storage.data)
+    storage.apply(msg("orderBookL2", "insert", level("XBTUSD", 3, "Buy", 7, 9.0)))
+    assert len(bids) == 2 and len(frozen["orderBookL2"]["XBTUSD"]["Buy"]) == 1
+
+
+def test_levels_sharing_a_price_are_ordered_by_id() -> None:
+    storage = Storage()
+    storage.apply(
+        book_partial(
+            "X",
+            (5, "Buy", 1, 10.0),
+            (3, "Buy", 2, 10.0),
+            (9, "Buy", 3, 11.0),
+            (4, "Buy", 4, 10),
+            (8, "Sell", 5, 12.0),
+            (2, "Sell", 6, 12.0),
+            (7, "Sell", 7, 13.0),
+        )
+    )
+    book = storage.book("X")
+    assert list(book.bids) == [(11.0, 3), (10.0, 2), (10.0, 4), (10.0, 1)]
+    assert list(book.asks) == [(12.0, 6), (12.0, 5), (13.0, 7)]
+    assert [book.bids[i] for i in range(-4, 4)] == list(book.bids) * 2
+    assert book.bids[1:3] == [(10.0, 2), (10.0, 4)] and book.bids[::2] == [(11.0, 3), (10.0, 4)]
+    assert list(reversed(book.bids)) == list(book.bids)[::-1]
+    assert [r["id"] for r in storage.rows("orderBookL2")] == [7, 8, 2, 9, 3, 4, 5]
+    storage.apply(msg("orderBookL2", "delete", level("X", 4, "Buy"), level("X", 2, "Sell")))
+    assert list(book.bids) == [(11.0, 3), (10.0, 2), (10.0, 1)]
+    assert list(book.asks) == [(12.0, 5), (13.0, 7)]
+    storage.apply(msg("orderBookL2", "update", level("X", 9, "Buy", price=10.0)))
+    storage.apply(msg("orderBookL2", "insert", level("X", 1, "Buy", 8, 10.0)))
+    assert list(book.bids) == [(10.0, 8), (10.0, 2), (10.0, 1), (10.0, 3)]
+    assert book.bids[1:] == [(10.0, 2), (10.0, 1), (10.0, 3)]
+
+
+def test_large_book_sides_stay_ordered() -> None:
+    storage = Storage()
+    n = 3000  # beyond the plain-list size of a side: switches to a SortedList
+    storage.apply(book_partial("X", *[(i, "Buy", i + 1, 1000.0 - i) for i in range(n)]))
+    storage.apply(book_partial("Y", (0, "Buy", 1, 1.0)))
+    storage.apply(
+        msg(
+            "orderBookL2",
+            "insert",
+            *[level("Y", i, "Sell", i, 2.0 + (i * 7919 % n)) for i in range(1, n)],
+        )
+    )
+    bids, asks = storage.book("X").bids, storage.book("Y").asks
+    assert len(bids) == n and bids[0] == (1000.0, 1) and bids[-1] == (1000.0 - n + 1, n)
+    assert bids[1500:1502] == [(1000.0 - 1500, 1501), (1000.0 - 1501, 1502)]
+    prices = [p for p, _ in asks]
+    assert len(asks) == n - 1 and prices == sorted(prices)
+    storage.apply(msg("orderBookL2", "delete", *[level("X", i, "Buy") for i in range(0, n, 2)]))
+    assert [s for _, s in bids] == list(range(2, n + 1, 2))
+    storage.apply(msg("orderBookL2", "update", level("X", 1, "Buy", price=5000.0)))
+    assert bids[0] == (5000.0, 2) and bids.index((5000.0, 2)) == 0
+
+
+def test_stored_book_levels_are_compact() -> None:
+    memory = pytest.importorskip("benchmarks.memory")
+    extra = memory.measure(6000)[0].extra
+    # Row dicts cost ~800 bytes a level; the compact records under 300 for big books.
+    assert extra["bytes_per_level"] < 400 and extra["bytes_per_level_after_updates"] < 400
