@@ -3,7 +3,9 @@
 Theory of operation: no trio, no websocket, no listeners. ``parse`` is ``orjson.loads`` per frame;
 ``parse+store`` adds ``Storage.apply`` (a fresh ``Storage`` per run), the work no client can
 avoid; ``decode+store`` uses the client's own ``decode_server_frame`` instead of bare
-``orjson.loads``. The in-process pipeline is judged against ``parse+store``.
+``orjson.loads``. The in-process pipeline is judged against ``parse+store``. Besides the wall-clock
+rate, each path reports the median CPU time per message (``time.process_time``), which other
+processes on a shared machine disturb less.
 
     python -m benchmarks.ceilings --messages 200000 --runs 3
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -56,12 +59,17 @@ PATHS: dict[str, Callable[[Sequence[str]], None]] = {
 
 def measure(frames: Sequence[str], runs: int) -> list[Result]:
     results = {name: Result(name, [], len(frames)) for name in PATHS}
+    cpu: dict[str, list[float]] = {name: [] for name in PATHS}
     for _ in range(runs):
         for name, path in PATHS.items():  # interleaved, so drift hits every path alike
             gc.collect()
+            start_cpu = time.process_time()
             start = time.perf_counter()
             path(frames)
             results[name].rates.append(len(frames) / (time.perf_counter() - start))
+            cpu[name].append((time.process_time() - start_cpu) / len(frames) * 1e6)
+    for name, result in results.items():
+        result.extra["cpu_us_per_msg"] = round(statistics.median(cpu[name]), 2)
     return list(results.values())
 
 

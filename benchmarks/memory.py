@@ -5,9 +5,9 @@ asks; opaque 11-digit ids, prices on a 0.5 tick, lot-sized sizes, each level wit
 millisecond timestamp as BitMEX sends them) is encoded as a frame. With ``tracemalloc`` running,
 the frame is decoded and applied to a fresh ``Storage`` as the client does, every reference but
 the store's is dropped, and what is still allocated, divided by the number of levels, is the
-cost of one stored level (rows, indexes, everything). The peak during the apply is reported too.
-Then the book is churned with ``--levels`` updates and measured again, since update rows are
-stored merged.
+cost of one stored level (level records, indexes, everything). The peak during the apply is
+reported too. Then the book is churned with ``--levels`` updates (new size and timestamps for a
+random level each) and measured again, since updates replace stored values.
 
     python -m benchmarks.memory --levels 20000
 """
