@@ -136,7 +136,7 @@ def _check_book10(row: Row) -> None:
 def _row_key(row: Row, keys: list[str], kinds: list[int | None]) -> tuple[Any, ...]:
     """Build and validate a row's key; fills unset positions of ``kinds`` (pass a copy)."""
     try:
-        key = tuple([row[k] for k in keys])
+        key = (row[keys[0]],) if len(keys) == 1 else tuple([row[k] for k in keys])
     except KeyError as exc:
         raise _bad(f"row lacks key field {exc}", row) from None
     for i, value in enumerate(key):
