@@ -1191,7 +1191,13 @@ class RefModel:
                     self._book10(row)
         dropped = 0
         for row in rows:
-            if not self.accepts(table, row.get("symbol")):
+            symbol = row.get("symbol")
+            if symbol is None and keys and action != "insert" and not book:
+                # Storage files a symbol-less update/delete under the row it names.
+                held = self.keyed[table].get(self._key(row, keys))
+                if held is not None:
+                    symbol = held.get("symbol")
+            if not self.accepts(table, symbol):
                 dropped += 1
                 continue
             if book:
