@@ -174,7 +174,7 @@ class BitMEXWebsocket:
         """Rows of ``table`` (optionally one ``symbol``): partial rows, inserts, merged updates.
 
         Each row is a snapshot that later messages never change; treat it as read-only (the
-        same dict is shared with storage and with other listeners).
+        same dict may be shared with storage and with other listeners).
         """
         listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=False)
         receive_nowait = listener.receive.receive_nowait
