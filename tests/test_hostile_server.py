@@ -511,6 +511,42 @@ class NoAckServer(ScriptedServer):
             await super()._answer(ws, cmd)
 
 
+class StallsAfterSubscribeServer(ScriptedServer):
+    """First connection: no ack, one more frame a second later, then total silence (no pongs
+    either). Later connections behave."""
+
+    async def _answer(self, ws: Any, cmd: proto.ClientCommand) -> None:
+        if len(self.connections) == 1 and isinstance(cmd, proto.Subscribe):
+            await trio.sleep(1)
+            await ws.send_message(proto.encode_table("trade", "insert", [trade_row(1)]))
+            self.answer_pings = False
+            return
+        if len(self.connections) > 1:
+            self.answer_pings = True
+        await super()._answer(ws, cmd)
+
+
+def trade_row(size: int) -> dict[str, Any]:
+    return {"symbol": "XBTUSD", "side": "Buy", "size": size, "price": 1.0, "timestamp": "x"}
+
+
+async def test_a_server_falling_silent_after_a_subscribe_is_a_reconnect_not_a_refusal(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The ack watchdog used to fail the listener at subscribe + timeout whenever any frame had
+    # arrived since the subscribe, racing the heartbeat: a stall right after one more frame
+    # then cost the subscription instead of a reconnect. It now asks for a pong first.
+    with trio.fail_after(300):
+        async with scripted(StallsAfterSubscribeServer, timeout=10) as (_, bws):
+            async with aclosing(bws.events("trade")) as events:
+                lost = await next_of(events, Disconnected)
+                assert lost.reason == "heartbeat timeout"
+                await next_of(events, Reconnected)
+                partial = await next_of(events, Change)
+                assert partial.action == "partial"
+            assert bws.stats.reconnects == 1
+
+
 async def test_server_that_never_acks_subscriptions_fails_the_listener(
     autojump_clock: trio.abc.Clock,
 ) -> None:

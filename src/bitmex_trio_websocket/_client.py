@@ -149,6 +149,8 @@ class BitMEXWebsocket:
         self._reply_waiters: dict[str, trio.MemorySendChannel[proto.ServerEvent]] = {}
         self._delivering = False
         self._activity = trio.Event()
+        self._pongs = 0
+        self._pong_arrived = trio.Event()
         self._abort_close = False
         self._closing = False
         self._pending_tokens: dict[str, object] = {}
@@ -542,7 +544,11 @@ class BitMEXWebsocket:
                     await self._handle_violations(result)
 
     async def _handle_reply(self, event: proto.ServerEvent) -> None:
-        if isinstance(event, proto.SubscribeAck):
+        if isinstance(event, proto.Pong):
+            self._pongs += 1
+            self._pong_arrived.set()
+            self._pong_arrived = trio.Event()
+        elif isinstance(event, proto.SubscribeAck):
             if self._server.get(event.topic) == "pending":
                 self._server[event.topic] = "active"
         elif isinstance(event, proto.UnsubscribeAck):
@@ -630,17 +636,27 @@ class BitMEXWebsocket:
     async def _expire_unacknowledged(self, topics: list[str], token: object) -> None:
         """Fail the listeners of subscriptions BitMEX never answered (heartbeats alone would
         keep such a listener waiting forever)."""
-        sent_at = trio.current_time()
-        while True:
-            await trio.sleep(self._opts.timeout)
-            # A silent socket is the heartbeat's business (it reconnects and resubscribes);
-            # only a server that talks but never answers fails the subscription.
-            last = self.stats.last_message_at
-            if last is not None and last > sent_at:
+
+        def unanswered() -> list[str]:
+            return [
+                t
+                for t in topics
+                if self._server.get(t) == "pending" and self._pending_tokens.get(t) is token
+            ]
+
+        await trio.sleep(self._opts.timeout)
+        while unanswered():
+            # BitMEX answers commands in order: a pong to a ping sent now proves the subscribe
+            # was handled and no ack is coming. No pong means a silent socket, which is the
+            # heartbeat's business (it reconnects and resubscribes): "talking lately" is not
+            # enough, since a server may fall silent just after its last frame.
+            pongs = self._pongs
+            await self._send(proto.PING)
+            with trio.move_on_after(self._opts.timeout):
+                while self._pongs == pongs:
+                    await self._pong_arrived.wait()
                 break
-        for topic in topics:
-            if self._server.get(topic) != "pending" or self._pending_tokens.get(topic) is not token:
-                continue
+        for topic in unanswered():
             del self._server[topic]
             error = ConnectionTimeout(
                 f"BitMEX did not acknowledge the subscription to {topic} "
