@@ -1048,3 +1048,63 @@ def test_stored_book_levels_are_compact() -> None:
     extra = memory.measure(6000)[0].extra
     # Row dicts cost ~800 bytes a level; the compact records under 300 for big books.
     assert extra["bytes_per_level"] < 400 and extra["bytes_per_level_after_updates"] < 400
+
+
+# --------------------------------------------------------------------------- closed orders
+
+
+def order(order_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "orderID": order_id,
+        "symbol": "XBTUSD",
+        "ordStatus": status,
+        "timestamp": f"2026-01-01T00:{at}.000Z",
+        **extra,
+    }
+
+
+def order_storage(**options: Any) -> Storage:
+    storage = Storage(**options)
+    storage.apply(partial("order", [order("a", "New", "00:00")], ["orderID"], symbol="XBTUSD"))
+    return storage
+
+
+def test_closed_orders_leave_the_table_after_the_ttl_of_server_time() -> None:
+    storage = order_storage()
+    storage.apply(msg("order", "update", order("a", "Filled", "00:10", leavesQty=0)))
+    storage.apply(msg("order", "insert", order("b", "New", "01:09")))
+    assert storage.data["order"][("a",)]["ordStatus"] == "Filled"  # 59 s after it closed
+    result = storage.apply(msg("order", "insert", order("c", "New", "01:10")))
+    assert ("a",) not in storage.data["order"]  # 60 s: gone
+    assert [row["orderID"] for row in storage.rows("order")] == ["b", "c"]
+    # Eviction is housekeeping, not a BitMEX delete: it is not reported as a change.
+    assert [(c.action, [r["orderID"] for r in c.rows]) for c in result.changes] == [
+        ("insert", ["c"])
+    ]
+
+
+def test_open_orders_are_never_evicted_and_the_ttl_can_be_disabled() -> None:
+    for ttl, kept in ((60.0, ["b"]), (None, ["a", "b"])):
+        storage = order_storage(closed_order_ttl=ttl)
+        storage.apply(msg("order", "update", order("a", "Canceled", "00:00")))
+        storage.apply(msg("order", "insert", order("b", "New", "00:00")))
+        storage.apply(msg("order", "update", order("b", "PartiallyFilled", "59:00")))
+        assert [row["orderID"] for row in storage.rows("order")] == kept
+
+
+def test_a_closed_order_deleted_by_bitmex_is_forgotten() -> None:
+    storage = order_storage(closed_order_ttl=0)
+    storage.apply(msg("order", "update", order("a", "Rejected", "00:01")))
+    assert storage.rows("order") == []  # ttl 0: gone as soon as it is closed
+    storage = order_storage()
+    storage.apply(msg("order", "update", order("a", "Filled", "00:01")))
+    storage.apply(msg("order", "delete", {"orderID": "a", "symbol": "XBTUSD"}))
+    storage.apply(msg("order", "insert", order("a2", "New", "05:00")))
+    assert [row["orderID"] for row in storage.rows("order")] == ["a2"]
+
+
+def test_closed_order_ttl_is_validated() -> None:
+    with pytest.raises(ValueError, match="closed_order_ttl"):
+        Storage(closed_order_ttl=-1)
+    with pytest.raises(ValueError, match="closed_order_ttl"):
+        Storage(closed_order_ttl=math.nan)

@@ -68,6 +68,8 @@ __all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "OrderBook", "Sto
 
 _BOOK10: Final = "orderBook10"
 _ACTIONS: Final = ("partial", "insert", "update", "delete")
+_ORDER: Final = "order"
+CLOSED_ORDER_STATUSES: Final = frozenset({"Filled", "Canceled", "Rejected"})
 _INF: Final = float("inf")
 _NINF: Final = -_INF
 # Keys of one SortedDict must be mutually comparable, so a key position holds either strings
@@ -217,18 +219,33 @@ class Storage:
     """The current image of every subscribed table, kept up to date by ``apply``.
 
     Keyless tables (trade, quote, ...) keep at most ``max_table_len`` rows each (default 1000;
-    per-table overrides in ``table_limits``), dropping the oldest first. Keyed tables and order
-    books are not trimmed: BitMEX deletes their rows itself.
+    per-table overrides in ``table_limits``), dropping the oldest first. Orders that reached a
+    final ``ordStatus`` (Filled, Canceled, Rejected) leave the ``order`` table once an order row
+    ``closed_order_ttl`` seconds newer (by the rows' own ``timestamp``, server time) has been
+    applied; ``None`` keeps them (BitMEX never deletes them, so a long-running bot's table would
+    grow without end). Such evictions are not reported as changes. Other keyed tables and the
+    order books are not trimmed: BitMEX deletes their rows itself.
     """
 
     def __init__(
-        self, *, max_table_len: int = 1000, table_limits: Mapping[str, int] | None = None
+        self,
+        *,
+        max_table_len: int = 1000,
+        table_limits: Mapping[str, int] | None = None,
+        closed_order_ttl: float | None = 60.0,
     ) -> None:
         limits = dict(table_limits or {})
         if max_table_len < 1 or any(limit < 1 for limit in limits.values()):
             raise ValueError("table limits must be at least 1")
+        if closed_order_ttl is not None and not closed_order_ttl >= 0:
+            raise ValueError("closed_order_ttl must be a number of seconds >= 0, or None")
         self.max_table_len = max_table_len
         self.table_limits = limits
+        self.closed_order_ttl = closed_order_ttl
+        # Closed orders by key -> server time (epoch s) they were first seen closed; the newest
+        # order row time seen. Keys whose row is gone are skipped when their time comes.
+        self._closed_orders: dict[tuple[Any, ...], float] = {}
+        self._orders_now = -_INF
         self.data: dict[str, Any] = {}
         self.keys: dict[str, list[str]] = {}
         self._gates: dict[str, _Gate] = {}
@@ -251,7 +268,10 @@ class Storage:
         if type(data) is not list:
             raise _bad("table message data is not a list", data)
         if action == "partial":
-            return self._partial(table, message, data)
+            result = self._partial(table, message, data)
+            if table == _ORDER and self.closed_order_ttl is not None:
+                self._expire_closed_orders(result)
+            return result
         if table in BOOK_TABLES:
             books = self._books.get(table)
             if books is None:  # never had a partial, or reset: validated, then dropped
@@ -268,7 +288,10 @@ class Storage:
                 _check_row(row)
             return _result(table, action, (), len(data), ())
         if keys:
-            return self._keyed_delta(table, action, data, keys)
+            result = self._keyed_delta(table, action, data, keys)
+            if table == _ORDER and self.closed_order_ttl is not None:
+                self._expire_closed_orders(result)
+            return result
         if action != "insert":
             raise _bad(f"{action} on keyless table {table}")
         for row in data:
@@ -452,6 +475,39 @@ class Storage:
         if not keys:
             raise ValueError(f"no keys known for table {table!r}")
         return tuple([match_data[k] for k in keys])
+
+    def _expire_closed_orders(self, result: ApplyResult) -> None:
+        keys = self.keys.get(_ORDER)
+        store = self.data.get(_ORDER)
+        ttl = self.closed_order_ttl
+        if not keys or store is None or ttl is None:
+            return
+        closed = self._closed_orders
+        now = self._orders_now
+        for change in result.changes:
+            for row in change.rows:
+                key = tuple(row.get(k) for k in keys)
+                if change.action == "delete":
+                    closed.pop(key, None)
+                    continue
+                stamp = row.get("timestamp")
+                try:
+                    at = self.parse_timestamp(stamp).timestamp() if type(stamp) is str else now
+                except ValueError:
+                    at = now
+                now = max(now, at)
+                if row.get("ordStatus") in CLOSED_ORDER_STATUSES and key not in closed:
+                    closed[key] = at
+        self._orders_now = now
+        horizon = now - ttl
+        while closed:
+            key, at = next(iter(closed.items()))  # oldest first (close order)
+            if at > horizon:
+                break
+            del closed[key]
+            row = store.get(key)
+            if row is not None and row.get("ordStatus") in CLOSED_ORDER_STATUSES:
+                del store[key]
 
     @staticmethod
     def parse_timestamp(text: str) -> datetime.datetime:
