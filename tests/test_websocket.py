@@ -46,10 +46,14 @@ def close_body(code: int, reason: bytes = b"") -> bytes:
 
 @asynccontextmanager
 async def real_server(
-    *, max_message_size: int = MAX_SIZE, server_max: int = MAX_SIZE
+    *,
+    max_message_size: int = MAX_SIZE,
+    server_max: int = MAX_SIZE,
+    streams: tuple[trio.abc.Stream, trio.abc.Stream] | None = None,
 ) -> AsyncIterator[tuple[ClientWebSocket, trio_websocket.WebSocketConnection]]:
-    """Our client connected to a trio-websocket server over a memory stream pair."""
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    """Our client connected to a trio-websocket server over ``streams`` (client end, server
+    end), by default a memory stream pair."""
+    client_stream, server_stream = streams or trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
         send, receive = trio.open_memory_channel[trio_websocket.WebSocketConnection](1)
 
@@ -276,16 +280,7 @@ async def test_server_message_too_big_for_the_client_is_1009(
 async def test_peer_hangs_up_without_close_frame_is_1006(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(TIMEOUT):
         client_stream, server_stream = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as nursery:
-            send, receive = trio.open_memory_channel[trio_websocket.WebSocketConnection](1)
-
-            async def serve() -> None:
-                request = await trio_websocket.wrap_server_stream(nursery, server_stream)
-                await send.send(await request.accept())
-
-            nursery.start_soon(serve)
-            client = await connect(client_stream)
-            server = await receive.receive()
+        async with real_server(streams=(client_stream, server_stream)) as (client, server):
             await server.send_message("last words")
             await server_stream.aclose()  # the TCP connection drops: no close frame
             got, why = await drain_until_closed(client)
@@ -295,7 +290,6 @@ async def test_peer_hangs_up_without_close_frame_is_1006(autojump_clock: trio.ab
                 await client.send_message("anyone?")
             assert reason_of(info.value).code == 1006
             await client.aclose()
-            nursery.cancel_scope.cancel()
 
 
 # --------------------------------------------------------------------------------- handshake
@@ -766,17 +760,8 @@ async def test_concurrent_senders_do_not_interleave_frames(
 ) -> None:
     # Lockstep streams make send_all yield mid-write, where interleaving would happen.
     with trio.fail_after(TIMEOUT):
-        client_stream, server_stream = trio.testing.lockstep_stream_pair()
-        async with trio.open_nursery() as nursery:
-            send, receive = trio.open_memory_channel[trio_websocket.WebSocketConnection](1)
-
-            async def serve() -> None:
-                request = await trio_websocket.wrap_server_stream(nursery, server_stream)
-                await send.send(await request.accept())
-
-            nursery.start_soon(serve)
-            client = await connect(client_stream)
-            server = await receive.receive()
+        streams = trio.testing.lockstep_stream_pair()
+        async with real_server(streams=streams) as (client, server):
             texts = [f"{i}:" + "x" * (i * 997 % 70000) for i in range(20)]
             got: list[str | bytes] = []
 
@@ -791,4 +776,3 @@ async def test_concurrent_senders_do_not_interleave_frames(
             # wsproto parsed every frame: none was cut into by another.
             assert sorted(got) == sorted(texts)
             await client.aclose()
-            nursery.cancel_scope.cancel()
