@@ -526,6 +526,14 @@ class BookTable:
         self.crossed: set[str] = set()  # symbols whose book was crossed when last checked
         self.stamp = ""  # the last timestamp stored: equal ones share this string
 
+    def sides_of(self, symbol: str) -> dict[str, _Side]:
+        """The two sides of ``symbol``'s book, created empty for a symbol not seen before (a new
+        symbol inside a whole-table slice)."""
+        sides = self.books.get(symbol)
+        if sides is None:
+            sides = self.books[symbol] = _new_sides(symbol)
+        return sides
+
     def side(self, symbol: str, buy: bool) -> _Side | None:
         sides = self.books.get(symbol)
         return None if sides is None else sides["Buy" if buy else "Sell"]
@@ -557,14 +565,11 @@ class BookTable:
 
     def partial(self, groups: dict[Any, list[Row]], problems: list[Problem]) -> None:
         """Replace the books of the symbols in ``groups`` (validated rows)."""
-        books = self.books
         stamp = self.stamp
         for symbol, rows in groups.items():
             if symbol is None:
                 continue  # whole-table empty partial
-            sides = books.get(symbol)
-            if sides is None:
-                sides = books[symbol] = _new_sides(symbol)
+            sides = self.sides_of(symbol)
             buys: dict[int, _Level] = {}
             sells: dict[int, _Level] = {}
             for row in rows:
@@ -594,7 +599,6 @@ class BookTable:
 
     def insert(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
         check_levels(data, True)
-        books = self.books
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -608,9 +612,7 @@ class BookTable:
             if symbol != current:
                 current = symbol
                 if accepts(symbol):
-                    sides = books.get(symbol)
-                    if sides is None:  # a new symbol inside a whole-table slice
-                        sides = books[symbol] = _new_sides(symbol)
+                    sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
                     out = groups.setdefault(symbol, [])  # every accepted row is applied
@@ -693,7 +695,6 @@ class BookTable:
                 except KeyError:
                     pass
             _check_level(row, False)  # raises, explaining what is wrong
-        books = self.books
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -710,9 +711,7 @@ class BookTable:
             if symbol != current:
                 current = symbol
                 if accepts(symbol):
-                    sides = books.get(symbol)
-                    if sides is None:  # a new symbol inside a whole-table slice
-                        sides = books[symbol] = _new_sides(symbol)
+                    sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
                     bid_ids = bids.ids
@@ -774,7 +773,6 @@ class BookTable:
 
     def delete(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
         check_levels(data, False)
-        books = self.books
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -787,9 +785,7 @@ class BookTable:
             if symbol != current:
                 current = symbol
                 if accepts(symbol):
-                    sides = books.get(symbol)
-                    if sides is None:  # a new symbol inside a whole-table slice
-                        sides = books[symbol] = _new_sides(symbol)
+                    sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
                     out = groups.get(symbol)  # created with its first row: order of changes
