@@ -52,17 +52,9 @@ async def connect_websocket(
         raise ConnectionRejected(outcome.status_code, outcome.headers, outcome.body)
     ws = ClientWebSocket(stream, max_message_size)
     if outcome.trailing:
-        # Frames sent with the 101 are handled as receive_messages handles a read: a bad one
-        # fails the connection, a ping is answered, a close is echoed (the server may send
-        # nothing more until it has its pong or echo).
-        try:
-            ws._backlog = ws._frames.feed(outcome.trailing)
-        except wire.FramingError as exc:
-            ws._backlog = exc.messages
-            await ws._fail(exc.code, exc.reason)
-        else:
-            if ws._frames.controls:
-                await ws._answer_controls()
+        # Frames sent with the 101 are handled like any read (the server may send nothing more
+        # until it has its pong or close echo).
+        ws._backlog = await ws._ingest(outcome.trailing)
     return ws
 
 
@@ -115,16 +107,22 @@ class ClientWebSocket:
             if not data:
                 self._lost("connection lost")
                 raise ConnectionClosed(self.closed)
-            try:
-                messages = self._frames.feed(data)
-            except wire.FramingError as exc:
-                await self._fail(exc.code, exc.reason)
-                if exc.messages:
-                    return exc.messages  # good data first; the next call raises
-                raise ConnectionClosed(self.closed) from None
-            if self._frames.controls:
-                await self._answer_controls()
-            return messages
+            messages = await self._ingest(data)
+            if not messages and self.closed is not None:
+                raise ConnectionClosed(self.closed)
+            return messages  # good data first, even before a close: the next call raises
+
+    async def _ingest(self, data: bytes) -> list[bytes]:
+        """Parse ``data`` into complete messages, answering pings and a close; a framing error
+        fails the connection (the messages before the bad frame are still returned)."""
+        try:
+            messages = self._frames.feed(data)
+        except wire.FramingError as exc:
+            await self._fail(exc.code, exc.reason)
+            return exc.messages
+        if self._frames.controls:
+            await self._answer_controls()
+        return messages
 
     async def get_message(self) -> bytes:
         """The next data message (used for the welcome, before the reader task starts)."""
@@ -149,11 +147,7 @@ class ClientWebSocket:
                     await self._fail(exc.code, exc.reason)
                     return
                 self.closed = CloseReason(code, reason)  # before any await: see _fail
-                if not self._close_sent:
-                    # Echo it, completing the handshake the server started.
-                    self._close_sent = True
-                    with suppress(ConnectionClosed):
-                        await self._send(wire.OP_CLOSE, wire.close_payload(code, reason))
+                await self._send_close(code, reason)  # the echo completes the handshake
                 return  # nothing may follow a close frame
 
     async def _fail(self, code: int, reason: str) -> None:
@@ -161,6 +155,10 @@ class ClientWebSocket:
         # Set first: a task sending meanwhile must see why the connection is over.
         if self.closed is None:
             self.closed = CloseReason(code, reason)
+        await self._send_close(code, reason)
+
+    async def _send_close(self, code: int, reason: str | None) -> None:
+        """Our close frame, at most once per connection; a dead socket is no error here."""
         if not self._close_sent:
             self._close_sent = True
             with suppress(ConnectionClosed):
@@ -169,10 +167,8 @@ class ClientWebSocket:
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close handshake, then close the stream (always, even if cancelled)."""
         try:
-            if self.closed is None and not self._close_sent:
-                self._close_sent = True
-                with suppress(ConnectionClosed):
-                    await self._send(wire.OP_CLOSE, wire.close_payload(code, reason))
+            if self.closed is None:
+                await self._send_close(code, reason)
             while self.closed is None:
                 try:
                     await self.receive_messages()  # data still in flight is discarded
