@@ -149,8 +149,7 @@ class BitMEXWebsocket:
         self._reply_waiters: dict[str, trio.MemorySendChannel[proto.ServerEvent]] = {}
         self._delivering = False
         self._activity = trio.Event()
-        self._pongs = 0
-        self._pong_arrived = trio.Event()
+        self._pong_arrived = trio.Event()  # set (and replaced) by each pong
         self._abort_close = False
         self._closing = False
         self._pending_tokens: dict[str, object] = {}
@@ -298,22 +297,17 @@ class BitMEXWebsocket:
     # ------------------------------------------------------------------ routing (reader task)
 
     async def _deliver(self, listeners: list[Listener], item: Change | Event) -> None:
-        for listener in tuple(listeners):
+        """``_offer``, waiting for each full ``block`` listener in turn."""
+        remaining = list(listeners)  # listeners may leave while we wait
+        while (blocked := self._offer(remaining, item)) >= 0:
+            self._delivering = True  # the heartbeat must not mistake backpressure for silence
             try:
-                listener.send.send_nowait(item)
-            except trio.WouldBlock:
-                if listener.overflow == "drop":
-                    listener.dropped += 1
-                    continue
-                self._delivering = True  # the heartbeat must not mistake backpressure for silence
-                try:
-                    await listener.send.send(item)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                finally:
-                    self._delivering = False
+                await remaining[blocked].send.send(item)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+            finally:
+                self._delivering = False
+            remaining = remaining[blocked + 1 :]
 
     def _offer(self, listeners: list[Listener], item: Change | Event) -> int:
         """Deliver without waiting. Returns the index of the first listener that must be
@@ -362,11 +356,10 @@ class BitMEXWebsocket:
             stuck = resumed
 
     async def _handle_violations(self, result: ApplyResult) -> None:
-        if result.violations:
-            self.stats.violations += len(result.violations)
-            for violation in result.violations:
-                logger.warning("consistency violation: %s", violation)
-            await self._resync({(v.table, v.symbol) for v in result.violations}, "violation")
+        self.stats.violations += len(result.violations)
+        for violation in result.violations:
+            logger.warning("consistency violation: %s", violation)
+        await self._resync({(v.table, v.symbol) for v in result.violations}, "violation")
 
     async def _broadcast_lifecycle(self, event: Event) -> None:
         for listeners in tuple(self._routes.values()):
@@ -545,7 +538,6 @@ class BitMEXWebsocket:
 
     async def _handle_reply(self, event: proto.ServerEvent) -> None:
         if isinstance(event, proto.Pong):
-            self._pongs += 1
             self._pong_arrived.set()
             self._pong_arrived = trio.Event()
         elif isinstance(event, proto.SubscribeAck):
@@ -650,11 +642,10 @@ class BitMEXWebsocket:
             # was handled and no ack is coming. No pong means a silent socket, which is the
             # heartbeat's business (it reconnects and resubscribes): "talking lately" is not
             # enough, since a server may fall silent just after its last frame.
-            pongs = self._pongs
+            pong = self._pong_arrived
             await self._send(proto.PING)
             with trio.move_on_after(self._opts.timeout):
-                while self._pongs == pongs:
-                    await self._pong_arrived.wait()
+                await pong.wait()
                 break
         for topic in unanswered():
             del self._server[topic]
