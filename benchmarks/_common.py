@@ -15,7 +15,6 @@ import json
 import os
 import resource
 import statistics
-import struct
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+
+from bitmex_trio_websocket._wire import OP_TEXT, encode_frame
 
 __all__ = [
     "BENCH_TABLES",
@@ -84,15 +85,7 @@ def load_frames(path: str | os.PathLike[str]) -> list[str]:
 
 def text_frame(text: str | bytes) -> bytes:
     """One unmasked (server to client) websocket text frame carrying ``text``."""
-    payload = text.encode() if isinstance(text, str) else text
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, n)
-    return header + payload
+    return encode_frame(OP_TEXT, text.encode() if isinstance(text, str) else text, None)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, runs: int = 3) -> None:

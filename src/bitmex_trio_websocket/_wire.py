@@ -14,7 +14,8 @@ everything the client does with a message. So the client speaks the wire format 
   decode to ``str``), plus control frames queued in ``controls``. Fragmented messages are joined.
   Length is checked from the frame header, before the payload is buffered, so ``max_size``
   bounds memory; a large frame arriving in many reads is joined once (no quadratic copying).
-* ``encode_frame``: masked client frames; the caller supplies the mask key (no randomness here).
+* ``encode_frame``: masked client frames (the caller supplies the mask key: no randomness
+  here), or unmasked server frames for the emulator and the benchmarks.
 
 Server frames that break the RFC raise ``FramingError(code, reason)``: the connection must then be
 failed with that close code (1002 protocol error, 1009 message too big). No I/O, no clock.
@@ -270,15 +271,19 @@ class FrameReader:
         return messages
 
 
-def encode_frame(opcode: int, payload: bytes, mask_key: bytes) -> bytes:
-    """One final, masked client frame."""
+def encode_frame(opcode: int, payload: bytes, mask_key: bytes | None) -> bytes:
+    """One final frame: masked with ``mask_key`` (a client's), or unmasked for ``None`` (a
+    server's: the emulator and the benchmarks' fake servers use this too)."""
     length = len(payload)
+    mask_bit = 0 if mask_key is None else 0x80
     if length < 126:
-        header = bytes((0x80 | opcode, 0x80 | length))
+        header = bytes((0x80 | opcode, mask_bit | length))
     elif length < 1 << 16:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + length.to_bytes(2)
+        header = bytes((0x80 | opcode, mask_bit | 126)) + length.to_bytes(2)
     else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + length.to_bytes(8)
+        header = bytes((0x80 | opcode, mask_bit | 127)) + length.to_bytes(8)
+    if mask_key is None:
+        return header + payload
     if length:
         key = (mask_key * (length // 4 + 1))[:length]
         payload = (int.from_bytes(payload) ^ int.from_bytes(key)).to_bytes(length)

@@ -21,35 +21,22 @@ accepts without any), so a server text message is exactly one unmasked frame.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import trio
 
+from .._wire import OP_TEXT, encode_frame
+
 __all__ = ["CloseRequest", "FaultStream", "Outbox", "encode_text_frames"]
 
-_FIN_TEXT = 0x81  # FIN set, opcode 1 (text); server frames are never masked (RFC 6455 5.1)
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
 PUT_RUN = 64  # Outbox.put yields at least once per this many frames
 
 
 def encode_text_frames(texts: Iterable[str]) -> bytes:
     """The websocket frames of these text messages, one unfragmented frame each, in order."""
-    parts: list[bytes] = []
-    for text in texts:
-        payload = text.encode()
-        size = len(payload)
-        if size < 126:
-            parts.append(bytes((_FIN_TEXT, size)))
-        elif size < 65536:
-            parts.append(_HEADER_16.pack(_FIN_TEXT, 126, size))
-        else:
-            parts.append(_HEADER_64.pack(_FIN_TEXT, 127, size))
-        parts.append(payload)
-    return b"".join(parts)
+    return b"".join(encode_frame(OP_TEXT, text.encode(), None) for text in texts)
 
 
 @dataclass(frozen=True, slots=True)
