@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import orjson
 
-from bitmex_trio_websocket._wire import OP_TEXT, encode_frame
+from bitmex_trio_websocket._websocket import OP_TEXT, encode_frame
 
 __all__ = [
     "BENCH_TABLES",

@@ -4,7 +4,7 @@ Theory of operation: one in-process run (``benchmarks.inprocess``, three listene
 ``cProfile``; every function's own time is attributed to a layer by its file (trio's scheduler
 and channels, trio-websocket and wsproto, ``Storage``, decoding, the client's reader, routing and
 listeners) and the layers are printed with their share, then the top entries by own time.
-``--path thin`` profiles the thin-reader prototype instead. Profiling slows everything down
+Profiling slows everything down
 several times, and not evenly: use it for shares, not rates.
 
     python -m benchmarks.profile --messages 50000 --top 20
@@ -52,18 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--stream", default=None)
     parser.add_argument("--top", type=int, default=20)
-    parser.add_argument("--path", choices=["client", "thin"], default="client")
     args = parser.parse_args(argv)
     frames = load_frames(args.stream or stream_path(args.messages, args.seed))
     chunks = encode_chunks(frames)
     expected = expected_rows(frames)
     profiler = cProfile.Profile()
-    if args.path == "client":
-        profiler.runcall(trio.run, run_client, chunks, len(frames), BENCH_TABLES, expected)
-    else:
-        from .thin_reader import in_process
-
-        profiler.runcall(trio.run, in_process, chunks, len(frames), expected, False)
+    profiler.runcall(trio.run, run_client, chunks, len(frames), BENCH_TABLES, expected)
     stats = pstats.Stats(profiler)
     layers: dict[str, float] = {}
     raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
@@ -72,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = layer(filename, function)
         layers[name] = layers.get(name, 0.0) + own
     total = sum(layers.values())
-    print(f"{args.path}: {len(frames):,} frames, {total:.2f} s profiled\n")
+    print(f"client: {len(frames):,} frames, {total:.2f} s profiled\n")
     for name, seconds in sorted(layers.items(), key=lambda item: -item[1]):
         print(f"  {name:<40} {seconds:7.2f} s {100 * seconds / total:5.1f}%")
     print()

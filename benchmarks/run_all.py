@@ -3,8 +3,7 @@
 Theory of operation: the stream is generated (or taken from the cache) first; then each benchmark
 module runs in its own child process with ``--json`` (so each reports its own peak memory and
 none inherits another's heap), in the order ceilings, in-process, 2021 in-process, loopback
-(both servers, 2021 library included), latency, memory, and with ``--prototype`` the
-thin-reader prototype that preceded the client's own transport. All ratios are computed from
+(both servers, 2021 library included), latency and memory. All ratios are computed from
 figures of this one run. ``--no-oldlib`` skips the 2021 library (no venv is created then).
 
     python -m benchmarks.run_all --messages 200000 --runs 3
@@ -97,13 +96,6 @@ def summary(results: dict[str, Result]) -> list[tuple[str, str, str, str]]:
             past, label = past_emulator, f"{label} (2021 on emulator)"
         check(f"loopback/{kind} vs bare ceiling", _ratio(mine, bare), 0.85, "{:.2f}")
         check(label, _ratio(mine, past), 12.0, "{:.1f}x")
-    thin = _median(results, "in-process: prototype thin reader + draining listeners")
-    if thin is not None:
-        thin_loop = _median(results, "loopback/raw: prototype thin reader + draining listeners")
-        raw_bare = _median(results, "loopback/raw: bare trio-websocket (ceiling)")
-        check("(prototype) in-process vs 2021 library", _ratio(thin, old), 25.0, "{:.1f}x")
-        check("(prototype) in-process vs parse+store", _ratio(thin, ceiling), 0.5, "{:.2f}")
-        check("(prototype) loopback/raw vs bare", _ratio(thin_loop, raw_bare), 0.85, "{:.2f}")
     latency = next((r for r in results.values() if r.path.startswith("latency:")), None)
     p99 = latency.extra.get("p99_ms") if latency else None
     check("latency p99 at 5,000 msg/s (ms)", p99, TARGETS["latency_p99_ms"], "{:.3f}", low=True)
@@ -124,11 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--oldlib-runs", type=int, default=None, help="runs of the 2021 library (default: --runs)"
     )
-    parser.add_argument(
-        "--prototype",
-        action="store_true",
-        help="also the thin-reader prototype (benchmarks.thin_reader)",
-    )
     parser.add_argument("--out", default=None, help="also write all results as JSON here")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -145,8 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         collected += _run("oldlib", ["--stream", str(stream), "--runs", old_runs])
     old_loopback = ["--oldlib", "--oldlib-runs", old_runs] if with_old else []
     collected += _run("loopback", [*common, *old_loopback])
-    if args.prototype:
-        collected += _run("thin_reader", [*common, "--settings"])
     collected += _run("latency", [*common, "--latency-messages", str(args.latency_messages)])
     collected += _run("memory", ["--levels", str(args.levels)])
     results = {r.path: r for r in collected}

@@ -15,7 +15,6 @@ from benchmarks import (
     memory,
     oldlib,
     run_all,
-    thin_reader,
 )
 from benchmarks import profile as bench_profile
 from benchmarks._common import BENCH_TABLES, load_frames
@@ -74,9 +73,3 @@ def test_summary_marks_targets() -> None:
 def test_profile_groups_layers(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_profile.main(["--stream", str(stream), "--top", "3"]) == 0
     assert "storage" in capsys.readouterr().out
-
-
-def test_thin_reader_prototype(stream: Path) -> None:
-    frames = load_frames(stream)
-    results = thin_reader.measure(stream, frames, runs=1, loopback=True, settings=[(4096, 1)])
-    assert len(results) == 5 and all(r.median > 0 for r in results)

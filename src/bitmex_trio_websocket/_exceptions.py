@@ -11,11 +11,15 @@ well-formed error reply from BitMEX carrying its structured fields. ::
     ├── BitMEXAPIError               an error reply: status, message, meta, request
     │   ├── AuthenticationError      the server refused our credentials
     │   └── SubscriptionError        the server refused a subscribe/unsubscribe
-    ├── ConnectionTimeout            connect, welcome or auth took too long
-    └── DeadMansSwitchError          cancelAllAfter was not acknowledged as expected
+    ├── ConnectionClosed*            the connection is closed and was not recovered: reason
+    ├── HandshakeError*              the websocket upgrade failed
+    │   └── ConnectionRejected*      the server answered the upgrade with an HTTP error
+    ├── ConnectionTimeout*           connect, welcome, auth or a command reply took too long
+    └── DeadMansSwitchError          cancelAllAfter was refused or never acknowledged
 
-Connection loss is reported with ``trio_websocket.ConnectionClosed`` (as the 2021 library did),
-not with a class of ours, so existing ``except ConnectionClosed`` code keeps working.
+Classes marked * also subclass the trio-websocket exception of the same name, so code written for
+the 2021 library (``except trio_websocket.ConnectionClosed``) keeps working, while
+``except BitMEXError`` catches everything this library raises on purpose.
 
 Secrets never reach these objects' text: requests echoed by the server are redacted before they
 are stored (see ``redact_request``).
@@ -26,12 +30,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import trio_websocket
+
 __all__ = [
     "AuthenticationError",
     "BitMEXAPIError",
     "BitMEXError",
+    "ConnectionClosed",
+    "ConnectionRejected",
     "ConnectionTimeout",
     "DeadMansSwitchError",
+    "HandshakeError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -131,8 +140,27 @@ class SubscriptionError(BitMEXAPIError):
     """The server refused a subscribe or unsubscribe command."""
 
 
-class ConnectionTimeout(BitMEXError):
-    """Connecting, waiting for the welcome, or authenticating took longer than allowed."""
+class ConnectionClosed(BitMEXError, trio_websocket.ConnectionClosed):
+    """The connection is closed and was not (or is not to be) recovered.
+
+    ``reason`` is a ``trio_websocket.CloseReason``: the close code and text (1006 for a lost
+    connection, 1000 after the user's own exit).
+    """
+
+
+class HandshakeError(BitMEXError, trio_websocket.HandshakeError):
+    """The websocket upgrade failed (not a websocket server, or a broken answer)."""
+
+
+class ConnectionRejected(HandshakeError, trio_websocket.ConnectionRejected):
+    """The server answered the upgrade with an HTTP error: ``status_code``, ``headers``, ``body``.
+
+    A 429 carries BitMEX's ``Retry-After``, which the reconnect backoff honours.
+    """
+
+
+class ConnectionTimeout(BitMEXError, trio_websocket.ConnectionTimeout):
+    """Connecting, the welcome, authentication or a command's reply took longer than allowed."""
 
 
 class DeadMansSwitchError(BitMEXError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .._wire import OP_TEXT, encode_frame
+from .._websocket import OP_TEXT, encode_frame
 
 __all__ = ["CloseRequest", "FaultStream", "Outbox", "encode_text_frames"]
 
