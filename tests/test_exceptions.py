@@ -53,3 +53,45 @@ def test_remote_protocol_error_quotes_a_bounded_prefix() -> None:
     assert len(str(err)) < 300
     assert str(err).endswith("...")
     assert RemoteProtocolError("bad", b"\xff\xfe").frame is not None
+
+
+def test_connection_errors_are_ours_and_trio_websockets() -> None:
+    import trio_websocket
+
+    for name in ("ConnectionClosed", "HandshakeError", "ConnectionRejected", "ConnectionTimeout"):
+        ours = getattr(btw, name)
+        assert issubclass(ours, BitMEXError), name
+        assert issubclass(ours, getattr(trio_websocket, name)), name
+    assert issubclass(btw.ConnectionRejected, btw.HandshakeError)
+
+    reason = trio_websocket.CloseReason(1001, "going away")
+    closed = btw.ConnectionClosed(reason)
+    assert closed.reason is reason
+    try:
+        raise closed
+    except trio_websocket.ConnectionClosed as caught:  # the 2021 library's documented error
+        assert caught.reason.code == 1001
+    rejected = btw.ConnectionRejected(429, ((b"retry-after", b"3"),), b"{}")
+    assert (rejected.status_code, rejected.headers, rejected.body) == (
+        429,
+        ((b"retry-after", b"3"),),
+        b"{}",
+    )
+
+
+def test_the_tree_drawn_in_the_docstring_is_the_tree() -> None:
+    import bitmex_trio_websocket._exceptions as module
+
+    assert module.__doc__ is not None
+    classes = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == module.__name__
+    }
+    for name, cls in classes.items():
+        assert name in module.__all__, name
+        assert name in module.__doc__, f"{name} is not drawn in the tree"
+        assert issubclass(cls, BitMEXError), name
+        assert getattr(btw, name) is cls, f"{name} is not public"
