@@ -1,11 +1,12 @@
 """In-process pipeline: the client's own per-frame path fed from an in-memory transport.
 
 Theory of operation: ``open_bitmex_websocket(..., connect=...)`` gets a ``ReplayStream`` (see
-``_fakeserver``) that answers the handshake and subscriptions and then hands over the whole
+``replay_server``) that answers the handshake and subscriptions and then hands over the whole
 stream, pre-encoded, 64 KiB at a time. Everything the client does per frame runs for real:
-trio-websocket's frame parsing, ``decode_server_frame``, ``Storage.apply``, routing and the
-listeners' channels. Every frame is decoded and stored in both variants; with one listener only
-``orderBookL2`` rows are consumed, with three ``orderBookL2``, ``trade`` and ``instrument``.
+its own frame reader (``_websocket``), ``decode_server_frame``, ``Storage.apply``, routing and
+the listeners' channels; a bare trio-websocket client on the same transport is the comparison.
+Every frame is decoded and stored in both variants; with one listener only ``orderBookL2`` rows
+are consumed, with three ``orderBookL2``, ``trade`` and ``instrument``.
 The clock runs from the first data chunk until every listener has received every row it must
 (``listen()`` yields the rows of partials, inserts and updates). The 2021 library's in-process
 figure comes from ``benchmarks.oldlib`` on the same stream.
@@ -29,8 +30,8 @@ import trio_websocket
 from bitmex_trio_websocket import BitMEXWebsocket, open_bitmex_websocket
 
 from ._common import BENCH_TABLES, Result, add_common_arguments, emit, load_frames
-from ._fakeserver import FakeBitMEX, ReplayStream, encode_chunks
 from .gen_stream import stream_path
+from .replay_server import FakeBitMEX, ReplayStream, encode_chunks
 
 __all__ = ["expected_rows", "main", "measure", "run_client"]
 

@@ -1,6 +1,6 @@
 """Latency at a fixed rate: frame arrival to listener receipt, p50/p99/max.
 
-Theory of operation: a server task (``_fakeserver.serve_stream``) and the client share one process
+Theory of operation: a server task (``replay_server.serve_stream``) and the client share one process
 and talk over a kernel socket pair. After the partials (sent unpaced and not measured) the server
 writes the stream's deltas one frame per write at a fixed ``--rate`` (default 5,000 frames/s) and
 notes ``perf_counter()`` just before each write: the frame's arrival. Three ``events()``
@@ -27,8 +27,8 @@ import trio
 from bitmex_trio_websocket import BitMEXWebsocket, Change, open_bitmex_websocket
 
 from ._common import BENCH_TABLES, Result, add_common_arguments, emit, load_frames, text_frame
-from ._fakeserver import FakeBitMEX, encode_chunks, serve_stream
 from .gen_stream import stream_path
+from .replay_server import FakeBitMEX, encode_chunks, serve_stream
 
 __all__ = ["main", "measure", "run_latency"]
 

@@ -1,11 +1,11 @@
 """Where the in-process time goes: cProfile of one run, grouped by layer, plus the top entries.
 
 Theory of operation: one in-process run (``benchmarks.inprocess``, three listeners) under
-``cProfile``; every function's own time is attributed to a layer by its file (trio's scheduler
-and channels, trio-websocket and wsproto, ``Storage``, decoding, the client's reader, routing and
-listeners) and the layers are printed with their share, then the top entries by own time.
-Profiling slows everything down
-several times, and not evenly: use it for shares, not rates.
+``cProfile``; every function's own time is attributed to a layer by the package or module it
+lives in (trio's scheduler and channels, trio-websocket and wsproto, ``_storage``, decoding,
+``_websocket``, the rest of the client: session, routing, listeners) and the layers are printed
+with their share, then the top entries by own time. Profiling slows everything down several
+times, and not evenly: use it for shares, not rates.
 
     python -m benchmarks.profile --messages 50000 --top 20
 """
@@ -20,28 +20,29 @@ from collections.abc import Sequence
 import trio
 
 from ._common import BENCH_TABLES, load_frames
-from ._fakeserver import encode_chunks
 from .gen_stream import stream_path
 from .inprocess import expected_rows, run_client
+from .replay_server import encode_chunks
 
 __all__ = ["layer", "main"]
 
 
 def layer(filename: str, function: str) -> str:
-    """The layer a profiled function belongs to."""
-    if "_storage.py" in filename or "_book.py" in filename or "sortedcontainers" in filename:
+    """The layer a profiled function belongs to (by the package or module it lives in)."""
+    path = filename.replace("\\", "/")
+    if "bitmex_trio_websocket/_storage/" in path or "sortedcontainers" in path:
         return "storage (Storage.apply, SortedDict)"
-    if "bitmex_trio_websocket/_wire.py" in filename or "_websocket.py" in filename:
-        return "transport (_wire, _websocket)"
-    if "_client.py" in filename or "_listeners.py" in filename:
-        return "client (reader, routing, listen)"
-    if "bitmex_trio_websocket/_protocol.py" in filename or "orjson" in function:
+    if "bitmex_trio_websocket/_websocket/" in path:
+        return "transport (_websocket)"
+    if "bitmex_trio_websocket/_protocol.py" in path or "orjson" in function:
         return "decode (decode_server_frame, orjson)"
-    if "wsproto" in filename or "site-packages/trio_websocket" in filename:
+    if "bitmex_trio_websocket/" in path and "/emulator/" not in path:
+        return "client (session, routing, listen)"
+    if "wsproto" in path or "site-packages/trio_websocket" in path:
         return "trio-websocket + wsproto"
-    if "/trio/" in filename or "outcome" in filename:
+    if "/trio/" in path or "outcome" in path:
         return "trio scheduler + channels"
-    if "benchmarks" in filename:
+    if "benchmarks" in path:
         return "benchmark transport + listeners"
     return "other (builtins)"
 

@@ -4,7 +4,9 @@ The emulator's market runs while a seeded fault plan hits every connection (drop
 stalls, malformed frames, unknown ids, refused handshakes, failed auth, delayed acks, deltas
 before partials). After the requested number of faults the faults stop and the market is stilled;
 then the client's ``Storage`` is compared with the one a fresh connection builds from scratch.
-Everything runs on trio's virtual clock, so hours of outages take seconds.
+Everything runs on trio's virtual clock, so hours of outages take seconds. Its small version
+runs in the test suite (``tests/client/test_chaos.py``); TCP-level faults are
+``stress.tcp_chaos``'s.
 
     python -m stress.chaos --faults 1000 --seed 1
 """
@@ -18,7 +20,6 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 import trio.testing
@@ -175,12 +176,16 @@ async def run_chaos(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stress.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--faults", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--every", type=int, default=300, help="messages between faults")
     args = parser.parse_args(argv)
-    report: Any = trio.run(
+    report = trio.run(
         lambda: run_chaos(args.faults, seed=args.seed, every_messages=args.every),
         clock=trio.testing.MockClock(autojump_threshold=0),
     )

@@ -9,7 +9,8 @@ paths are soaked too.
 
 At the end it compares the heap after warm-up (the first sample) with the last sample and lists
 the allocation sites that grew most, so that a leak names its line. Exit status 0 when memory
-stayed flat (growth below ``--max-growth-mb``), 1 otherwise.
+stayed flat (growth below ``--max-growth-mb``), 1 otherwise. Its small version (in memory, on a
+virtual clock) runs in the test suite (``tests/client/test_limits.py``).
 
     python -m stress.soak --minutes 30
 """
@@ -212,7 +213,11 @@ async def run_soak(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stress.soak", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m stress.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="duration (default 30)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--rate", type=float, default=100.0, help="market events per second")
