@@ -1,3 +1,5 @@
+"""``python -m bitmex_trio_websocket``: the same command line as ``bitmex-trio-websocket``."""
+
 import sys
 
 from ._cli import main

@@ -1,4 +1,4 @@
-"""The ``bitmex-trio-websocket`` command line."""
+"""The ``bitmex-trio-websocket`` command line (see ``_main`` for how it is put together)."""
 
 from ._main import main, main_entry
 

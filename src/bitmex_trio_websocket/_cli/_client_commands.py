@@ -1,9 +1,16 @@
 """Client commands of the command line: ``listen``, ``record`` and ``demo``.
 
-Theory of operation: each command registers its arguments in an ``add_*`` function (called by
-``_cli``) and runs one ``trio.run``. Output goes to stdout one line at a time and is flushed, so
-the commands compose with pipes; a reader that goes away (``| head``) ends the command quietly.
-Credentials come from flags or ``BITMEX_API_KEY``/``BITMEX_API_SECRET`` and are never printed.
+Theory of operation: each command registers its arguments in an ``add_*`` function (listed in
+``_main._COMMANDS``), checks what it can before connecting (a bad topic, network or half a pair
+of credentials: one line on stderr, exit status 2), then runs one ``trio.run`` through
+``run_command``. Output goes to stdout one line at a time and is flushed, so the commands compose
+with pipes; a reader that goes away (``| head``) ends the command quietly. Credentials come from
+flags or ``BITMEX_API_KEY``/``BITMEX_API_SECRET`` and are never printed.
+
+``listen`` and ``record`` take ``--network``: ``mainnet``, ``testnet`` or a ``ws://``/``wss://``
+URL. BitMEX closed on 2026-09-23, so the two names no longer reach a market; the emulator's URL
+(``bitmex-trio-websocket emulator``) is what still answers. ``demo`` needs no network at all: it
+runs the emulator in the same process, connected in memory.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, Final
 
 import orjson
 import trio
@@ -24,16 +31,17 @@ import trio
 from .. import _protocol as proto
 from .._client import BitMEXWebsocket, open_bitmex_websocket, resolve_network
 from .._exceptions import BitMEXError
+from ._run import PROG, CommandError, Subparsers, run_command
 
 __all__ = ["add_demo", "add_listen", "add_record"]
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-PROG = "bitmex-trio-websocket"
-KNOWN_TABLES = proto.PUBLIC_TABLES | proto.PRIVATE_TABLES
+KNOWN_TABLES: Final = proto.PUBLIC_TABLES | proto.PRIVATE_TABLES
 
-
-class CommandError(Exception):
-    """A one-line error for the user; the command exits non-zero without a traceback."""
+_NETWORK_HELP: Final = (
+    "mainnet, testnet or a ws:// / wss:// URL (default: %(default)s). BitMEX closed on "
+    "2026-09-23, so mainnet and testnet no longer serve a market: pass the URL that "
+    "'bitmex-trio-websocket emulator' prints"
+)
 
 
 def _topics(texts: list[str]) -> list[tuple[str, str | None]]:
@@ -73,7 +81,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--network",
         default="mainnet",
-        help="mainnet, testnet or a ws:// / wss:// URL (default: %(default)s)",
+        help=_NETWORK_HELP,
     )
     parser.add_argument("--api-key", default=None, help="API key (or env BITMEX_API_KEY)")
     parser.add_argument(
@@ -94,37 +102,6 @@ def _check_network(args: argparse.Namespace) -> None:
         resolve_network(args.network)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-
-
-def run_command(program: Callable[[], Awaitable[object]]) -> int:
-    """``trio.run`` with the command line's conventions for errors, Ctrl-C and closed pipes."""
-    try:
-        trio.run(program)
-    except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:
-        _silence_stdout()
-        return 0
-    except (CommandError, BitMEXError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except BaseExceptionGroup as group:
-        if group.subgroup(KeyboardInterrupt) is not None:
-            return 0
-        if group.subgroup(BrokenPipeError) is not None:
-            _silence_stdout()
-            return 0
-        raise
-    return 0
-
-
-def _silence_stdout() -> None:
-    # The reader is gone: point stdout at /dev/null so the interpreter's final flush is quiet.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 async def _stop_after(duration: float | None, scope: trio.CancelScope) -> None:

@@ -1,0 +1,136 @@
+"""The ``emulator`` command: serve BitMEX's realtime protocol on a local port.
+
+Theory of operation: ``add_emulator`` registers the arguments; ``_run_emulator`` opens the
+emulator (``open_emulator``) with them, prints the URL it serves as the first line on stdout,
+flushed at once (scripts and tests read it to learn the port), and waits for SIGTERM; Ctrl-C
+arrives as ``KeyboardInterrupt`` and ends it the same way, through ``run_command``. Either way
+the exit status is 0. The emulator is imported only when this command runs, so the client
+commands do not load the market model.
+
+With BitMEX closed (2026-09-23) the emulator and recordings are what still speak its realtime
+protocol; this command is how a program that is not written in Python reaches them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import trio
+
+from ._run import Subparsers, run_command
+
+__all__ = ["add_emulator"]
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a non-negative integer")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be a non-negative number")
+    return value
+
+
+def add_emulator(commands: Subparsers) -> None:
+    from ..emulator import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    parser = commands.add_parser(
+        "emulator",
+        help="run a local BitMEX realtime emulator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Serve BitMEX's realtime websocket API locally, from a deterministic synthetic\n"
+            "market or a recording. The first line on stdout is the URL it serves.\n"
+            "Runs until interrupted (Ctrl-C).\n"
+            "\n"
+            "BitMEX closed on 2026-09-23: this emulator and recordings are what still speak\n"
+            "its realtime protocol."
+        ),
+        epilog=(
+            f"default account {DEFAULT_ACCOUNT}:\n"
+            f"  API key     {DEFAULT_API_KEY}\n"
+            f"  API secret  {DEFAULT_API_SECRET}\n"
+            "These are the emulator's public test credentials; never use them elsewhere."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=_non_negative_int, default=0, help="TCP port; 0 picks a free one (default)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="market seed (default: %(default)s)")
+    parser.add_argument(
+        "--symbols", default=None, help="comma-separated instruments (default: the model's set)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=_non_negative_float,
+        default=50.0,
+        help="market events per second; 0 = as fast as possible (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-events",
+        type=_non_negative_int,
+        default=None,
+        help="stop the market after N changes (state converges); default: never",
+    )
+    parser.add_argument("--replay", metavar="FILE", help="serve this recording (JSON Lines)")
+    parser.add_argument(
+        "--speed",
+        type=_non_negative_float,
+        default=0.0,
+        help="replay speed, times real time; 0 = as fast as the client reads (default)",
+    )
+    parser.add_argument(
+        "--api-key", default=DEFAULT_API_KEY, help=f"API key (default: {DEFAULT_API_KEY})"
+    )
+    parser.add_argument(
+        "--api-secret",
+        default=DEFAULT_API_SECRET,
+        help=f"API secret (default: {DEFAULT_API_SECRET})",
+    )
+    parser.add_argument(
+        "--legacy-book",
+        action="store_true",
+        help="emit the 2019-2021 order book format (no price on update/delete)",
+    )
+    parser.set_defaults(handler=_run_emulator)
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from ..emulator import DEFAULT_ACCOUNT, open_emulator
+
+    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+
+    async def serve() -> None:
+        async with open_emulator(
+            seed=args.seed,
+            symbols=symbols,
+            host=args.host,
+            port=args.port,
+            rate=args.rate,
+            max_events=args.max_events,
+            replay=args.replay,
+            speed=args.speed,
+            accounts={args.api_key: (args.api_secret, DEFAULT_ACCOUNT)},
+            legacy_book=args.legacy_book,
+        ) as emulator:
+            print(emulator.url, flush=True)
+            await _wait_for_termination()
+
+    return run_command(serve)
+
+
+async def _wait_for_termination() -> None:
+    """Return on SIGTERM (Ctrl-C arrives as ``KeyboardInterrupt``, handled by ``run_command``)."""
+    if not hasattr(signal, "SIGTERM") or sys.platform == "win32":
+        await trio.sleep_forever()
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
