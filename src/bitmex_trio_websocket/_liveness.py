@@ -1,0 +1,153 @@
+"""When to ping, and when a connection is dead. Sans-IO: every time is passed in.
+
+Theory of operation
+-------------------
+BitMEX answers the text ``ping`` with ``pong``, in order with its replies to our other commands.
+A pong is therefore the one proof that the server still *hears* us: a busy feed proves only the
+server-to-client direction. When the bytes we send are lost (a deaf server, a half-broken path, a
+middlebox) the feed keeps arriving while our subscriptions, commands and dead man's switch go
+nowhere, so the rules never take "data arrived" as an answer to a ping:
+
+1. **Regular pings.** One ping at a time, sent ``interval`` after the previous one was answered
+   (or after the session started), whatever the feed is doing.
+2. **An allowance per ping.** A ping must be answered within ``timeout`` plus the round trip the
+   previous ping took (capped at ``max_round_trip``). Like TCP's retransmission timer, the
+   allowance follows what the link measurably needs: after a large partial over a slow link the
+   server's queue drains for a while, and each pong waits behind it.
+3. **Excused time.** The allowance does not run out while the reader is blocked handing rows to a
+   full listener (backpressure: the pong may sit unread in the socket), nor while the bytes of a
+   frame in progress keep arriving at ``min_progress_rate`` or more (an honest slow link carrying
+   a large partial). Such progress counts only for reads that complete no frame: on a half-dead
+   connection a busy feed of small frames completes frames all the time and excuses nothing, and a
+   hostile trickle below the rate excuses nothing either. Death is then ``timeout`` after the last
+   progress or the end of the blockage, if that is later than the allowance.
+
+So a connection that stops hearing us is declared dead within
+``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
+with the defaults), while a slow but honest link completes any partial it carries at the rate.
+
+``answered_through`` is the send time of the latest answered ping: every command sent before it
+has been processed by the server (in-order replies), which lets a caller tell "no reply is
+coming" from "the reply is late".
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Final
+
+__all__ = ["MAX_ROUND_TRIP", "MIN_PROGRESS_RATE", "Liveness", "LivenessAction"]
+
+# Bytes per second of a frame in progress that count as life (a hostile trickle sends far less;
+# any link that can carry BitMEX's feed at all carries far more).
+MIN_PROGRESS_RATE: Final = 1024.0
+# The previous round trip is added to a ping's allowance up to this many seconds.
+MAX_ROUND_TRIP: Final = 30.0
+
+
+class LivenessAction(enum.Enum):
+    """What ``Liveness.due`` says happens at the time it returns."""
+
+    PING = "ping"
+    DEAD = "dead"
+
+
+class Liveness:
+    """Tracks pings, pongs and reads of one connection; ``due(now)`` says what comes next."""
+
+    __slots__ = (
+        "_blocked",
+        "_max_round_trip",
+        "_min_rate",
+        "_progress_at",
+        "_progress_bytes",
+        "_progress_mark",
+        "_round_trip",
+        "_timeout",
+        "_unblocked_at",
+        "answered_through",
+        "interval",
+        "last_pong_at",
+        "ping_sent_at",
+    )
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        interval: float,
+        timeout: float,
+        min_progress_rate: float = MIN_PROGRESS_RATE,
+        max_round_trip: float = MAX_ROUND_TRIP,
+    ) -> None:
+        if not (interval > 0 and timeout > 0 and min_progress_rate > 0 and max_round_trip >= 0):
+            raise ValueError("interval, timeout and min_progress_rate must be positive")
+        self.interval = interval
+        self._timeout = timeout
+        self._min_rate = min_progress_rate
+        self._max_round_trip = max_round_trip
+        self.ping_sent_at: float | None = None  # the outstanding ping, if any
+        self.last_pong_at = now  # pings are scheduled from here
+        self.answered_through = -math.inf
+        self._round_trip = 0.0
+        self._blocked = False
+        self._unblocked_at = -math.inf
+        self._progress_at = -math.inf  # last read that counted as progress of a frame
+        self._progress_mark = now  # start of the current progress measurement
+        self._progress_bytes = 0
+
+    # ------------------------------------------------------------------ events
+
+    def ping_sent(self, now: float) -> None:
+        if self.ping_sent_at is None:
+            self.ping_sent_at = now
+
+    def pong_received(self, now: float) -> float | None:
+        """Record a pong; returns the round trip of the ping it answers (``None``: unsolicited)."""
+        sent = self.ping_sent_at
+        if sent is None:
+            return None
+        self.ping_sent_at = None
+        self.last_pong_at = now
+        self.answered_through = sent
+        self._round_trip = now - sent
+        return self._round_trip
+
+    def data_received(self, now: float, nbytes: int, frames: int) -> None:
+        """One read: ``nbytes`` arrived and completed ``frames`` messages."""
+        if frames:
+            # Complete frames are no answer to a ping; what follows them starts a new measure.
+            self._progress_mark = now
+            self._progress_bytes = 0
+            return
+        self._progress_bytes += nbytes
+        if self._progress_bytes >= self._min_rate * (now - self._progress_mark):
+            self._progress_at = now
+            self._progress_mark = now
+            self._progress_bytes = 0
+
+    def blocked(self) -> None:
+        """The reader waits for a full listener: nothing it has not read can be held against us."""
+        self._blocked = True
+
+    def unblocked(self, now: float) -> None:
+        self._blocked = False
+        self._unblocked_at = now
+
+    # ------------------------------------------------------------------ decisions
+
+    @property
+    def allowance(self) -> float:
+        """How long the outstanding (or next) ping may take before the connection is dead."""
+        return self._timeout + min(self._round_trip, self._max_round_trip)
+
+    def due(self) -> tuple[LivenessAction, float]:
+        """The next action and when it is due (``math.inf``: not before something happens)."""
+        sent = self.ping_sent_at
+        if sent is None:
+            return LivenessAction.PING, self.last_pong_at + self.interval
+        if self._blocked:
+            return LivenessAction.DEAD, math.inf
+        excused = max(self._progress_at, self._unblocked_at) + self._timeout
+        return LivenessAction.DEAD, max(sent + self.allowance, excused)

@@ -1,0 +1,161 @@
+"""The liveness rules (``_liveness``), without sockets: times are passed in."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bitmex_trio_websocket._liveness import MIN_PROGRESS_RATE, Liveness, LivenessAction
+
+PING, DEAD = LivenessAction.PING, LivenessAction.DEAD
+
+
+def fresh(now: float = 100.0, **options: float) -> Liveness:
+    return Liveness(now, interval=options.pop("interval", 5.0), timeout=5.0, **options)
+
+
+def test_pings_come_every_interval_after_the_previous_pong() -> None:
+    live = fresh()
+    assert live.due() == (PING, 105.0)
+    live.ping_sent(105.0)
+    assert live.due() == (DEAD, 110.0)
+    assert live.pong_received(105.25) == 0.25
+    assert live.due() == (PING, 110.25)
+    assert live.answered_through == 105.0
+
+
+def test_a_busy_feed_is_no_answer_to_a_ping() -> None:
+    """Half-dead: the feed keeps arriving, our ping never reached the server."""
+    live = fresh()
+    live.ping_sent(105.0)
+    for tick in range(1, 100):
+        live.data_received(105.0 + tick * 0.1, 16_000, frames=40)
+    assert live.due() == (DEAD, 110.0)
+
+
+def test_the_allowance_adds_the_previous_round_trip_up_to_a_cap() -> None:
+    live = fresh(max_round_trip=6.0)
+    live.ping_sent(105.0)
+    live.pong_received(109.0)
+    assert live.allowance == 9.0
+    live.ping_sent(114.0)
+    assert live.due() == (DEAD, 123.0)
+    live.pong_received(122.0)  # 8 s round trip: capped at 6
+    assert live.allowance == 11.0
+
+
+def test_progress_of_a_large_frame_excuses_the_wait() -> None:
+    live = fresh()
+    live.ping_sent(105.0)
+    now = 105.0
+    while now < 130.0:  # 20 KB/s of one 500 KB frame: no frame completes
+        now += 0.5
+        live.data_received(now, 10_000, frames=0)
+        assert live.due() == (DEAD, now + 5.0)
+    live.data_received(131.0, 1_000, frames=1)  # the partial completes; the pong is still owed
+    assert live.due() == (DEAD, 135.0)
+
+
+def test_a_trickle_below_the_minimum_rate_excuses_nothing() -> None:
+    live = fresh()
+    live.ping_sent(105.0)
+    for second in range(0, 20, 2):
+        live.data_received(105.0 + second, 1, frames=0)
+    assert live.due() == (DEAD, 110.0)
+
+
+def test_progress_is_measured_from_the_last_complete_frame() -> None:
+    live = fresh()
+    live.data_received(104.0, 500, frames=3)
+    live.ping_sent(105.0)
+    # 1,000 bytes in 2 s is below the rate; 3,000 in 2.5 s is above it.
+    live.data_received(106.0, 1_000, frames=0)
+    assert live.due() == (DEAD, 110.0)
+    live.data_received(106.5, 2_000, frames=0)
+    assert live.due() == (DEAD, 111.5)
+    assert MIN_PROGRESS_RATE * 2.5 <= 3_000
+
+
+def test_backpressure_suspends_death_then_gives_a_full_timeout() -> None:
+    live = fresh()
+    live.ping_sent(105.0)
+    live.blocked()
+    assert live.due() == (DEAD, math.inf)
+    live.unblocked(140.0)
+    assert live.due() == (DEAD, 145.0)
+
+
+def test_an_unsolicited_pong_changes_nothing() -> None:
+    live = fresh()
+    assert live.pong_received(101.0) is None
+    assert live.due() == (PING, 105.0)
+    live.ping_sent(105.0)
+    live.ping_sent(106.0)  # one ping at a time: the first one's clock runs
+    assert live.due() == (DEAD, 110.0)
+
+
+@pytest.mark.parametrize("bad", [{"interval": 0.0}, {"interval": -1.0}, {"min_progress_rate": 0.0}])
+def test_nonsense_options_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        fresh(**bad)
+
+
+def simulate(
+    *, link: float, feed: float, partial: int, deaf_from: float | None, until: float
+) -> tuple[float | None, float]:
+    """A server that queues a ``partial`` then a ``feed`` of 200-byte frames (bytes/s), over a
+    link of ``link`` bytes/s, read every 0.1 s; pongs queued in order behind the data.
+
+    Returns (time of death or None, time the partial completed)."""
+    step, frame = 0.1, 200
+    live = Liveness(0.0, interval=5.0, timeout=5.0)
+    queue: list[list[int]] = [[partial, 1]]  # [bytes left, is data (1) / pong (0)]
+    generated = 0.0
+    partial_done = math.inf
+    now = 0.0
+    while now < until:
+        now = round(now + step, 6)
+        generated += feed * step
+        while generated >= frame:
+            generated -= frame
+            queue.append([frame, 1])
+        budget, nbytes, frames, pongs = link * step, 0, 0, 0
+        while queue and budget > 0:
+            take = min(budget, queue[0][0])
+            queue[0][0] -= int(take)
+            budget -= take
+            nbytes += int(take)
+            if queue[0][0] <= 0:
+                item = queue.pop(0)
+                frames += 1
+                pongs += item[1] == 0
+                if partial_done == math.inf:
+                    partial_done = now
+        live.data_received(now, nbytes, frames)
+        if pongs:
+            live.pong_received(now)
+        action, at = live.due()
+        if action is DEAD and at <= now:
+            return now, partial_done
+        if action is PING and at <= now:
+            live.ping_sent(now)
+            if deaf_from is None or now < deaf_from:
+                queue.append([4, 0])
+    return None, partial_done
+
+
+def test_an_honest_slow_link_completes_a_partial_longer_than_the_heartbeat() -> None:
+    # 150 KB partial, feed 10 KB/s, link 13 KB/s (1.3x): the partial alone takes 11.5 s, more
+    # than interval + timeout, and the queue behind it drains for another ~40 s.
+    death, partial_done = simulate(
+        link=13_000, feed=10_000, partial=150_000, deaf_from=None, until=120
+    )
+    assert death is None
+    assert 11 < partial_done < 12
+
+
+def test_a_half_dead_connection_is_noticed_within_interval_timeout_and_a_round_trip() -> None:
+    death, _ = simulate(link=100_000, feed=10_000, partial=150_000, deaf_from=30.0, until=120)
+    assert death is not None
+    assert 30.0 < death <= 30.0 + 5.0 + 5.0 + 0.5
