@@ -1,4 +1,5 @@
-"""The client's websocket: sans-IO frames and handshake (``_frames``), the trio connection."""
+"""The client's websocket, in layers: ``_handshake`` (the sans-IO HTTP upgrade), ``_frames``
+(sans-IO frames and close bodies), ``_connection`` (both over a trio stream)."""
 
 from ._connection import ClientWebSocket, connect_websocket
 from ._frames import OP_TEXT, encode_frame

@@ -1,14 +1,22 @@
-"""The client's websocket connection: ``_wire`` over a trio stream, with no task of its own.
+"""The client's websocket connection: ``_handshake`` and ``_frames`` over a trio stream.
 
-Theory of operation. ``connect_websocket`` runs the upgrade handshake on a stream. The resulting
-``ClientWebSocket`` is read by whoever calls ``receive_messages()``: one ``receive_some``, then
-every complete data message in those bytes, in order (the client's reader task calls it in a loop
-and decodes, stores and routes each message itself, so a 64 KiB read of 200 frames costs one
+Theory of operation
+-------------------
+``connect_websocket`` runs the upgrade handshake on a stream. The resulting ``ClientWebSocket``
+has no task of its own: it is read by whoever calls ``receive_messages()``: one ``receive_some``,
+then every complete data message in those bytes, in order (the client's reader task calls it in a
+loop and decodes, stores and routes each message itself, so a 64 KiB read of 200 frames costs one
 wake-up, not several per frame). Pings are answered and a close frame is echoed inside that call.
+A server breaking the wire format (``FramingError``) fails the connection: our close frame carries
+the code (1002, 1007 or 1009) and the reason, and reads then raise ``ConnectionClosed``.
 
-Errors use trio-websocket's public types, which users already catch: ``ConnectionClosed`` with a
-``CloseReason`` (the server's close code and reason; 1006 for a lost connection, the code we
-failed it with for a framing error) and ``ConnectionRejected`` for a refused handshake.
+Errors are the library's own, from ``bitmex_trio_websocket._exceptions``: ``ConnectionClosed``
+(``reason``: a ``trio_websocket.CloseReason`` with the server's close code and text, 1006 for a
+lost connection, or the code we failed it with), ``HandshakeError`` for a server that hangs up
+or does not speak websocket, and its subclass ``ConnectionRejected`` (``status_code``,
+``headers``, ``body``) for a refused upgrade. Each also subclasses the trio-websocket class of
+the same name, so ``except trio_websocket.ConnectionClosed`` keeps working while
+``except BitMEXError`` catches them too.
 
 Closing: ``aclose()`` sends a close frame and reads until the server's reply (or end of stream),
 then closes the stream. Reads are serialised by a lock, so if the reader task is still reading,
@@ -21,9 +29,11 @@ import os
 from contextlib import suppress
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
+from trio_websocket import CloseReason
 
+from .._exceptions import ConnectionClosed, ConnectionRejected, HandshakeError
 from . import _frames as wire
+from ._handshake import ClientHandshake, Rejected
 
 __all__ = ["ClientWebSocket", "connect_websocket"]
 
@@ -36,7 +46,7 @@ async def connect_websocket(
     """Upgrade ``stream``; ``ConnectionRejected`` for a refusal, ``HandshakeError`` for a
     server that hangs up or does not speak websocket. The caller owns (and closes) ``stream``
     until this returns."""
-    handshake = wire.ClientHandshake(host, target, os.urandom(16))
+    handshake = ClientHandshake(host, target, os.urandom(16))
     try:
         await stream.send_all(handshake.request_bytes())
         while True:
@@ -48,7 +58,7 @@ async def connect_websocket(
         raise HandshakeError(exc.reason) from None
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise HandshakeError("connection lost during the handshake") from exc
-    if isinstance(outcome, wire.Rejected):
+    if isinstance(outcome, Rejected):
         raise ConnectionRejected(outcome.status_code, outcome.headers, outcome.body)
     ws = ClientWebSocket(stream, max_message_size)
     if outcome.trailing:
