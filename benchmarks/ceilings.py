@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from bitmex_trio_websocket import Storage
 from bitmex_trio_websocket._protocol import TableMessage, decode_server_frame
-from bitmex_trio_websocket._storage import Storage
 
 from ._common import Result, add_common_arguments, emit, load_frames
 from .gen_stream import stream_path

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
+from bitmex_trio_websocket import Storage
 from bitmex_trio_websocket._protocol import TableMessage, decode_server_frame
-from bitmex_trio_websocket._storage import Storage
 
 from ._common import Result, emit
 

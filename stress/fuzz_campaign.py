@@ -1,12 +1,12 @@
 """Fuzzing campaign: hypothesis-driven hostile inputs against the codec and the store.
 
-Runs the targets of ``tests.support.fuzzing`` (``server-frames``, ``client-frames``, ``storage``)
-until each has tried ``--count`` inputs (a frame decoded, or a message applied to a ``Storage``),
-in batches of hypothesis examples with seeds derived from ``--seed``, and prints per-target
-figures: inputs tried, accepted, rejected with the typed error, crashes (any other exception),
-corruptions (a rejected message that changed state, an accepted one that disagrees with the
-reference model, a mutated caller message or handed-out row, an unbounded error text) and false
-rejections, with up to three samples of every distinct problem.
+Runs the targets of ``tests.support.fuzz_targets`` (``server-frames``, ``client-frames``,
+``storage``) until each has tried ``--count`` inputs (a frame decoded, or a message applied to a
+``Storage``), in batches of hypothesis examples with seeds derived from ``--seed``, and prints
+per-target figures: inputs tried, accepted, rejected with the typed error, crashes (any other
+exception), corruptions (a rejected message that changed state, an accepted one that disagrees
+with the reference model, a mutated caller message or handed-out row) and false rejections, with
+up to three samples of every distinct problem.
 
 Exit status 0 when there were no crashes and no corruptions, 1 otherwise.
 
@@ -24,7 +24,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from tests.support.fuzzing import CAMPAIGN, SUITE, TARGETS, Findings, Scale, crash_signature
+from tests.support.fuzz_findings import Findings, crash_signature
+from tests.support.fuzz_strategies import CAMPAIGN, SUITE, Scale
+from tests.support.fuzz_targets import TARGETS
 
 
 def run_target(

@@ -10,8 +10,8 @@ async with open_bitmex_websocket("mainnet") as bws:
 """
 
 from ._auth import Credentials
-from ._client import NETWORKS, BitMEXWebsocket, ConnectionStats, open_bitmex_websocket
-from ._events import Disconnected, Event, Reconnected, Resyncing
+from ._client import NETWORKS, BitMEXWebsocket, open_bitmex_websocket
+from ._events import Disconnected, Event, LifecycleEvent, Reconnected, Resyncing
 from ._exceptions import (
     AuthenticationError,
     BitMEXAPIError,
@@ -26,6 +26,7 @@ from ._exceptions import (
     RemoteProtocolError,
     SubscriptionError,
 )
+from ._routing import ConnectionStats
 from ._storage import ApplyResult, BookSide, Change, OrderBook, Storage, Violation
 from ._version import __version__
 
@@ -47,6 +48,7 @@ __all__ = [
     "Disconnected",
     "Event",
     "HandshakeError",
+    "LifecycleEvent",
     "LocalProtocolError",
     "OrderBook",
     "ProtocolError",

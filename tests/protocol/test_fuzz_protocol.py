@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitmex_trio_websocket._exceptions import RemoteProtocolError
+from bitmex_trio_websocket import RemoteProtocolError
 from bitmex_trio_websocket._protocol import (
     TableMessage,
     Unrecognized,
@@ -18,15 +18,13 @@ from bitmex_trio_websocket._protocol import (
     decode_server_frame,
 )
 from stress import fuzz_campaign
-from tests.support.fuzzing import (
-    SUITE,
-    Deep,
-    Findings,
+from tests.support.fuzz_findings import Findings
+from tests.support.fuzz_strategies import SUITE, Deep, to_json
+from tests.support.fuzz_targets import (
     check_client_frame,
     check_server_frame,
     client_frame_case,
     server_frame_case,
-    to_json,
 )
 
 FUZZ = settings(

@@ -13,20 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitmex_trio_websocket._exceptions import RemoteProtocolError
-from bitmex_trio_websocket._storage import ApplyResult, Storage
-from tests.support.fuzzing import (
-    SUITE,
-    Deep,
-    Findings,
-    RefModel,
-    apply_checked,
-    canon,
-    make_row,
-    storage_case,
-    table_message,
-    update_row,
-)
+from bitmex_trio_websocket import ApplyResult, RemoteProtocolError, Storage
+from tests.support.fuzz_findings import Findings
+from tests.support.fuzz_messages import make_row, table_message, update_row
+from tests.support.fuzz_model import RefModel, canon
+from tests.support.fuzz_strategies import SUITE, Deep
+from tests.support.fuzz_targets import apply_checked, storage_case
 
 
 def unexpected(findings: Findings) -> list[str]:
@@ -116,7 +108,7 @@ def test_canon_sees_private_state_and_survives_deep_values() -> None:
     storage = Storage()
     storage.apply(_book_partial())
     before = canon(vars(storage))
-    storage._crossed.add(("orderBookL2", "XBTUSD"))
+    storage._books["orderBookL2"].crossed.add("XBTUSD")  # private state, two levels down
     assert canon(vars(storage)) != before
     deep = Deep(5000, "list").build()
     assert canon({"x": deep}) == canon({"x": deep})

@@ -12,14 +12,8 @@ from typing import Any
 import pytest
 from sortedcontainers import SortedDict
 
-from bitmex_trio_websocket._exceptions import RemoteProtocolError
-from bitmex_trio_websocket._storage import (
-    BOOK_TABLES,
-    ApplyResult,
-    Change,
-    Storage,
-    Violation,
-)
+from bitmex_trio_websocket import ApplyResult, Change, RemoteProtocolError, Storage, Violation
+from bitmex_trio_websocket._storage import BOOK_TABLES
 
 BOOK_KEYS = ["symbol", "id", "side"]
 Row = dict[str, Any]

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from bitmex_trio_websocket._exceptions import RemoteProtocolError
-from bitmex_trio_websocket._storage import ApplyResult, Storage
+from bitmex_trio_websocket import ApplyResult, RemoteProtocolError, Storage
 
 CAPTURES = Path(
     os.environ.get("BITMEX_CAPTURES_DIR")

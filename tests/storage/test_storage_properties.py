@@ -13,8 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitmex_trio_websocket._exceptions import RemoteProtocolError
-from bitmex_trio_websocket._storage import ApplyResult, Storage
+from bitmex_trio_websocket import ApplyResult, RemoteProtocolError, Storage
 
 SYMBOLS = ["XBTUSD", "ETHUSD", "SOLUSD"]
 BOOK = "orderBookL2"

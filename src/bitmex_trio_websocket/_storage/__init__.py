@@ -1,5 +1,17 @@
-"""The sans-IO table store: ``Storage`` and its order-book views (see ``_store`` and ``_book``)."""
+"""The sans-IO table store, in layers.
 
-from ._store import BOOK_TABLES, ApplyResult, BookSide, Change, OrderBook, Storage, Violation
+* ``_validate``: what a message must be before anything changes (``RemoteProtocolError``);
+* ``_views``: read-only views handed to users (``OrderBook``, ``BookSide``, level mappings);
+* ``_book``: order-book tables, compact levels and their price index (the hot path);
+* ``_store``: ``Storage``, which gates, dispatches and keeps the other tables.
+
+The values ``apply`` returns (``ApplyResult``, ``Change``, ``Violation``) live in ``.._events``
+and are re-exported here.
+"""
+
+from .._events import ApplyResult, Change, Violation
+from ._book import BOOK_TABLES
+from ._store import Storage
+from ._views import BookSide, OrderBook
 
 __all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "OrderBook", "Storage", "Violation"]

@@ -1,4 +1,4 @@
-"""Order-book tables of the sans-IO store: compact levels, price index, row views.
+"""Order-book tables of the sans-IO store: compact levels, a price index, the hot paths.
 
 Theory of operation
 -------------------
@@ -19,36 +19,46 @@ is a ``_Side`` holding:
 
 Rows are built only when handed out: in a ``Change`` (a delete reports the stored level, an
 update the level merged with the update), by ``Storage.rows()``, or by reading a ``_Side``, which
-is the read-only ``Mapping`` at ``storage.data[table][symbol][side]``. Each is a new dict, so a
-row handed out is a snapshot that later messages cannot alter. Rows of a partial or an insert
-are handed out as BitMEX sent them (the store keeps none of them).
+is the read-only ``Mapping`` at ``storage.data[table][symbol][side]`` (``_views.LevelRows``).
+Each is a new dict, so a row handed out is a snapshot that later messages cannot alter. Rows of
+a partial or an insert are handed out as BitMEX sent them (the store keeps none of them).
 
 An update row carrying exactly the standard fields (``symbol id side size price timestamp
 transactTime``) for a level without extras equals the merged row, so it is handed out as is and
-applied to the level in place; anything else goes through a general merge.
+applied to the level in place; anything else goes through a general merge (``_merge``).
 
-Nothing here mutates before ``Storage`` has validated the whole message (``check_levels``).
+Crossed books: a book whose best bid is at or above its best ask after a message is reported as a
+``crossed_book`` problem for every symbol the message changed (state stays applied). Only a moved
+or new level can cross a book, so ``BookTable.crossed`` remembers which books were crossed when
+last checked and the others are not checked after a size-only update or a delete.
+
+Nothing here mutates before the whole message has been validated (``_validate.check_levels``).
+
+Why over 600 lines: ``BookTable.insert``, ``update`` and ``delete`` are the hot path (most
+messages BitMEX sends), each written out in full with the price-index bookkeeping of ``_Side``
+inlined for the common case (a level alone at its price, a side of a plain list). The copies:
+``_Side.place``/``unplace`` are inlined in ``insert`` and ``delete``; the timestamp sharing of
+``partial`` is repeated in ``insert`` and ``update``; ``check_levels`` is inlined in ``update``.
+Each inlined copy saves a call per row or per message on the path ``benchmarks.ceilings``
+measures ("parse + Storage.apply").
 """
 
 from __future__ import annotations
 
-import reprlib
-import sys
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, overload
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 from sortedcontainers import SortedList
 
-from .._exceptions import RemoteProtocolError
+from .._events import ApplyResult, Change, Row, Violation, new_change, new_result
+from ._validate import FMAX, NFMAX, NUMBER, SIDES, check_level, check_levels
+from ._views import Level, LevelRows
 
-__all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "Level", "Row", "Violation"]
+__all__ = ["BOOK_TABLES", "BookTable", "Problem", "changes_of", "violations_of"]
 
 BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 
-Level = tuple[float, int]
-Row = dict[str, Any]
 # (kind, symbol, key, detail) of a Violation; Storage adds the table.
 Problem = tuple[str, str | None, tuple[Any, ...] | None, str]
 
@@ -67,105 +77,20 @@ class _Absent:
 
 _ABSENT: Final[Any] = _Absent()
 _UNSET: Final[Any] = object()
-_SIDES: Final = ("Buy", "Sell")
-_NUMBER: Final = (int, float)
-# Prices become floats, so an integer beyond float range is as malformed as inf.
-_FMAX: Final = sys.float_info.max
-_NFMAX: Final = -_FMAX
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
 _SPLIT: Final = 2048  # a side's price list becomes a SortedList beyond this many levels
 _new: Final = object.__new__
 
-# -- results: defined here, below Storage, because the order-book hot path builds them ------
 
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """Rows of one symbol changed by one message (each dict is a snapshot)."""
-
-    table: str
-    action: str
-    symbol: str | None
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """A well-formed message that disagrees with what we hold."""
-
-    kind: str  # "unknown_key" | "duplicate_insert" | "crossed_book"
-    table: str
-    symbol: str | None
-    key: tuple[Any, ...] | None
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    """What one ``Storage.apply`` call did."""
-
-    table: str
-    action: str
-    changes: tuple[Change, ...]  # one per symbol touched, first-seen order
-    dropped: int  # rows whose slice had no partial
-    violations: tuple[Violation, ...]
-
-
-# A frozen dataclass's __init__ sets each field through object.__setattr__, which costs more
-# than the rest of a typical book delta. The hot path fills a plain twin with the very same
-# slots instead and then makes it the frozen class (same layout, so __class__ may change).
-class _ChangeTwin:
-    __slots__ = Change.__slots__
-    table: str
-    action: str
-    symbol: str | None
-    rows: tuple[Row, ...]
-
-
-class _ResultTwin:
-    __slots__ = ApplyResult.__slots__
-    table: str
-    action: str
-    changes: tuple[Change, ...]
-    dropped: int
-    violations: tuple[Violation, ...]
-
-
-def _change(table: str, action: str, symbol: Any, rows: tuple[Row, ...]) -> Change:
-    change = _new(_ChangeTwin)
-    change.table = table
-    change.action = action
-    change.symbol = symbol
-    change.rows = rows
-    change.__class__ = Change  # type: ignore[assignment]
-    return change  # type: ignore[return-value]
-
-
-def _result(
-    table: str,
-    action: str,
-    changes: tuple[Change, ...],
-    dropped: int,
-    violations: tuple[Violation, ...],
-) -> ApplyResult:
-    result = _new(_ResultTwin)
-    result.table = table
-    result.action = action
-    result.changes = changes
-    result.dropped = dropped
-    result.violations = violations
-    result.__class__ = ApplyResult  # type: ignore[assignment]
-    return result  # type: ignore[return-value]
-
-
-def _changes(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:
+def changes_of(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:
+    """One ``Change`` per symbol of ``groups`` (symbol -> rows), in their order."""
     if len(groups) == 1:  # the usual case: BitMEX deltas concern one symbol
         for symbol, rows in groups.items():
-            return (_change(table, action, symbol, tuple(rows)),)
-    return tuple([_change(table, action, sym, tuple(rows)) for sym, rows in groups.items()])
+            return (new_change(table, action, symbol, tuple(rows)),)
+    return tuple([new_change(table, action, sym, tuple(rows)) for sym, rows in groups.items()])
 
 
-def _violations(table: str, problems: list[Problem]) -> tuple[Violation, ...]:
+def violations_of(table: str, problems: list[Problem]) -> tuple[Violation, ...]:
     return tuple([Violation(kind, table, sym, key, detail) for kind, sym, key, detail in problems])
 
 
@@ -176,83 +101,14 @@ def _finish(
     dropped: int,
     problems: list[Problem] | None,
 ) -> ApplyResult:
-    """The ``ApplyResult`` of a book delta (``_change`` and ``_result`` inlined: hot path)."""
+    """The ``ApplyResult`` of a book delta (one symbol's ``Change`` built inline: hot path)."""
     if len(groups) == 1:
         ((symbol, rows),) = groups.items()
-        change = _new(_ChangeTwin)
-        change.table = table
-        change.action = action
-        change.symbol = symbol
-        change.rows = tuple(rows)
-        change.__class__ = Change  # type: ignore[assignment]
-        changes: tuple[Any, ...] = (change,)
+        changes: tuple[Change, ...] = (new_change(table, action, symbol, tuple(rows)),)
     else:
-        changes = _changes(table, action, groups) if groups else ()
-    result = _new(_ResultTwin)
-    result.table = table
-    result.action = action
-    result.changes = changes
-    result.dropped = dropped
-    result.violations = _violations(table, problems) if problems else ()
-    result.__class__ = ApplyResult  # type: ignore[assignment]
-    return result  # type: ignore[return-value]
-
-
-# Bounded repr for error text: decoded JSON may nest ~1000 deep, beyond what repr() survives.
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring = 4, 12, 12, 80
-_MAX_WHAT: Final = 300  # messages embed names the server chose (tables, keys, symbols): bound them
-
-
-def _bad(what: str, thing: Any = _UNSET) -> RemoteProtocolError:
-    if len(what) > _MAX_WHAT:
-        what = what[: _MAX_WHAT - 3] + "..."
-    return RemoteProtocolError(what, None if thing is _UNSET else _REPR.repr(thing))
-
-
-def _finite(value: Any) -> bool:
-    """A JSON number usable as a float price or size (not NaN, inf or beyond float range)."""
-    return type(value) in _NUMBER and _NFMAX <= value <= _FMAX
-
-
-def _check_level(row: Any, full: bool) -> None:
-    """Validate an L2 row; ``full`` rows (partial, insert) must carry price and size."""
-    if type(row) is not dict and not isinstance(row, dict):
-        raise _bad("order book row is not an object", row)
-    if type(row.get("symbol")) is not str or type(row.get("id")) is not int:
-        raise _bad("order book row needs a string symbol and an integer id", row)
-    if row.get("side") not in _SIDES:
-        raise _bad("order book row side is not Buy/Sell", row)
-    for field in ("price", "size"):
-        value = row.get(field, _UNSET)
-        if (full or value is not _UNSET) and not _finite(value):
-            raise _bad(f"order book {field} is not a finite number", row)
-
-
-def check_levels(data: list[Any], full: bool) -> None:
-    """Validate the rows of an L2 message; the common well-formed row is checked inline."""
-    for row in data:
-        if type(row) is dict:
-            try:
-                if (
-                    type(row["symbol"]) is str
-                    and type(row["id"]) is int
-                    and row["side"] in _SIDES
-                    and (
-                        type(p := row["price"]) in _NUMBER and _NFMAX <= p <= _FMAX
-                        if "price" in row
-                        else not full
-                    )
-                    and (
-                        type(z := row["size"]) in _NUMBER and _NFMAX <= z <= _FMAX
-                        if "size" in row
-                        else not full
-                    )
-                ):
-                    continue
-            except (KeyError, TypeError):
-                pass
-        _check_level(row, full)  # raises, explaining what is wrong
+        changes = changes_of(table, action, groups) if groups else ()
+    violations = violations_of(table, problems) if problems else ()
+    return new_result(table, action, changes, dropped, violations)
 
 
 class _Level:
@@ -275,18 +131,21 @@ class _LevelX(_Level):
 
 
 def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
-    level = _new(_LevelX if extra else _Level)
+    level: _Level
+    if extra:
+        level = wide = _new(_LevelX)
+        wide.extra = extra
+    else:
+        level = _new(_Level)
     level.key = key
     level.size = size
     level.ts = ts
     level.tt = tt
-    if extra:
-        level.extra = extra  # type: ignore[attr-defined]
     return level
 
 
-class _Side(Mapping[int, Row]):
-    """One side of one symbol's book; as a ``Mapping``, level id -> row (built on access)."""
+class _Side(LevelRows):
+    """One side of one symbol's book; as a ``Mapping`` (``LevelRows``), level id -> row."""
 
     __slots__ = ("at", "buy", "ids", "prices", "side", "symbol")
 
@@ -298,24 +157,8 @@ class _Side(Mapping[int, Row]):
         self.at: dict[Any, Any] = {}  # key -> id, or a list of ids sharing that key
         self.prices: Any = []  # list or SortedList of keys, one per level
 
-    # -- the Mapping: rows as BitMEX would send them ---------------------------------------
-
-    def __getitem__(self, level_id: int) -> Row:
-        return self.row(level_id, self.ids[level_id])
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.ids)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __contains__(self, level_id: object) -> bool:
-        return level_id in self.ids
-
-    def __repr__(self) -> str:
-        return repr(dict(self.items()))
-
     def row(self, level_id: int, level: _Level) -> Row:
+        """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
         key = level.key
         row = {
             "symbol": self.symbol,
@@ -418,88 +261,26 @@ class _Side(Mapping[int, Row]):
     def price_level(self, level: _Level) -> Level:
         return (float(-level.key if self.buy else level.key), level.size)
 
-    def crowded(self) -> bool:
-        """Whether some price holds several levels."""
-        return len(self.at) != len(self.prices)
+    # -- what PriceLevels reads (_views.PriceIndex) ------------------------------------------
+
+    def level_at(self, index: int) -> Level:
+        return self.price_level(self.at_index(index))
+
+    def level_slice(self, start: int, stop: int, step: int) -> list[Level]:
+        if step != 1 or len(self.at) != len(self.prices):  # some price holds several levels
+            return [self.price_level(self.at_index(i)) for i in range(start, stop, step)]
+        ids, at = self.ids, self.at
+        if self.buy:
+            return [(float(-key), ids[at[key]].size) for key in self.prices[start:stop]]
+        return [(float(key), ids[at[key]].size) for key in self.prices[start:stop]]
+
+    def walk(self, reverse: bool) -> Iterator[Level]:
+        for _, level in self.ordered(reverse):
+            yield self.price_level(level)
 
 
 def _new_sides(symbol: str) -> dict[str, _Side]:
     return {"Buy": _Side(symbol, "Buy"), "Sell": _Side(symbol, "Sell")}
-
-
-class _PriceLevels(Sequence[Level]):
-    """``(price, size)`` levels of a ``_Side``, best first, read live."""
-
-    __slots__ = ("_side",)
-
-    def __init__(self, side: _Side) -> None:
-        self._side = side
-
-    def __len__(self) -> int:
-        return len(self._side.prices)
-
-    @overload
-    def __getitem__(self, index: int) -> Level: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Level]: ...
-    def __getitem__(self, index: int | slice) -> Level | list[Level]:
-        side = self._side
-        if not isinstance(index, slice):
-            return side.price_level(side.at_index(index))
-        start, stop, step = index.indices(len(side.prices))
-        if step != 1 or side.crowded():
-            return [side.price_level(side.at_index(i)) for i in range(start, stop, step)]
-        ids, at = side.ids, side.at
-        if side.buy:
-            return [(float(-key), ids[at[key]].size) for key in side.prices[start:stop]]
-        return [(float(key), ids[at[key]].size) for key in side.prices[start:stop]]
-
-    def __iter__(self) -> Iterator[Level]:
-        side = self._side
-        for _, level in side.ordered():
-            yield side.price_level(level)
-
-    def __reversed__(self) -> Iterator[Level]:
-        side = self._side
-        for _, level in side.ordered(reverse=True):
-            yield side.price_level(level)
-
-
-class BookSide(Sequence[Level]):
-    """One side of a book as ``(price, size)`` levels, best first.
-
-    Indexing is O(log n); a slice (``side[:10]``) is a list built in O(log n + k). For L2 books it
-    reads the live index; keep the ``OrderBook`` rather than a ``BookSide`` across partials.
-    """
-
-    __slots__ = ("_levels",)
-
-    def __init__(self, levels: Sequence[Level]) -> None:
-        self._levels = levels
-
-    def __len__(self) -> int:
-        return len(self._levels)
-
-    @overload
-    def __getitem__(self, index: int) -> Level: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Level]: ...
-    def __getitem__(self, index: int | slice) -> Level | list[Level]:
-        if isinstance(index, slice):
-            return list(self._levels[index])
-        return self._levels[index]
-
-    def __iter__(self) -> Iterator[Level]:
-        return iter(self._levels)
-
-    def __reversed__(self) -> Iterator[Level]:
-        return reversed(self._levels)
-
-    def __repr__(self) -> str:
-        return f"BookSide({self[:5]!r}{', ...' if len(self) > 5 else ''})"
-
-
-EMPTY_SIDE: Final = BookSide(())
 
 
 def _split_row(row: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any] | None]:
@@ -681,20 +462,20 @@ class BookTable:
                     if (
                         type(row["symbol"]) is str
                         and type(row["id"]) is int
-                        and row["side"] in _SIDES
+                        and row["side"] in SIDES
                         and (
                             "price" not in row
-                            or (type(p := row["price"]) in _NUMBER and _NFMAX <= p <= _FMAX)
+                            or (type(p := row["price"]) in NUMBER and NFMAX <= p <= FMAX)
                         )
                         and (
                             "size" not in row
-                            or (type(z := row["size"]) in _NUMBER and _NFMAX <= z <= _FMAX)
+                            or (type(z := row["size"]) in NUMBER and NFMAX <= z <= FMAX)
                         )
                     ):
                         continue
                 except KeyError:
                     pass
-            _check_level(row, False)  # raises, explaining what is wrong
+            check_level(row, False)  # raises, explaining what is wrong
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -844,13 +625,13 @@ def _merge(side: _Side, level_id: int, level: _Level, row: Row) -> tuple[Row, bo
         side.unplace(level_id, held)
         side.place(level_id, key)
     ts, tt, extra = _split_row(merged)
-    if extra and type(level) is not _LevelX:  # new fields: a record that can keep them
-        side.ids[level_id] = _level(key, merged["size"], ts, tt, extra)
-        return merged, moved
+    if extra:
+        if type(level) is not _LevelX:  # new fields: a record that can keep them
+            side.ids[level_id] = _level(key, merged["size"], ts, tt, extra)
+            return merged, moved
+        level.extra = extra
     level.key = key
     level.size = merged["size"]
     level.ts = ts
     level.tt = tt
-    if extra:
-        level.extra = extra  # type: ignore[attr-defined]
     return merged, moved

@@ -44,37 +44,18 @@ from typing import Any, Final
 
 from sortedcontainers import SortedDict
 
-from ._book import (
-    BOOK_TABLES,
-    EMPTY_SIDE,
-    ApplyResult,
-    BookSide,
-    BookTable,
-    Change,
-    Level,
-    Problem,
-    Row,
-    Violation,
-    _bad,
-    _changes,
-    _finite,
-    _PriceLevels,
-    _result,
-    _violations,
-    check_levels,
-)
+from .._events import ApplyResult, Row, Violation, new_result
+from ._book import BOOK_TABLES, BookTable, Problem, changes_of, violations_of
+from ._validate import bad, check_book10, check_levels, check_row, row_key
+from ._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
 
-__all__ = ["BOOK_TABLES", "ApplyResult", "BookSide", "Change", "OrderBook", "Storage", "Violation"]
+__all__ = ["BOOK_TABLES", "CLOSED_ORDER_STATUSES", "Storage"]
 
 _BOOK10: Final = "orderBook10"
 _ACTIONS: Final = ("partial", "insert", "update", "delete")
 _ORDER: Final = "order"
 CLOSED_ORDER_STATUSES: Final = frozenset({"Filled", "Canceled", "Rejected"})
 _INF: Final = float("inf")
-_NINF: Final = -_INF
-# Keys of one SortedDict must be mutually comparable, so a key position holds either strings
-# (kind 0) or numbers (kind 1) across the whole table, never both.
-_KIND: Final[dict[type, int]] = {str: 0, int: 1, float: 1}
 _UNSET: Final[Any] = object()
 _dict_set = dict.__setitem__
 _TIMESTAMP: Final = re.compile(
@@ -116,43 +97,6 @@ class _Gate:
                 self.excluded.add(symbol)
 
 
-def _check_row(row: Any) -> Any:
-    """Validate a row's container and symbol type; return its symbol (``None`` if absent)."""
-    if type(row) is not dict and not isinstance(row, dict):
-        raise _bad("table row is not an object", row)
-    symbol = row.get("symbol")
-    if symbol is not None and type(symbol) is not str:
-        raise _bad("row symbol is not a string", row)
-    return symbol
-
-
-def _check_book10(row: Row) -> None:
-    for side in ("bids", "asks"):
-        levels = row.get(side, [])  # a side with no levels is left out (2023 listings)
-        if type(levels) is not list or not all(
-            type(lv) is list and len(lv) == 2 and _finite(lv[0]) and _finite(lv[1]) for lv in levels
-        ):
-            raise _bad(f"orderBook10 {side} is not a list of [price, size]", row)
-
-
-def _row_key(row: Row, keys: list[str], kinds: list[int | None]) -> tuple[Any, ...]:
-    """Build and validate a row's key; fills unset positions of ``kinds`` (pass a copy)."""
-    try:
-        key = (row[keys[0]],) if len(keys) == 1 else tuple([row[k] for k in keys])
-    except KeyError as exc:
-        raise _bad(f"row lacks key field {exc}", row) from None
-    for i, value in enumerate(key):
-        kind = _KIND.get(type(value))
-        if kind is None or (kind and not _NINF < value < _INF):
-            raise _bad(f"key field {keys[i]!r} is not a string or finite number", row)
-        held = kinds[i]
-        if held != kind:
-            if held is not None:
-                raise _bad(f"key field {keys[i]!r} mixes strings and numbers", row)
-            kinds[i] = kind
-    return key
-
-
 def _group(rows: list[Row]) -> dict[Any, list[Row]]:
     groups: dict[Any, list[Row]] = {}
     for row in rows:
@@ -163,56 +107,6 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
         else:
             group.append(row)
     return groups
-
-
-class OrderBook:
-    """Order book view of one symbol; every attribute reads the store's current state."""
-
-    __slots__ = ("_storage", "symbol", "table")
-
-    def __init__(self, storage: Storage, symbol: str, table: str) -> None:
-        self._storage = storage
-        self.symbol = symbol
-        self.table = table
-
-    def _side(self, buy: bool) -> BookSide:
-        storage = self._storage
-        if self.table == _BOOK10:
-            store = storage.data.get(_BOOK10)
-            row = (
-                store.get((self.symbol,)) if store and storage.keys[_BOOK10] == ["symbol"] else None
-            )
-            if not row:
-                return EMPTY_SIDE
-            levels = [(float(p), s) for p, s in row.get("bids" if buy else "asks", ())]
-            levels.sort(key=lambda level: -level[0] if buy else level[0])
-            return BookSide(levels)
-        books = storage._books.get(self.table)
-        side = None if books is None else books.side(self.symbol, buy)
-        return EMPTY_SIDE if side is None else BookSide(_PriceLevels(side))
-
-    @property
-    def bids(self) -> BookSide:
-        """Bid levels, highest price first."""
-        return self._side(True)
-
-    @property
-    def asks(self) -> BookSide:
-        """Ask levels, lowest price first."""
-        return self._side(False)
-
-    @property
-    def best_bid(self) -> Level | None:
-        side = self._side(True)
-        return side[0] if side else None
-
-    @property
-    def best_ask(self) -> Level | None:
-        side = self._side(False)
-        return side[0] if side else None
-
-    def __repr__(self) -> str:
-        return f"<OrderBook {self.table}:{self.symbol} bid={self.best_bid} ask={self.best_ask}>"
 
 
 class Storage:
@@ -252,21 +146,20 @@ class Storage:
         self._kinds: dict[str, list[int | None]] = {}
         self._books: dict[str, BookTable] = {}  # L2 tables; data[table] is their .books
         self._arrivals = 0
-        self._crossed: set[tuple[str, str]] = set()  # (table, symbol) of orderBook10s crossed
 
     def apply(self, message: Mapping[str, Any]) -> ApplyResult:
         """Apply one decoded table message; ``RemoteProtocolError`` if it is malformed."""
         if type(message) is not dict and not isinstance(message, Mapping):
-            raise _bad("table message is not an object", message)
+            raise bad("table message is not an object", message)
         table = message.get("table")
         action = message.get("action")
         data = message.get("data")
         if type(table) is not str:
-            raise _bad("table message has no table name", table)
+            raise bad("table message has no table name", table)
         if action not in _ACTIONS:
-            raise _bad("unknown table action", action)
+            raise bad("unknown table action", action)
         if type(data) is not list:
-            raise _bad("table message data is not a list", data)
+            raise bad("table message data is not a list", data)
         if action == "partial":
             result = self._partial(table, message, data)
             if table == _ORDER and self.closed_order_ttl is not None:
@@ -276,7 +169,7 @@ class Storage:
             books = self._books.get(table)
             if books is None:  # never had a partial, or reset: validated, then dropped
                 check_levels(data, action == "insert")
-                return _result(table, action, (), len(data), ())
+                return new_result(table, action, (), len(data), ())
             if action == "update":
                 return books.update(table, data, self._gates[table].accepts)
             if action == "insert":
@@ -285,44 +178,44 @@ class Storage:
         keys = self.keys.get(table)
         if keys is None:  # never had a partial: only the envelope can be checked
             for row in data:
-                _check_row(row)
-            return _result(table, action, (), len(data), ())
+                check_row(row)
+            return new_result(table, action, (), len(data), ())
         if keys:
             result = self._keyed_delta(table, action, data, keys)
             if table == _ORDER and self.closed_order_ttl is not None:
                 self._expire_closed_orders(result)
             return result
         if action != "insert":
-            raise _bad(f"{action} on keyless table {table}")
+            raise bad(f"{action} on keyless table {table}")
         for row in data:
-            _check_row(row)
+            check_row(row)
         store = self.data.get(table)
         gate = self._gates[table]
         rows = [row for row in data if gate.accepts(row.get("symbol"))] if store is not None else []
         if rows:
             self._append(table, store, rows)
-        return _result(
-            table, action, _changes(table, action, _group(rows)), len(data) - len(rows), ()
+        return new_result(
+            table, action, changes_of(table, action, _group(rows)), len(data) - len(rows), ()
         )
 
     def _partial(self, table: str, message: Mapping[str, Any], data: list[Any]) -> ApplyResult:
         keys = message.get("keys")
         if type(keys) is not list or any(type(k) is not str for k in keys):
-            raise _bad("partial keys is not a list of strings", keys)
+            raise bad("partial keys is not a list of strings", keys)
         filt = message.get("filter")
         if filt is None:
             filt = {}
         elif not isinstance(filt, Mapping):
-            raise _bad("partial filter is not an object", filt)
+            raise bad("partial filter is not an object", filt)
         slice_symbol = filt.get("symbol")
         if slice_symbol is not None and type(slice_symbol) is not str:
-            raise _bad("partial filter symbol is not a string", filt)
+            raise bad("partial filter symbol is not a string", filt)
         is_book = table in BOOK_TABLES
         if is_book:
             check_levels(data, True)
         for row in data:
-            if _check_row(row) != slice_symbol and slice_symbol is not None:
-                raise _bad(f"row outside the partial's slice {slice_symbol!r}", row)
+            if check_row(row) != slice_symbol and slice_symbol is not None:
+                raise bad(f"row outside the partial's slice {slice_symbol!r}", row)
         # New keys mean the stored rows are keyed differently: start the table afresh.
         rekeyed = not is_book and self.keys.get(table, keys) != keys
         whole = slice_symbol is None or rekeyed
@@ -337,8 +230,8 @@ class Storage:
         if keys and not is_book:
             if table == _BOOK10:
                 for row in data:
-                    _check_book10(row)
-            row_keys = [_row_key(row, keys, kinds) for row in data]
+                    check_book10(row)
+            row_keys = [row_key(row, keys, kinds) for row in data]
 
         # Validated: mutate from here on.
         if rekeyed:
@@ -354,7 +247,7 @@ class Storage:
                 self.data[table] = books.books
             problems: list[Problem] = []
             books.partial(groups, problems)
-            violations.extend(_violations(table, problems))
+            violations.extend(violations_of(table, problems))
         else:
             if store is None:
                 store = self.data[table] = SortedDict()
@@ -370,9 +263,10 @@ class Storage:
                 store[key] = row
             if table == _BOOK10:
                 for symbol in groups:
-                    book = OrderBook(self, symbol, table)
-                    self._check_book(table, symbol, book.bids, book.asks, violations)
-        return _result(table, "partial", _changes(table, "partial", groups), 0, tuple(violations))
+                    self._check_book10(symbol, violations)
+        return new_result(
+            table, "partial", changes_of(table, "partial", groups), 0, tuple(violations)
+        )
 
     def _keyed_delta(
         self, table: str, action: str, data: list[Any], keys: list[str]
@@ -383,10 +277,10 @@ class Storage:
         book10 = table == _BOOK10
         row_keys = []
         for row in data:
-            _check_row(row)
+            check_row(row)
             if book10 and action != "delete":
-                _check_book10(row)
-            row_keys.append(_row_key(row, keys, kinds))
+                check_book10(row)
+            row_keys.append(row_key(row, keys, kinds))
 
         gate = self._gates[table]
         store: Any = self.data.get(table)
@@ -436,9 +330,10 @@ class Storage:
             self._kinds[table] = kinds
         if book10:
             for symbol in groups:
-                book = OrderBook(self, symbol, table)
-                self._check_book(table, symbol, book.bids, book.asks, violations)
-        return _result(table, action, _changes(table, action, groups), dropped, tuple(violations))
+                self._check_book10(symbol, violations)
+        return new_result(
+            table, action, changes_of(table, action, groups), dropped, tuple(violations)
+        )
 
     def _append(self, table: str, store: Any, rows: list[Row]) -> None:
         n = self._arrivals
@@ -452,20 +347,23 @@ class Storage:
             for _ in range(excess):
                 pop(0)
 
-    def _check_book(
-        self, table: str, symbol: str, bids: BookSide, asks: BookSide, violations: list[Violation]
-    ) -> None:
-        """Report an orderBook10 whose best bid is at or above its best ask (state applied).
+    def _check_book10(self, symbol: Any, violations: list[Violation]) -> None:
+        """Report an orderBook10 whose best bid is at or above its best ask (state applied)."""
+        bids = self._book_side(_BOOK10, symbol, True)
+        asks = self._book_side(_BOOK10, symbol, False)
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            detail = f"best bid {bids[0][0]} >= best ask {asks[0][0]}"
+            violations.append(Violation("crossed_book", _BOOK10, symbol, None, detail))
 
-        Crossed books are remembered so later messages keep reporting until it uncrosses."""
-        bid = bids[0] if bids else None
-        ask = asks[0] if asks else None
-        if bid is not None and ask is not None and bid[0] >= ask[0]:
-            self._crossed.add((table, symbol))
-            detail = f"best bid {bid[0]} >= best ask {ask[0]}"
-            violations.append(Violation("crossed_book", table, symbol, None, detail))
-        else:
-            self._crossed.discard((table, symbol))
+    def _book_side(self, table: str, symbol: str, buy: bool) -> BookSide:
+        """A side of a book as it stands (what ``OrderBook`` reads)."""
+        if table == _BOOK10:
+            store: Any = self.data.get(_BOOK10)
+            by_symbol = store and self.keys[_BOOK10] == ["symbol"]
+            return book10_side(store.get((symbol,)) if by_symbol else None, buy)
+        books = self._books.get(table)
+        side = None if books is None else books.side(symbol, buy)
+        return EMPTY_SIDE if side is None else BookSide(PriceLevels(side))
 
     def make_key(self, table: str, match_data: Mapping[str, Any]) -> tuple[Any, ...]:
         """Key tuple of ``match_data`` in ``data[table]`` (the partial's key columns, in order)."""
