@@ -1,4 +1,4 @@
-"""The emulator's sans-IO market and accounts model (``emulator._market``)."""
+"""The emulator's sans-IO market and accounts model (``emulator.market``)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitmex_trio_websocket.emulator._market import (
+from bitmex_trio_websocket.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from bitmex_trio_websocket.emulator.market import (
     DEFAULT_ACCOUNT,
-    DEFAULT_API_KEY,
-    DEFAULT_API_SECRET,
     DEFAULT_SYMBOLS,
     KEYLESS_TABLES,
-    MIN_LEVELS,
     PRIVATE_TABLES_SERVED,
     PUBLIC_TABLES_SERVED,
+    Contract,
     Delta,
     InstrumentSpec,
     Market,
@@ -29,7 +28,8 @@ from bitmex_trio_websocket.emulator._market import (
     UnknownTableError,
     spec_for,
 )
-from bitmex_trio_websocket.emulator._schemas import Contract, TimeFormatter
+from bitmex_trio_websocket.emulator.market._book import MIN_LEVELS
+from bitmex_trio_websocket.emulator.market._schemas import TimeFormatter
 
 T0 = 1_735_689_600.0
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -29,9 +29,10 @@ from ._faults import (
     RandomFaults,
     ScheduledFault,
 )
-from ._market import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_API_SECRET, Delta, Market, Snapshot
+from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._server import Emulator, open_emulator
+from .market import DEFAULT_ACCOUNT, Delta, Market, Snapshot
 
 __all__ = [
     "CONNECTION_FAULTS",

@@ -30,7 +30,19 @@ import orjson
 
 from .._auth import realtime_signature
 
-__all__ = ["SERVED_PATHS", "Admission", "Authenticator", "Gatekeeper", "Refusal"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
+    "SERVED_PATHS",
+    "Admission",
+    "Authenticator",
+    "Gatekeeper",
+    "Refusal",
+]
+
+# The default account's credentials (the market's DEFAULT_ACCOUNT), documented in the README.
+DEFAULT_API_KEY: Final = "emulator-api-key"
+DEFAULT_API_SECRET: Final = "emulator-api-secret-do-not-use-in-production"
 
 SERVED_PATHS: Final = frozenset({"/realtime", "/realtimePlatform", "/realtimemd"})
 AUTH_PARAMS: Final = ("api-key", "api-expires", "api-signature")

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._protocol import PRIVATE_TABLES, SYMBOL_TABLES, encode_table
 from ._connection import Subscription
-from ._market import Delta
+from .market import Delta
 
 __all__ = ["Router"]
 

@@ -42,20 +42,18 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 from .._protocol import SYMBOL_TABLES, encode_table, encode_welcome
 from ._connection import EmulatorConnection
 from ._faults import FaultKind, FaultRecord, RandomFaults, ScheduledFault, normalize_kinds
-from ._handshake import Authenticator, Gatekeeper, Refusal
-from ._market import (
+from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Authenticator, Gatekeeper, Refusal
+from ._replay import Recording, load_recording
+from ._routing import Router
+from ._texts import FALLBACK_KEYS, UNKNOWN_BOOK_ID, iso_timestamp
+from ._transport import FaultStream
+from .market import (
     DEFAULT_ACCOUNT,
-    DEFAULT_API_KEY,
-    DEFAULT_API_SECRET,
     PRIVATE_TABLES_SERVED,
     PUBLIC_TABLES_SERVED,
     Delta,
     Market,
 )
-from ._replay import Recording, load_recording
-from ._routing import Router
-from ._texts import FALLBACK_KEYS, UNKNOWN_BOOK_ID, iso_timestamp
-from ._transport import FaultStream
 
 __all__ = ["Emulator", "open_emulator"]
 

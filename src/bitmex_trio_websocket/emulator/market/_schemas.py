@@ -1,52 +1,45 @@
-"""Value types, table schemas, instrument specs and formatting for the emulator's market model.
+"""What the market's messages look like: deltas, partial images, table schemas, text formats.
 
-Theory of operation: everything here is plain data and pure functions shared by ``_market``
-(the synthetic public market) and ``_accounts`` (private tables). ``Delta`` is one table message
-the server should send (never a partial); ``Snapshot`` is everything a partial needs. Table
-schemas copy the shapes BitMEX sends (keys/types/foreignKeys/attributes, see the protocol
-reference §9 and §16). ``Contract`` does an instrument's arithmetic: prices live as integer
-ticks and are converted to JSON numbers only on output, so they never drift, and contract values
-follow BitMEX's inverse / quanto / linear formulas. ``TimeFormatter`` turns epoch seconds into
-BitMEX's ``YYYY-MM-DDTHH:MM:SS.mmmZ`` with a tiny cache (no clock is ever read here).
+Theory of operation: everything here is plain data and pure functions shared by the market's
+modules. ``Delta`` is one table message the server should send (never a partial); ``Snapshot``
+is everything a partial needs. Table schemas copy the shapes BitMEX sends
+(keys/types/foreignKeys/attributes, see the protocol reference §9 and §16), and the
+``*_TABLES_SERVED`` sets say which tables the synthetic market keeps. ``TimeFormatter`` turns
+epoch seconds into BitMEX's ``YYYY-MM-DDTHH:MM:SS.mmmZ`` with a tiny cache, ``timespan`` writes
+BitMEX's ``timespan`` values and ``random_guid`` draws ids from a seeded ``Random`` (no clock
+and no global randomness are ever read here).
 """
 
 from __future__ import annotations
 
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any, Final
 
 __all__ = [
-    "DEFAULT_ACCOUNT",
-    "DEFAULT_API_KEY",
-    "DEFAULT_API_SECRET",
     "DERIVED_TABLES",
     "KEYLESS_TABLES",
     "LEGACY_BOOK_SCHEMA",
     "PRIVATE_TABLES_SERVED",
     "PUBLIC_TABLES_SERVED",
     "TABLE_SCHEMAS",
-    "XBT_REFERENCE_PRICE",
-    "Contract",
     "Delta",
-    "InstrumentSpec",
     "Snapshot",
     "TableSchema",
     "TimeFormatter",
+    "UnknownTableError",
     "random_guid",
-    "spec_for",
     "timespan",
 ]
 
-DEFAULT_ACCOUNT: Final = 100001
-DEFAULT_API_KEY: Final = "emulator-api-key"
-DEFAULT_API_SECRET: Final = "emulator-api-secret-do-not-use-in-production"
 
-# Quanto notionals need an XBT/USD rate; a fixed reference keeps every instrument independent.
-XBT_REFERENCE_PRICE: Final = 95_000.0
+class UnknownTableError(KeyError, ValueError):
+    """A table the synthetic market does not serve (both a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,148 +303,6 @@ PRIVATE_TABLES_SERVED: Final = frozenset({"order", "execution", "position", "mar
 KEYLESS_TABLES: Final = frozenset({"trade", "quote", "execution"})
 # Tables computed from the order book only when enabled (someone subscribed).
 DERIVED_TABLES: Final = frozenset({"orderBookL2_25", "orderBook10"})
-
-
-@dataclass(frozen=True, slots=True)
-class InstrumentSpec:
-    """A synthetic instrument. ``kind``: ``inverse`` (XBTUSD), ``quanto`` or ``linear`` (USDT).
-
-    ``multiplier`` is BitMEX's (negative for inverse contracts); linear contracts count
-    ``underlying_to_position`` position units per unit of the underlying. ``depth`` is the
-    number of book levels each side starts with (and hovers around), ``spacing`` the mean gap
-    between levels near the top of the book in ticks (the book thins out further down),
-    ``typical_lots`` the scale of a level's size, ``weight`` the instrument's share of market
-    activity.
-    """
-
-    symbol: str
-    tick_size: float
-    lot_size: int
-    start_price: float
-    kind: str = "quanto"
-    multiplier: int = 100
-    underlying: str = ""
-    quote_currency: str = "USD"
-    settl_currency: str = "XBt"
-    underlying_to_position: int = 1
-    depth: int = 300
-    spacing: float = 1.0
-    typical_lots: int = 100
-    weight: float = 1.0
-    legacy_index: int = 400  # instrument index of the pre-2023 id formula (§10.2)
-    legacy_tick: float = 0.0  # book tick of the pre-2023 id formula; 0 means tick_size
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("inverse", "quanto", "linear"):
-            raise ValueError(f"unknown contract kind {self.kind!r}")
-        if not (self.tick_size > 0 and self.lot_size > 0 and self.start_price > 0):
-            raise ValueError(f"bad instrument spec for {self.symbol!r}")
-        inverse = 1 / self.tick_size
-        if abs(inverse - round(inverse)) > 1e-6 * inverse:
-            raise ValueError(f"tick size {self.tick_size} must divide 1 evenly")
-        if self.start_price / self.tick_size < 20 * self.depth * max(1.0, self.spacing):
-            raise ValueError(f"start price of {self.symbol!r} is too few ticks above zero")
-
-
-_KNOWN_SPECS: Final = {
-    spec.symbol: spec
-    for spec in (
-        InstrumentSpec("XBTUSD", 0.1, 100, 95_000.0, "inverse", -100_000_000, "XBT",
-                       depth=500, spacing=6.0, typical_lots=200, weight=5.0, legacy_index=88,
-                       legacy_tick=0.01),
-        InstrumentSpec("ETHUSD", 0.05, 1, 3_300.0, "quanto", 100, "ETH", depth=400,
-                       spacing=2.0, typical_lots=300, weight=3.0, legacy_index=297),
-        InstrumentSpec("SOLUSD", 0.01, 1, 190.0, "quanto", 100, "SOL", depth=300,
-                       typical_lots=200, weight=2.0, legacy_index=330),
-        InstrumentSpec("XBTUSDT", 0.5, 1000, 95_000.0, "linear", 1, "XBT", "USDT", "USDt",
-                       1_000_000, depth=400, spacing=2.0, typical_lots=100, weight=2.0,
-                       legacy_index=360),
-        InstrumentSpec("ETHUSDT", 0.05, 1000, 3_300.0, "linear", 1, "ETH", "USDT", "USDt",
-                       1_000_000, depth=300, spacing=2.0, typical_lots=200, weight=1.5,
-                       legacy_index=361),
-        InstrumentSpec("SOLUSDT", 0.01, 1000, 190.0, "linear", 1, "SOL", "USDT", "USDt",
-                       1_000_000, depth=300, typical_lots=500, weight=1.0, legacy_index=362),
-    )
-}  # fmt: skip
-
-
-def spec_for(symbol: str) -> InstrumentSpec:
-    """The spec of a known symbol, or a generic one derived (deterministically) from its name."""
-    known = _KNOWN_SPECS.get(symbol)
-    if known is not None:
-        return known
-    crc = zlib.crc32(symbol.encode())
-    start = float(50 + crc % 950)
-    index = 500 + crc % 400
-    if symbol.endswith("USDT"):
-        root = symbol[:-4] or symbol
-        return InstrumentSpec(
-            symbol, 0.01, 1000, start, "linear", 1, root, "USDT", "USDt", 1_000_000,
-            legacy_index=index,
-        )  # fmt: skip
-    root = symbol[:-3] if symbol.endswith("USD") and len(symbol) > 3 else symbol
-    return InstrumentSpec(symbol, 0.01, 1, start, "quanto", 100, root, legacy_index=index)
-
-
-class Contract:
-    """An instrument's arithmetic: tick <-> price, contract values and trade notionals."""
-
-    __slots__ = ("_inv", "decimals", "inverse", "linear", "mult", "spec", "tick_size")
-
-    def __init__(self, spec: InstrumentSpec) -> None:
-        self.spec = spec
-        self.tick_size = spec.tick_size
-        self._inv = round(1 / spec.tick_size)
-        text = f"{spec.tick_size:.10f}".rstrip("0")
-        self.decimals = len(text.partition(".")[2])
-        self.mult = spec.multiplier
-        self.inverse = spec.kind == "inverse"
-        self.linear = spec.kind == "linear"
-
-    def price(self, tick: int) -> float:
-        """The JSON price of ``tick``: an int when whole, as BitMEX writes ``11584``."""
-        whole, rest = divmod(tick, self._inv)
-        return whole if rest == 0 else tick / self._inv
-
-    def tick_of(self, price: float) -> int:
-        """The tick of ``price``; ``ValueError`` unless it is a positive multiple of the tick."""
-        tick = round(price * self._inv)
-        if tick <= 0 or abs(tick / self._inv - price) > 1e-9 * max(1.0, abs(price)):
-            raise ValueError(f"price {price} is not a positive multiple of {self.tick_size}")
-        return tick
-
-    def round_price(self, price: float, extra_decimals: int = 0) -> float:
-        value = round(price, self.decimals + extra_decimals)
-        return int(value) if value == int(value) else value
-
-    def value(self, qty: int, price: float) -> int:
-        """Signed value of ``qty`` contracts at ``price`` in settlement units (XBt / USDt).
-
-        BitMEX's convention: ``multiplier * qty / price`` for inverse contracts (negative for a
-        long, the per-contract value rounded first), ``multiplier * qty * price`` otherwise.
-        """
-        if self.inverse:
-            return qty * round(self.mult / price)
-        return round(qty * price * self.mult)
-
-    def notionals(self, size: int, price: float) -> tuple[int, float, float]:
-        """``(grossValue, homeNotional, foreignNotional)`` of a trade of ``size`` at ``price``."""
-        if self.inverse:
-            gross = size * round(-self.mult / price)
-            return gross, round(gross / 1e8, 8), size
-        gross = round(size * price * self.mult)
-        if self.linear:
-            home = size / self.spec.underlying_to_position
-        else:
-            home = size * self.mult * XBT_REFERENCE_PRICE / 1e8
-        return gross, round(home, 8), round(home * price, 8)
-
-    def entry_price(self, qty: int, cost: int) -> float:
-        """Average entry price of ``qty`` contracts that cost ``cost`` (see ``value``)."""
-        if qty == 0 or cost == 0:
-            return 0
-        raw = self.mult * qty / cost if self.inverse else cost / (qty * self.mult)
-        return self.round_price(raw, 1)
 
 
 class TimeFormatter:

@@ -26,9 +26,12 @@ from collections.abc import Callable, Mapping
 from random import Random
 from typing import Any, Final
 
-from ._schemas import Contract, Delta, random_guid
+from ._instruments import MAKER_FEE, TAKER_FEE, Contract
+from ._schemas import Delta, random_guid
 
-__all__ = ["CURRENCIES", "MAKER_FEE", "TAKER_FEE", "Accounts", "Order"]
+__all__ = ["CURRENCIES", "DEFAULT_ACCOUNT", "Accounts", "Order"]
+
+DEFAULT_ACCOUNT: Final = 100001  # the account the default API key logs in to
 
 ZERO_GUID: Final = "00000000-0000-0000-0000-000000000000"
 STRATEGY: Final = "OneWay"
@@ -38,8 +41,6 @@ EXECUTIONS_KEPT: Final = 100  # executions replayed in an execution partial
 LEVERAGE: Final = 10.0
 INIT_MARGIN_REQ: Final = 1 / LEVERAGE
 MAINT_MARGIN_REQ: Final = 0.005
-MAKER_FEE: Final = -0.00025
-TAKER_FEE: Final = 0.00075
 SUBMIT_TEXT: Final = "Submitted via API."
 
 _POSITION_IDS: Final = ("account", "symbol", "strategy", "currency")

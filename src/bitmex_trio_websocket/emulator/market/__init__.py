@@ -1,0 +1,43 @@
+"""The emulator's synthetic BitMEX market, sans-IO (no trio, no clock, no global randomness).
+
+Theory of operation: ``Market`` is the one object a server drives: ``step(now)`` makes one seeded
+market event and returns the ``Delta`` messages it caused, ``snapshot`` gives a table's partial
+image (a ``Snapshot``) at any moment, and ``place_order``/``cancel_order``/``cancel_all`` act for
+an account as BitMEX's REST API would. Its parts, one module each:
+
+* ``_book``: order books (levels, derived ``orderBookL2_25``/``orderBook10``), trades, quotes;
+* ``_flow``: the random order flow that changes them, step by step;
+* ``_instruments``: contract specs and arithmetic, the ``instrument`` rows, funding;
+* ``_accounts``: accounts and their private tables (order, execution, position, margin, wallet);
+* ``_schemas``: the shapes of the messages (deltas, partials, table schemas, text formats).
+
+Dependencies point one way: ``_market`` -> ``_flow`` -> ``_book`` -> ``_instruments`` ->
+``_schemas``, and ``_accounts`` -> ``_instruments``.
+"""
+
+from ._accounts import DEFAULT_ACCOUNT
+from ._instruments import DEFAULT_SYMBOLS, Contract, InstrumentSpec, spec_for
+from ._market import Market
+from ._schemas import (
+    KEYLESS_TABLES,
+    PRIVATE_TABLES_SERVED,
+    PUBLIC_TABLES_SERVED,
+    Delta,
+    Snapshot,
+    UnknownTableError,
+)
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_SYMBOLS",
+    "KEYLESS_TABLES",
+    "PRIVATE_TABLES_SERVED",
+    "PUBLIC_TABLES_SERVED",
+    "Contract",
+    "Delta",
+    "InstrumentSpec",
+    "Market",
+    "Snapshot",
+    "UnknownTableError",
+    "spec_for",
+]

@@ -1,0 +1,340 @@
+"""The emulator's synthetic BitMEX market, sans-IO: seeded, deterministic, driven by ``step(now)``.
+
+Theory of operation: ``Market`` is the facade over the market's parts: the order books with their
+trades and quotes (``_book``), the random order flow that changes them (``_flow``), each symbol's
+instrument and funding (``_instruments``) and the accounts with their private tables
+(``_accounts``). Nothing here reads a clock or global randomness: the caller passes ``now``
+(epoch seconds) and all chance comes from ``random.Random(seed)``, so the same seed and the same
+sequence of calls always give byte-identical output.
+
+Each ``step(now)`` makes ONE market event and returns every ``Delta`` it caused, in the order a
+server should send them. Events, by share of steps: level changes (94.5%), trades (2.5%, after
+which resting account orders the trade printed through are filled), instrument mark/fair/index/
+open-interest/funding-rate updates (2.5%, which also revalue positions), and rare liquidation
+lifecycles (0.4%) and funding events (0.1%). See ``_flow`` for what each does to a book.
+
+Every state change is applied to the stored rows exactly as the emitted delta describes it, so
+``snapshot()`` at any moment equals the initial snapshot with all later deltas applied (the
+convergence property the server relies on). Derived tables (``orderBookL2_25``, ``orderBook10``)
+cost nothing until enabled (``enable_table`` / ``derive=``).
+
+``legacy_book=True`` emits the 2019-2021 order-book form: ids from the legacy price formula, no
+``price`` on update/delete rows and no ``timestamp``/``transactTime``; the market itself is the
+same. Account orders placed with ``place_order`` never enter the public book; one that crosses the
+book is filled at once as a taker against it (public trades and book changes follow), and the rest
+rests until a synthetic trade prints through its price.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from random import Random
+from typing import Any, Final
+
+from ._accounts import DEFAULT_ACCOUNT, Accounts
+from ._book import Books
+from ._flow import OrderFlow
+from ._instruments import DEFAULT_SYMBOLS, InstrumentSpec, spec_for
+from ._schemas import (
+    LEGACY_BOOK_SCHEMA,
+    PRIVATE_TABLES_SERVED,
+    PUBLIC_TABLES_SERVED,
+    TABLE_SCHEMAS,
+    Delta,
+    Snapshot,
+    TimeFormatter,
+    UnknownTableError,
+)
+
+__all__ = ["Market"]
+
+# Cumulative thresholds of the event kind drawn by step().
+_P_BOOK: Final = 0.945
+_P_TRADE: Final = _P_BOOK + 0.025
+_P_MARK: Final = _P_TRADE + 0.025
+_P_LIQUIDATION: Final = _P_MARK + 0.004  # the rest (0.1%): funding
+
+
+class Market:
+    """A seeded synthetic BitMEX market with accounts; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        symbols: Sequence[str | InstrumentSpec] | None = None,
+        start_time: float = 1_735_689_600.0,
+        legacy_book: bool = False,
+        derive: Iterable[str] = (),
+        max_events: int | None = None,
+    ) -> None:
+        specs: dict[str, InstrumentSpec] = {}
+        for item in DEFAULT_SYMBOLS if symbols is None else symbols:
+            spec = item if isinstance(item, InstrumentSpec) else spec_for(item)
+            specs.setdefault(spec.symbol, spec)
+        if not specs:
+            raise ValueError("a market needs at least one symbol")
+        self.symbols: tuple[str, ...] = tuple(specs)
+        self.instruments: dict[str, InstrumentSpec] = specs
+        self.events = 0
+        self.max_events = max_events
+        self._rng = Random(seed)
+        self._books = Books(self._rng, legacy=legacy_book)
+        self._flow = OrderFlow(self._books, self._rng)
+        for table in derive:
+            self.enable_table(table)
+        self._fmt = TimeFormatter()
+        self._now = start_time
+        ts = self._fmt(start_time)
+        for spec in specs.values():
+            self._books.open(spec, start_time, ts, self._fmt)
+        self._book_list = list(self._books.by_symbol.values())
+        self._cumulative = list(accumulate(spec.weight for spec in specs.values()))
+        self._funding: list[dict[str, Any]] = []
+        self._marks: dict[str, float] = {
+            book.symbol: book.instrument.row["markPrice"] for book in self._book_list
+        }
+        contracts = {book.symbol: book.contract for book in self._book_list}
+        self._accounts = Accounts(contracts, self._marks, Random(f"accounts/{seed}"))
+        self._seed_default_account(ts)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def accounts(self) -> frozenset[int]:
+        return self._accounts.ids
+
+    @property
+    def now(self) -> float:
+        """The latest time passed to any call (``start_time`` before the first)."""
+        return self._now
+
+    def enable_table(self, table: str) -> None:
+        """Start deriving ``table`` (the server calls this when someone subscribes to it)."""
+        self._set_derived(table, True)
+
+    def disable_table(self, table: str) -> None:
+        """Stop deriving ``table`` (nobody subscribes to it any more)."""
+        self._set_derived(table, False)
+
+    def step(self, now: float) -> list[Delta]:
+        """Make one market event at ``now`` and return every delta it caused, in order.
+
+        Returns ``[]`` without doing anything once ``max_events`` events were made.
+        """
+        if self.max_events is not None and self.events >= self.max_events:
+            return []
+        self.events += 1
+        self._now = now
+        ts = self._fmt(now)
+        out: list[Delta] = []
+        rng = self._rng
+        books = self._book_list
+        if len(books) == 1:
+            book = books[0]
+        else:
+            book = books[bisect_right(self._cumulative, rng.random() * self._cumulative[-1])]
+        kind = rng.random()
+        if kind < _P_BOOK:
+            self._flow.book_event(book, ts, out)
+        elif kind < _P_TRADE:
+            trade = self._flow.trade_event(book, ts, out)
+            if trade is not None:
+                self._accounts.on_trade(
+                    book.symbol, trade.buy, trade.worst_tick, trade.qty, ts,
+                    self._books.next_match_id, out,
+                )  # fmt: skip
+        elif kind < _P_MARK:
+            price = book.contract.price
+            bid, ask = price(book.bids.best().tick), price(book.asks.best().tick)
+            mark = book.instrument.mark_event(bid, ask, rng, ts, out)
+            if self._marks[book.symbol] != mark:
+                self._marks[book.symbol] = mark
+                self._accounts.on_mark(book.symbol, ts, out)
+        elif kind < _P_LIQUIDATION:
+            self._flow.liquidation_event(book, ts, out)
+        else:
+            self._funding.append(book.instrument.funding_event(rng, self._fmt, ts, out))
+        return out
+
+    def snapshot(
+        self, table: str, symbol: str | None = None, account: int | None = None
+    ) -> Snapshot:
+        """The partial image of ``table`` (all symbols when ``symbol`` is None; private tables
+        need ``account``). ``UnknownTableError`` for a table not served, ``KeyError`` for an
+        unknown account. An unknown symbol gives an empty image."""
+        if table in PRIVATE_TABLES_SERVED:
+            if account is None:
+                raise ValueError(f"{table!r} is private: snapshot() needs an account")
+            scoped = symbol if table in ("order", "execution", "position") else None
+            flt: dict[str, Any] = {"account": account}
+            if scoped is not None:
+                flt["symbol"] = scoped
+            return TABLE_SCHEMAS[table].snapshot(self._accounts.rows(table, account, scoped), flt)
+        if table not in PUBLIC_TABLES_SERVED:
+            raise UnknownTableError(f"unknown table {table!r}")
+        by_symbol = self._books.by_symbol
+        if symbol is None:
+            books = self._book_list
+        else:
+            books = [by_symbol[symbol]] if symbol in by_symbol else []
+        rows: list[dict[str, Any]] = []
+        if table == "instrument":
+            rows = [dict(book.instrument.row) for book in books]
+        elif table == "funding":
+            wanted = {book.symbol for book in books}
+            rows = [dict(row) for row in self._funding if row["symbol"] in wanted]
+        elif table not in ("settlement", "insurance"):  # served, always empty
+            rows = self._books.public_rows(table, books)
+        legacy = self._books.legacy and table in ("orderBookL2", "orderBookL2_25")
+        schema = LEGACY_BOOK_SCHEMA if legacy else TABLE_SCHEMAS[table]
+        return schema.snapshot(rows, {} if symbol is None else {"symbol": symbol})
+
+    def book_levels(self, symbol: str) -> list[dict[str, Any]]:
+        """The emulator's own full ``orderBookL2`` rows for ``symbol`` (asks high to low, then
+        bids high to low, like a BitMEX partial)."""
+        return self._books.book_rows(self._books.by_symbol[symbol], None)
+
+    def add_account(
+        self, account: int, *, balance_xbt_sats: int = 10**8, balance_usdt: int = 0
+    ) -> None:
+        """A new empty account (``balance_usdt`` in USDt, i.e. millionths of a USDT)."""
+        self._accounts.add(
+            account, {"XBt": balance_xbt_sats, "USDt": balance_usdt}, self._fmt(self._now)
+        )
+
+    def open_orders(self, account: int) -> list[dict[str, Any]]:
+        return self._accounts.open_orders(account)
+
+    def place_order(
+        self,
+        account: int,
+        symbol: str,
+        side: str,
+        qty: int,
+        price: float,
+        now: float,
+        *,
+        cl_ord_id: str = "",
+    ) -> tuple[str, list[Delta]]:
+        """Place a GoodTillCancel limit order; returns ``(orderID, deltas)``.
+
+        Deltas: ``order`` insert (New) and ``execution`` insert (New); if the order crosses the
+        public book it takes liquidity at once (book/trade/quote/instrument deltas, then an
+        ``execution`` Trade and ``order`` update per level), never emptying the book below
+        ``MIN_LEVELS``; the rest rests, invisible to the public book. Then position, margin and
+        wallet changes. ``ValueError`` for a bad symbol/side/qty/price, ``KeyError`` for an
+        unknown account.
+        """
+        books = self._books
+        book = books.by_symbol.get(symbol)
+        if book is None:
+            raise ValueError(f"unknown symbol {symbol!r}")
+        if side not in ("Buy", "Sell"):
+            raise ValueError(f"side must be 'Buy' or 'Sell', not {side!r}")
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 or qty % book.lot:
+            raise ValueError(f"qty must be a positive multiple of {book.lot}, not {qty!r}")
+        tick = book.contract.tick_of(price)
+        self._accounts.get(account)
+        self._now = now
+        ts = self._fmt(now)
+        out: list[Delta] = []
+        order = self._accounts.place(account, symbol, side, qty, tick, ts, cl_ord_id, out)
+        if (tick >= book.asks.keys[0]) if order.buy else (tick <= -book.bids.keys[0]):
+            plan = books.crossing_plan(book, order.buy, tick, order.leaves)
+            if plan:
+                passive = book.asks if order.buy else book.bids
+                match_ids = books.consume(book, passive, plan, order.buy, ts, out)
+                for (level, take), match_id in zip(plan, match_ids, strict=True):
+                    price_out = book.contract.price(level.tick)
+                    self._accounts.fill(order, take, price_out, False, match_id, ts, out)
+        self._accounts.refresh(account, symbol, ts, out)
+        return order.order_id, out
+
+    def cancel_order(
+        self, account: int, order_id: str, now: float, *, text: str = "Canceled: Canceled via API."
+    ) -> list[Delta]:
+        """Cancel one order: ``order`` update (Canceled) + ``execution`` insert (Canceled), then
+        position/margin changes. ``[]`` if it is already closed; ``KeyError`` if unknown."""
+        acct = self._accounts.get(account)
+        order = acct.orders.get(order_id)
+        if order is None:
+            raise KeyError(f"unknown order {order_id!r} of account {account}")
+        if order_id not in acct.open:
+            return []
+        self._now = now
+        out: list[Delta] = []
+        self._accounts.cancel(account, [order], self._fmt(now), text, out)
+        return out
+
+    def cancel_all(
+        self, account: int, now: float, *, text: str = "Canceled: Cancel from cancelAllAfter"
+    ) -> list[Delta]:
+        """Cancel every open order of ``account`` (the dead man's switch): per symbol one
+        ``order`` update and one ``execution`` insert message, then position/margin changes."""
+        acct = self._accounts.get(account)
+        self._now = now
+        out: list[Delta] = []
+        if acct.open:
+            self._accounts.cancel(account, list(acct.open.values()), self._fmt(now), text, out)
+        return out
+
+    def fill_order(
+        self, account: int, order_id: str, now: float, *, qty: int | None = None
+    ) -> list[Delta]:
+        """Test hook: fill ``qty`` (default: all that is left) of an open order at its own
+        price, as a maker; private deltas only. ``[]`` if the order is closed."""
+        acct = self._accounts.get(account)
+        order = acct.orders.get(order_id)
+        if order is None:
+            raise KeyError(f"unknown order {order_id!r} of account {account}")
+        if order_id not in acct.open:
+            return []
+        take = order.leaves if qty is None else qty
+        if take <= 0 or take > order.leaves or take % self._books.by_symbol[order.symbol].lot:
+            raise ValueError(f"cannot fill {take} of an order with {order.leaves} left")
+        self._now = now
+        ts = self._fmt(now)
+        out: list[Delta] = []
+        match_id = self._books.next_match_id()
+        self._accounts.fill(order, take, order.price, True, match_id, ts, out)
+        self._accounts.refresh(account, order.symbol, ts, out)
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _seed_default_account(self, ts: str) -> None:
+        """The default account: a long position and a few resting orders, one near the touch
+        (synthetic trades soon fill it) and others a few percent away."""
+        accounts = self._accounts
+        by_symbol = self._books.by_symbol
+        accounts.add(DEFAULT_ACCOUNT, {"XBt": 10**8, "USDt": 10_000 * 10**6}, ts)
+        main = "XBTUSD" if "XBTUSD" in by_symbol else self.symbols[0]
+        others = [symbol for symbol in self.symbols if symbol != main]
+        second = "ETHUSD" if "ETHUSD" in others else (others[0] if others else main)
+        scratch: list[Delta] = []
+        book = by_symbol[main]
+        bid, ask = book.bids.best().tick, book.asks.best().tick
+        accounts.seed_position(DEFAULT_ACCOUNT, main, 10 * book.lot, book.contract.price(bid))
+        for side, qty, tick in (
+            ("Buy", 5 * book.lot, bid - 20),
+            ("Buy", 10 * book.lot, round(bid * 0.98)),
+            ("Sell", 3 * book.lot, round(ask * 1.02)),
+        ):
+            accounts.place(DEFAULT_ACCOUNT, main, side, qty, tick, ts, "", scratch)
+        book2 = by_symbol[second]
+        ask2 = book2.asks.best().tick
+        accounts.place(DEFAULT_ACCOUNT, second, "Sell", 10 * book2.lot, round(ask2 * 1.015), ts,
+                       "", scratch)  # fmt: skip
+        accounts.refresh(DEFAULT_ACCOUNT, main, ts, scratch)
+        accounts.refresh(DEFAULT_ACCOUNT, second, ts, scratch)
+
+    def _set_derived(self, table: str, on: bool) -> None:
+        if table == "orderBookL2_25":
+            self._books.derive25 = on
+        elif table == "orderBook10":
+            self._books.derive10 = on
+        elif table not in PUBLIC_TABLES_SERVED and table not in PRIVATE_TABLES_SERVED:
+            raise UnknownTableError(f"unknown table {table!r}")
