@@ -1,0 +1,634 @@
+"""Sessions: one socket's life, and the supervisor that runs them one after another.
+
+Theory of operation. ``Supervisor.run`` is the connection's one long-lived task (started by
+``open_bitmex_websocket``). It opens a socket (``open_socket``: TCP, TLS or the user's stream,
+the websocket upgrade, the welcome), runs a ``Session`` on it until the socket dies, then, with
+``reconnect=True``, backs off and starts again; otherwise it fails every listener with
+``ConnectionClosed``. A session ends by raising: ``SessionDied`` when its socket is unusable
+(always retried), or a typed error, which ``_retry`` decides about.
+
+A session owns its socket's tasks:
+
+* the reader, the only task that reads the socket: one ``receive_messages`` per read (a 64 KiB
+  read of a few hundred frames is one wake-up), each frame decoded once, table data applied to
+  ``Storage`` and the changes handed to ``Router.offer_changes``, which awaits only when a
+  listener is full. Replies go to the subscription machine (``Subscriptions``) or to the task
+  waiting in ``_request``. A frame that cannot be decoded, a message the store rejects and a
+  consistency violation re-fetch the topics concerned (``Subscriptions.resync``, within budget);
+* the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns,
+  and one watchdog per subscribe batch fails the listeners whose subscribe BitMEX never answered;
+* the heartbeat: a ping after ``heartbeat_interval`` without a frame, death after
+  ``heartbeat_timeout`` more without one (waiting for a slow listener is not silence);
+* with ``dead_mans_switch=True``, the switch loop: ``cancelAllAfter`` on a fixed 15 s schedule,
+  every reply checked: ``DeadMansSwitchError`` when refused, ``DeadMansSwitchTimeout`` (also a
+  ``ConnectionTimeout``, so a new socket re-arms the switch) when never acknowledged.
+
+Closing disarms the switch first, while the reader still runs to read the reply, then sends a
+close frame. Recordings (``frame_hook``) never hold a signature: ``FrameRecorder`` redacts the auth
+command and BitMEX's echo of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import trio
+import trio_websocket
+from trio_websocket import CloseReason
+
+from . import _protocol as proto
+from ._auth import Credentials, expires_at
+from ._events import Disconnected, Reconnected, Resyncing
+from ._exceptions import (
+    AuthenticationError,
+    ConnectionClosed,
+    ConnectionTimeout,
+    DeadMansSwitchError,
+    RemoteProtocolError,
+    SubscriptionError,
+    redact_request,
+)
+from ._retry import backoff_delay, collapse, retry_after_seconds, should_retry, stops
+from ._routing import ConnectionStats, Router
+from ._storage import Storage
+from ._subscriptions import Failed, Subscriptions, Topic
+from ._websocket import ClientWebSocket, connect_websocket
+
+__all__ = [
+    "ClientOptions",
+    "DeadMansSwitchTimeout",
+    "FrameHook",
+    "FrameRecorder",
+    "Session",
+    "SessionDied",
+    "StreamFactory",
+    "Supervisor",
+    "open_socket",
+]
+
+logger = logging.getLogger("bitmex_trio_websocket")
+
+DMS_TIMEOUT_MS = 60_000
+DMS_REFRESH = 15.0
+DISARM_TIMEOUT = 5.0
+# When the user's code is cancelled we can still send, but no longer read replies.
+CANCELLED_CLOSE_GRACE = 0.25
+# Recordings never hold a signature: the authKeyExpires command is written as this instead.
+_REDACTED_AUTH = '{"op":"authKeyExpires","args":"<redacted>"}'
+
+StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
+# Called with ("recv" | "send", frame text) for every frame; used by ``record``.
+FrameHook: TypeAlias = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """The keyword options of ``open_bitmex_websocket``, validated."""
+
+    dead_mans_switch: bool
+    reconnect: bool
+    ssl_context: ssl.SSLContext | None
+    connect: StreamFactory | None
+    timeout: float
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    max_message_size: int
+    buffer: int
+    backoff_initial: float
+    backoff_max: float
+    frame_hook: FrameHook | None
+
+
+class SessionDied(Exception):
+    """The current socket is unusable (heartbeat, read error, remote close): reconnect."""
+
+    def __init__(self, reason: str, close: CloseReason | None = None, retry_after: float = 0.0):
+        super().__init__(reason)
+        self.close = close
+        self.retry_after = retry_after
+
+
+class DeadMansSwitchTimeout(DeadMansSwitchError, ConnectionTimeout):
+    """cancelAllAfter was never acknowledged. A timeout too: after the first session it is
+    retried like one (the switch keeps running on the server, and a new socket re-arms it)."""
+
+
+class FrameRecorder:
+    """Hands every frame to the user's hook, with signatures redacted."""
+
+    __slots__ = ("hook", "signature")
+
+    def __init__(self, hook: FrameHook) -> None:
+        self.hook = hook
+        self.signature: str | None = None  # the latest, kept only to redact BitMEX's echo
+
+    def sent(self, frame: str, *, secret: bool) -> None:
+        self.hook("send", _REDACTED_AUTH if secret else frame)
+
+    def received(self, frame: str | bytes) -> None:
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        if self.signature is not None and self.signature in text:
+            text = text.replace(self.signature, "<redacted>")
+        self.hook("recv", text)
+
+
+# ---------------------------------------------------------------------- opening a socket
+
+
+async def open_socket(
+    url: str, opts: ClientOptions, recorder: FrameRecorder | None
+) -> tuple[ClientWebSocket, proto.Welcome]:
+    """Connect, upgrade and wait for BitMEX's welcome, each within ``opts.timeout``."""
+    with trio.move_on_after(opts.timeout) as scope:
+        ws = await _open_websocket(url, opts)
+    if scope.cancelled_caught:
+        raise ConnectionTimeout(f"could not connect within {opts.timeout} s")
+    try:
+        with trio.move_on_after(opts.timeout):
+            frame = await ws.get_message()
+            if recorder is not None:
+                recorder.received(frame)
+            welcome = proto.decode_server_frame(frame)
+            if not isinstance(welcome, proto.Welcome):
+                raise RemoteProtocolError("expected the welcome message first", frame)
+            return ws, welcome
+        raise ConnectionTimeout(f"no welcome message within {opts.timeout} s")
+    except BaseException:
+        # A peer that never sent the welcome will not answer a close frame either.
+        with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+            await ws.aclose()
+        raise
+
+
+async def _open_websocket(url: str, opts: ClientOptions) -> ClientWebSocket:
+    parts = urlsplit(url)
+    resource = parts.path or "/realtime"
+    if parts.query:
+        resource = f"{resource}?{parts.query}"
+    stream = await _open_stream(url, opts)
+    try:
+        return await connect_websocket(
+            stream, parts.netloc, resource, max_message_size=opts.max_message_size
+        )
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+async def _open_stream(url: str, opts: ClientOptions) -> trio.abc.Stream:
+    if opts.connect is not None:
+        return await opts.connect()
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "ws":
+        return await trio.open_tcp_stream(host, parts.port or 80)
+    context = opts.ssl_context or ssl.create_default_context()
+    stream = await trio.open_ssl_over_tcp_stream(
+        host, parts.port or 443, ssl_context=context, https_compatible=True
+    )
+    # trio handshakes lazily; doing it here turns a bad certificate into a clear error instead
+    # of a websocket handshake that never completes.
+    try:
+        await stream.do_handshake()
+    except BaseException as exc:
+        await trio.aclose_forcefully(stream)
+        if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
+            raise exc.__cause__ from None
+        raise
+    return stream
+
+
+# ---------------------------------------------------------------------- one session
+
+
+class Session:
+    """One connected socket's tasks (see the module docstring)."""
+
+    def __init__(self, ws: ClientWebSocket, supervisor: Supervisor) -> None:
+        self.abort_close = False  # a silent peer will not answer a close frame
+        self._ws = ws
+        self._supervisor = supervisor
+        self._opts = supervisor.opts
+        self._storage = supervisor.storage
+        self._stats = supervisor.stats
+        self._router = supervisor.router
+        self._subs = supervisor.subscriptions
+        self._recorder = supervisor.recorder
+        self._replan = trio.Event()  # demand changed: the manager has work
+        self._activity = trio.Event()  # set (and replaced by the heartbeat) by each read
+        self._pong_arrived = trio.Event()  # set (and replaced) by each pong
+        self._reply_waiters: dict[str, trio.MemorySendChannel[proto.ServerEvent]] = {}
+
+    def demand_changed(self) -> None:
+        self._replan.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Authenticate and arm the switch (then report started), and run until the end."""
+        # Nothing survives a reconnect: until its new partial, a slice must not take deltas.
+        for table, symbol in self._subs.reset():
+            self._storage.reset(table, symbol)
+        self._replan.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reader)
+            if self._supervisor.credentials is not None:
+                await self._authenticate(self._supervisor.credentials)
+            if self._opts.dead_mans_switch:
+                await nursery.start(self._dead_mans_switch)
+            nursery.start_soon(self._manage_subscriptions, nursery)
+            nursery.start_soon(self._heartbeat)
+            task_status.started()
+
+    async def close(self, *, graceful: bool) -> None:
+        """Disarm the dead man's switch, then close the socket.
+
+        Graceful: while the reader still runs, waiting for each reply. When the caller is being
+        cancelled the reader is already gone, so the frames are only sent, briefly.
+        """
+        if self._opts.dead_mans_switch:
+            if graceful:
+                try:
+                    await self._call_cancel_all_after(0, DISARM_TIMEOUT)
+                except (SessionDied, DeadMansSwitchError) as exc:
+                    logger.warning("could not disarm the dead man's switch: %s", exc)
+            else:
+                with trio.move_on_after(CANCELLED_CLOSE_GRACE), suppress(SessionDied):
+                    await self._send(proto.encode_cancel_all_after(0))
+        with trio.move_on_after(self._opts.timeout if graceful else CANCELLED_CLOSE_GRACE):
+            await self._ws.aclose(1000, "client closed")
+
+    # ------------------------------------------------------------------ reader
+
+    async def _reader(self) -> None:
+        ws = self._ws
+        stats = self._stats
+        subs = self._subs
+        recorder = self._recorder
+        decode = proto.decode_server_frame_lean
+        apply = self._storage.apply
+        offer_changes = self._router.offer_changes
+        while True:
+            try:
+                frames = await ws.receive_messages()
+            except trio_websocket.ConnectionClosed as exc:
+                raise SessionDied("connection closed", exc.reason) from None
+            if not frames:
+                continue  # part of a frame is no sign of life: a trickle must not fool us
+            # One read carries many frames: the clock is read once per read.
+            stats.last_message_at = trio.current_time()
+            self._activity.set()
+            for frame in frames:
+                if recorder is not None:
+                    recorder.received(frame)
+                stats.messages += 1
+                stats.bytes += len(frame)
+                try:
+                    event = decode(frame)
+                except RemoteProtocolError as exc:
+                    # It may have been a delta of any topic: re-fetch them all rather than drift.
+                    stats.protocol_errors += 1
+                    logger.warning("undecodable frame, resyncing every topic: %s", exc)
+                    await self._resync(subs.demanded(), "undecodable frame")
+                    continue
+                if type(event) is not dict:
+                    self._handle_reply(event)  # type: ignore[arg-type]
+                    continue
+                try:
+                    result = apply(event)
+                except RemoteProtocolError as exc:
+                    # Rejected whole, storage unchanged; the slice may now miss a delta.
+                    stats.protocol_errors += 1
+                    logger.warning("rejected table message: %s", exc)
+                    await self._resync(subs.demanded(event["table"]), "bad message")
+                    continue
+                if result.dropped:
+                    stats.dropped_before_partial += result.dropped
+                if result.changes:
+                    stuck = offer_changes(result.table, result.changes, 0)
+                    if stuck is not None:
+                        await self._router.route_rest(result.table, result.changes, stuck)
+                if result.violations:
+                    stats.violations += len(result.violations)
+                    for violation in result.violations:
+                        logger.warning("consistency violation: %s", violation)
+                    slices = {(v.table, v.symbol) for v in result.violations}
+                    await self._resync(slices, "violation")
+
+    def _handle_reply(self, event: proto.ServerEvent) -> None:
+        if isinstance(event, proto.Pong):
+            self._pong_arrived.set()
+            self._pong_arrived = trio.Event()
+        elif isinstance(event, proto.SubscribeAck):
+            self._subs.subscribed(event.topic)
+        elif isinstance(event, proto.UnsubscribeAck):
+            if self._subs.unsubscribed(event.topic):
+                self._replan.set()  # it may be wanted again
+        elif isinstance(event, proto.ErrorReply):
+            self._handle_error(event)
+        elif isinstance(event, proto.AuthAck):
+            self._hand_reply("authKeyExpires", event)
+        elif isinstance(event, proto.CancelAllAfterAck):
+            self._hand_reply("cancelAllAfter", event)
+
+    def _hand_reply(self, op: str, event: proto.ServerEvent) -> None:
+        # One reply per request: a duplicated or unsolicited one finds no waiter.
+        waiter = self._reply_waiters.pop(op, None)
+        if waiter is not None:
+            waiter.send_nowait(event)
+
+    def _handle_error(self, event: proto.ErrorReply) -> None:
+        op = event.op
+        if op in ("authKeyExpires", "authKey", "cancelAllAfter"):
+            waiter_op = "cancelAllAfter" if op == "cancelAllAfter" else "authKeyExpires"
+            if waiter_op in self._reply_waiters:
+                self._hand_reply(waiter_op, event)
+                return
+        elif op in ("subscribe", "unsubscribe"):
+            topics = _request_topics(event.request)
+            for failed in self._subs.refused(topics, event.error, unsubscribe=op == "unsubscribe"):
+                error = SubscriptionError(
+                    event.status, event.error, meta=event.meta, request=event.request
+                )
+                self._fail(failed, error)
+            return
+        if event.status == 429:
+            logger.warning("rate limited by BitMEX: %s", event.error)
+        logger.warning(
+            "unattributed error reply: %s %s (request %s)",
+            event.status,
+            event.error,
+            redact_request(event.request),
+        )
+
+    def _fail(self, failed: Failed, error: BaseException) -> None:
+        for demand_topic in failed.demand:
+            self._router.fail(demand_topic, error)
+
+    async def _resync(self, slices: Iterable[Topic], reason: str) -> None:
+        """Re-fetch the server topics serving ``slices``; the manager re-subscribes each once
+        its unsubscribe is acknowledged."""
+        resync = self._subs.resync(slices, trio.current_time())
+        if resync.fatal is not None:
+            # A topic that keeps breaking points at the connection, not the topic.
+            raise SessionDied(resync.fatal)
+        for server_topic in resync.unsubscribe:
+            self._stats.resyncs += 1
+            table, symbol = proto.parse_topic(server_topic)
+            logger.warning("resyncing %s after %s", server_topic, reason)
+            await self._router.broadcast(Resyncing(table, symbol, reason))
+            self._storage.reset(table, symbol)
+            for frame in proto.encode_unsubscribe([server_topic]):
+                await self._send(frame)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def _manage_subscriptions(self, nursery: trio.Nursery) -> None:
+        while True:
+            await self._replan.wait()
+            self._replan = trio.Event()
+            plan = self._subs.plan()
+            for table, symbol in plan.reset:
+                self._storage.reset(table, symbol)  # stale rows are worse than no rows
+            for frame in proto.encode_unsubscribe(plan.unsubscribe):
+                await self._send(frame)
+            for frame in proto.encode_subscribe(plan.subscribe):
+                await self._send(frame)
+            if plan.subscribe:
+                nursery.start_soon(self._expire_unacknowledged, plan.batch)
+
+    async def _expire_unacknowledged(self, batch: int) -> None:
+        """Fail the listeners of subscriptions BitMEX never answered (heartbeats alone would
+        keep such a listener waiting forever)."""
+        timeout = self._opts.timeout
+        await trio.sleep(timeout)
+        while self._subs.unanswered(batch):
+            # BitMEX answers commands in order: a pong to a ping sent now proves the subscribe
+            # was handled and no ack is coming. No pong means a silent socket, which is the
+            # heartbeat's business (it reconnects and resubscribes): "talking lately" is not
+            # enough, since a server may fall silent just after its last frame.
+            pong = self._pong_arrived
+            await self._send(proto.PING)
+            with trio.move_on_after(timeout):
+                await pong.wait()
+                break
+        for failed in self._subs.expire(batch):
+            error = ConnectionTimeout(
+                f"BitMEX did not acknowledge the subscription to {failed.topic} "
+                f"within {timeout:g} s"
+            )
+            self._fail(failed, error)
+
+    # ------------------------------------------------------------------ liveness
+
+    async def _heartbeat(self) -> None:
+        stats = self._stats
+        router = self._router
+        interval = self._opts.heartbeat_interval
+        started_at = trio.current_time()
+        while True:
+            last = started_at if stats.last_message_at is None else stats.last_message_at
+            if router.delivering:
+                last = trio.current_time()
+            idle_until = last + interval
+            if trio.current_time() < idle_until:
+                await trio.sleep_until(idle_until)
+                continue
+            self._activity = trio.Event()
+            await self._send(proto.PING)
+            with trio.move_on_after(self._opts.heartbeat_timeout):
+                await self._activity.wait()
+                continue
+            if router.delivering:
+                continue  # the reader is blocked on a slow listener: backpressure, not silence
+            self.abort_close = True
+            raise SessionDied(
+                f"no frame for {interval + self._opts.heartbeat_timeout:g} s",
+                CloseReason(1006, "heartbeat timeout"),
+            )
+
+    async def _dead_mans_switch(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # Refresh on a fixed schedule (not sleep-after-ack) so the timer never drifts late.
+        next_at = trio.current_time()
+        await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout)
+        task_status.started()
+        while True:
+            next_at += DMS_REFRESH
+            await trio.sleep_until(next_at)
+            await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout)
+
+    async def _call_cancel_all_after(self, timeout_ms: int, wait: float) -> None:
+        frame = proto.encode_cancel_all_after(timeout_ms)
+        try:
+            reply = await self._request("cancelAllAfter", frame, wait)
+        except ConnectionTimeout:
+            raise DeadMansSwitchTimeout(
+                f"cancelAllAfter was not acknowledged within {wait:g} s"
+            ) from None
+        if isinstance(reply, proto.ErrorReply):
+            raise DeadMansSwitchError(f"cancelAllAfter refused: {reply.status} {reply.error}")
+
+    # ------------------------------------------------------------------ commands
+
+    async def _send(self, frame: str, *, secret: bool = False) -> None:
+        try:
+            await self._ws.send_message(frame)
+        except trio_websocket.ConnectionClosed as exc:
+            raise SessionDied("send failed", exc.reason) from None
+        if self._recorder is not None:
+            self._recorder.sent(frame, secret=secret)
+
+    async def _request(
+        self, op: str, frame: str, timeout: float, *, secret: bool = False
+    ) -> proto.ServerEvent:
+        """Send a command and wait for the reply echoing ``op`` (auth and cancelAllAfter)."""
+        send, receive = trio.open_memory_channel[proto.ServerEvent](1)
+        self._reply_waiters[op] = send
+        try:
+            await self._send(frame, secret=secret)
+            with trio.move_on_after(timeout):
+                return await receive.receive()
+            raise ConnectionTimeout(f"no reply to {op} within {timeout} s")
+        finally:
+            if self._reply_waiters.get(op) is send:
+                del self._reply_waiters[op]
+
+    async def _authenticate(self, credentials: Credentials) -> None:
+        expires = expires_at(time.time(), clock_offset=self._supervisor.clock_offset)
+        args = credentials.auth_args(expires)
+        signature = str(args[2])
+        if self._recorder is not None:
+            self._recorder.signature = signature
+        frame = proto.encode_auth_key_expires(str(args[0]), expires, signature)
+        reply = await self._request("authKeyExpires", frame, self._opts.timeout, secret=True)
+        if isinstance(reply, proto.ErrorReply):
+            raise AuthenticationError(
+                reply.status, reply.error, meta=reply.meta, request=reply.request
+            )
+
+
+def _request_topics(request: Any) -> list[str]:
+    """The topics a subscribe/unsubscribe echoed in an error reply named (hostile-safe)."""
+    args = request.get("args") if isinstance(request, dict) else None
+    if isinstance(args, str):
+        return [args]
+    return [t for t in args if isinstance(t, str)] if isinstance(args, list) else []
+
+
+# ---------------------------------------------------------------------- the supervisor
+
+
+class Supervisor:
+    """Runs sessions one after another: the reconnect loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials | None,
+        opts: ClientOptions,
+        storage: Storage,
+        stats: ConnectionStats,
+        router: Router,
+        subscriptions: Subscriptions,
+    ) -> None:
+        self.url = url
+        self.credentials = credentials
+        self.opts = opts
+        self.storage = storage
+        self.stats = stats
+        self.router = router
+        self.subscriptions = subscriptions
+        self.recorder = None if opts.frame_hook is None else FrameRecorder(opts.frame_hook)
+        self.clock_offset = 0.0  # server clock - ours, from the welcome (auth expiry)
+        self.session: Session | None = None
+        self.closed: BaseException | None = None  # what listeners raise, once closed for good
+        self._closing = False
+        self._random = random.Random()
+
+    def demand_changed(self) -> None:
+        # Between sessions nobody is told: a new session plans from the whole demand.
+        if self.session is not None:
+            self.session.demand_changed()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect (reporting started after the first session is up), then reconnect."""
+        stats = self.stats
+        attempt = auth_failures = 0
+        started = False
+        while True:
+            retry_after = 0.0
+            close: CloseReason | None = None
+            try:
+                ws, welcome = await open_socket(self.url, self.opts, self.recorder)
+                self._learn_clock_offset(welcome)
+                session = self.session = Session(ws, self)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(session.run)
+                        stats.connected = True
+                        stats.connects += 1
+                        if started:
+                            stats.reconnects += 1
+                            await self.router.broadcast(Reconnected(attempt))
+                        else:
+                            started = True
+                            task_status.started()
+                        attempt = auth_failures = 0
+                finally:
+                    stats.connected = False
+                    self.session = None
+                    grace = 0 if session.abort_close else self.opts.timeout
+                    with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                        await ws.aclose()
+            except BaseException as exc:
+                error = collapse(exc)
+                if stops(error):
+                    raise error from None  # being shut down: what else failed is moot
+                if isinstance(error, SessionDied):
+                    close, retry_after = error.close, error.retry_after
+                elif not should_retry(error, started=started, auth_failures=auth_failures):
+                    raise error from None
+                else:
+                    auth_failures += isinstance(error, AuthenticationError)
+                    retry_after = retry_after_seconds(error)
+                    close = CloseReason(1006, str(error))
+            if self._closing or not self.opts.reconnect:
+                self.shutdown(ConnectionClosed(close))
+                return
+            await self.router.broadcast(
+                Disconnected(close.code if close else 1006, close.reason if close else None)
+            )
+            delay = backoff_delay(
+                attempt, retry_after, self.opts.backoff_initial, self.opts.backoff_max, self._random
+            )
+            attempt += 1
+            logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
+            await trio.sleep(delay)
+
+    def _learn_clock_offset(self, welcome: proto.Welcome) -> None:
+        if welcome.timestamp is not None:
+            try:
+                server_now = Storage.parse_timestamp(welcome.timestamp).timestamp()
+            except ValueError:
+                return
+            self.clock_offset = server_now - time.time()
+
+    def shutdown(self, error: BaseException) -> None:
+        """Closed for good: every listener, present and future, raises ``error``."""
+        self.closed = error
+        self.router.fail_all(error)
+        self.subscriptions.discard_demand()
+
+    async def close(self, *, graceful: bool) -> None:
+        """The user's exit: no reconnect after this; disarm and close the current socket."""
+        self._closing = True
+        if self.session is not None:
+            await self.session.close(graceful=graceful)
