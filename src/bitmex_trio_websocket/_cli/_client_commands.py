@@ -222,7 +222,9 @@ def add_demo(commands: Subparsers) -> None:
     parser.add_argument("--symbol", default="XBTUSD", help="instrument (default: %(default)s)")
     parser.add_argument("--duration", type=_duration, default=None, help="stop after S seconds")
     parser.add_argument("--depth", type=int, default=10, help="book levels a side (default: 10)")
-    parser.add_argument("--rate", type=float, default=200.0, help="market events per second")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="market events per second (default: 200)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="market seed (default: 1)")
     parser.set_defaults(handler=_run_demo)
 
