@@ -34,7 +34,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-exclude_patterns = ["_build", "examples/README.md"]
+exclude_patterns = ["_build"]
 default_role = "py:obj"
 highlight_language = "python3"
 pygments_style = "default"
