@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._exceptions import ProtocolError
+
 __all__ = [
     "OP_BINARY",
     "OP_CLOSE",
@@ -63,9 +65,12 @@ OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _NEVER_SENT = frozenset({1005, 1006, 1015})
 
 
-class FramingError(Exception):
+class FramingError(ProtocolError):
     """The server broke the wire format: fail the connection with ``code``. ``messages`` holds
-    the complete messages that preceded the bad frame in the same ``feed``: still valid data."""
+    the complete messages that preceded the bad frame in the same ``feed``: still valid data.
+
+    Never reaches users: the connection turns it into ``ConnectionClosed`` with that code.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{code} {reason}")
