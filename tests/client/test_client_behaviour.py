@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
+import trio_websocket
 
-from bitmex_trio_websocket._client import open_bitmex_websocket
-from bitmex_trio_websocket._events import Disconnected, Reconnected, Resyncing
-from bitmex_trio_websocket._storage import Change
+from bitmex_trio_websocket import (
+    BitMEXError,
+    Change,
+    ConnectionClosed,
+    Disconnected,
+    Reconnected,
+    Resyncing,
+    open_bitmex_websocket,
+)
 
 from ..support.scripted_server import ScriptedServer, l2_row
 
@@ -166,6 +172,14 @@ async def test_remote_close_without_reconnect_raises_connection_closed(
                             await server.connections[0].aclose(1000, "Bye")
                 assert info.value.reason is not None
                 assert (info.value.reason.code, info.value.reason.reason) == (1000, "Bye")
+                # One tree: ours, so `except BitMEXError` catches it, and the 2021 library's.
+                assert isinstance(info.value, BitMEXError)
+                assert isinstance(info.value, trio_websocket.ConnectionClosed)
+                # A listener opened after the close fails the same way at once.
+                with pytest.raises(ConnectionClosed) as late:
+                    async with aclosing(bws.listen("trade")) as rows:
+                        await rows.__anext__()
+                assert late.value is info.value
             nursery.cancel_scope.cancel()
 
 

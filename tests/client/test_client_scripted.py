@@ -7,10 +7,18 @@ from contextlib import aclosing
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
 
-from bitmex_trio_websocket._client import open_bitmex_websocket
-from bitmex_trio_websocket._exceptions import AuthenticationError, SubscriptionError
+from bitmex_trio_websocket import (
+    AuthenticationError,
+    BitMEXError,
+    ConnectionClosed,
+    ConnectionTimeout,
+    DeadMansSwitchError,
+    Disconnected,
+    Reconnected,
+    SubscriptionError,
+    open_bitmex_websocket,
+)
 
 from ..support.scripted_server import API_KEY, API_SECRET, ScriptedServer
 
@@ -112,4 +120,128 @@ async def test_heartbeat_pings_after_silence_and_detects_death(
             # The partial arrived at t=0: ping at 5 s of silence, dead 5 s later.
             assert pings == [5.0]
             assert died_at == pytest.approx(10.0)
+            nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- dead man's switch
+# With money at stake, a switch that stopped working must never pass silently.
+
+DMS_REFUSAL = (403, "cancelAllAfter is disabled for this account")
+
+
+async def test_dead_mans_switch_refused_raises(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery, refuse_commands={"cancelAllAfter": DMS_REFUSAL})
+            start = trio.current_time()
+            with pytest.raises(BitMEXError) as info:
+                async with open_bitmex_websocket(
+                    URL, API_KEY, API_SECRET, dead_mans_switch=True, connect=server.connect
+                ):
+                    pytest.fail("opened although the switch could not be armed")
+            assert type(info.value) is DeadMansSwitchError
+            assert str(info.value) == "cancelAllAfter refused: 403 " + DMS_REFUSAL[1]
+            assert trio.current_time() - start == 0
+            assert [args for _, args in server.commands("cancelAllAfter")] == [60000]
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_refresh_refused_raises(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery)
+            start = trio.current_time()
+            with pytest.raises(BitMEXError) as info:
+                async with open_bitmex_websocket(
+                    URL, API_KEY, API_SECRET, dead_mans_switch=True, connect=server.connect
+                ):
+                    server.refuse_commands["cancelAllAfter"] = DMS_REFUSAL
+                    await trio.sleep(100)
+            assert type(info.value) is DeadMansSwitchError
+            # Refused at the first refresh; no reconnect papers over it.
+            assert trio.current_time() - start == 15
+            assert len(server.connections) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_never_acknowledged_raises(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery, ignore_commands={"cancelAllAfter"})
+            start = trio.current_time()
+            with pytest.raises(DeadMansSwitchError, match="not acknowledged within 7 s") as info:
+                async with open_bitmex_websocket(
+                    URL,
+                    API_KEY,
+                    API_SECRET,
+                    dead_mans_switch=True,
+                    connect=server.connect,
+                    timeout=7,
+                ):
+                    pytest.fail("opened although the switch was never armed")
+            assert trio.current_time() - start == 7
+            assert isinstance(info.value, BitMEXError)
+            # Also a timeout, as it was before it had its own type.
+            assert isinstance(info.value, ConnectionTimeout)
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_refresh_never_acknowledged_reconnects_and_rearms(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The switch keeps running on the server: a new socket re-arms it within its 60 s.
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery, partials={"instrument:XBTUSD": INSTRUMENT})
+            start = trio.current_time()
+            async with open_bitmex_websocket(
+                URL,
+                API_KEY,
+                API_SECRET,
+                dead_mans_switch=True,
+                connect=server.connect,
+                timeout=7,
+                backoff_max=1,
+            ) as bws:
+                async with aclosing(bws.events("instrument", "XBTUSD")) as events:
+                    await events.__anext__()  # the partial
+                    server.ignore_commands.add("cancelAllAfter")
+                    lost = await events.__anext__()
+                    assert lost == Disconnected(
+                        1006, "cancelAllAfter was not acknowledged within 7 s"
+                    )
+                    assert trio.current_time() - start == 15 + 7
+                    server.ignore_commands.clear()
+                    assert isinstance(await events.__anext__(), Reconnected)
+                rearmed = [at - start for at, args in server.commands("cancelAllAfter")]
+                assert rearmed[:2] == [0, 15] and len(rearmed) == 3 and rearmed[2] <= 15 + 7 + 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_refresh_never_acknowledged_without_reconnect(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery, partials={"instrument:XBTUSD": INSTRUMENT})
+            start = trio.current_time()
+            async with open_bitmex_websocket(
+                URL,
+                API_KEY,
+                API_SECRET,
+                dead_mans_switch=True,
+                connect=server.connect,
+                timeout=7,
+                reconnect=False,
+            ) as bws:
+                server.ignore_commands.add("cancelAllAfter")
+                with pytest.raises(ConnectionClosed) as info:
+                    async with aclosing(bws.listen("instrument", "XBTUSD")) as rows:
+                        async for _ in rows:
+                            pass
+                assert trio.current_time() - start == 15 + 7
+                reason = info.value.reason
+                assert reason is not None and reason.code == 1006
+                assert reason.reason == "cancelAllAfter was not acknowledged within 7 s"
+                assert isinstance(info.value, BitMEXError)
             nursery.cancel_scope.cancel()

@@ -13,10 +13,14 @@ import pytest
 import trio
 import trustme
 
-from bitmex_trio_websocket import AuthenticationError, BitMEXError, Reconnected
-from bitmex_trio_websocket._auth import Credentials
+from bitmex_trio_websocket import (
+    AuthenticationError,
+    BitMEXError,
+    Credentials,
+    Reconnected,
+    open_bitmex_websocket,
+)
 from bitmex_trio_websocket._cli import main
-from bitmex_trio_websocket._client import open_bitmex_websocket
 from bitmex_trio_websocket.emulator import DEFAULT_ACCOUNT, open_emulator
 
 from ..support.scripted_server import API_KEY, API_SECRET, ScriptedServer

@@ -2,16 +2,15 @@
 
 Every test runs under ``trio.fail_after``; timers run on the virtual clock; memory is measured with
 ``tracemalloc`` peaks. Servers are the scripted server (over memory streams, or lockstep streams
-when the test needs TCP-like pushback), the emulator's fault hooks, or ``RawServer``, which speaks
-just enough websocket (a wsproto handshake, then hand-made frames) to misbehave below the level a
-websocket library allows.
+when the test needs TCP-like pushback), its raw sibling ``RawServer`` (hand-made frames below the
+level a websocket library allows), or the emulator's fault hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -19,14 +18,13 @@ import orjson
 import pytest
 import trio
 import trio.testing
-import wsproto
-import wsproto.events
-from trio_websocket import ConnectionClosed
+import trio_websocket
 
 from bitmex_trio_websocket import (
     AuthenticationError,
     BitMEXWebsocket,
     Change,
+    ConnectionClosed,
     ConnectionTimeout,
     Disconnected,
     Reconnected,
@@ -37,7 +35,14 @@ from bitmex_trio_websocket import (
 from bitmex_trio_websocket import _protocol as proto
 from bitmex_trio_websocket.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, open_emulator
 
-from ..support.scripted_server import API_KEY, API_SECRET, ScriptedServer, l2_row
+from ..support.scripted_server import (
+    API_KEY,
+    API_SECRET,
+    RawConnection,
+    RawServer,
+    ScriptedServer,
+    l2_row,
+)
 
 URL = "ws://bitmex.test/realtime"
 MIB = 1024 * 1024
@@ -67,119 +72,14 @@ async def next_partial(events: AsyncIterator[Any]) -> Change:
             return item
 
 
-class LockstepServer(ScriptedServer):
-    """The scripted server over lockstep streams: a send waits until the peer has read it,
-    like TCP with tiny buffers, so a server can be pushed back by a slow client."""
-
-    async def connect(self) -> trio.abc.Stream:
-        client, server = trio.testing.lockstep_stream_pair()
-        self.nursery.start_soon(self._serve, server)
-        return client
-
-
-class RawConnection:
-    """The server end of one raw websocket: frames are written byte by byte as we like."""
-
-    def __init__(
-        self, stream: trio.abc.Stream, ws: wsproto.WSConnection, answer_close: bool
-    ) -> None:
-        self.stream = stream
-        self.ws = ws
-        self.answer_close = answer_close
-        self.lock = trio.Lock()
-        self.unsent_payload = 0  # of a frame started by send_header
-        self.received: list[str] = []  # text messages from the client, for assertions
-
-    async def send(self, data: bytes) -> None:
-        async with self.lock:
-            await self.stream.send_all(data)
-
-    async def send_text(self, text: str) -> None:
-        await self.send(self.ws.send(wsproto.events.TextMessage(data=text)))
-
-    async def send_header(self, length: int, opcode: int = 0x1) -> None:
-        """Start one unmasked, final frame of ``length`` payload bytes (``send_payload``)."""
-        if length < 126:
-            head = bytes([0x80 | opcode, length])
-        elif length < 1 << 16:
-            head = bytes([0x80 | opcode, 126]) + length.to_bytes(2, "big")
-        else:
-            head = bytes([0x80 | opcode, 127]) + length.to_bytes(8, "big")
-        await self.send(head)
-        self.unsent_payload = length
-
-    async def send_payload(self, chunk: bytes) -> None:
-        await self.send(chunk)
-        self.unsent_payload -= len(chunk)
-
-    async def read_forever(self) -> None:
-        """Keep reading (client sends never block), remembering the text messages."""
-        try:
-            while data := await self.stream.receive_some():
-                self.ws.receive_data(bytes(data))
-                for event in self.ws.events():
-                    if isinstance(event, wsproto.events.TextMessage):
-                        self.received.append(event.data)
-                    elif isinstance(event, wsproto.events.CloseConnection) and self.answer_close:
-                        if not self.lock.locked() and not self.unsent_payload:  # between frames
-                            await self.send(self.ws.send(event.response()))
-                        await trio.aclose_forcefully(self.stream)
-                        return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-
-Script = Callable[[RawConnection, int], Awaitable[None]]
-
-
-class RawServer:
-    """Accepts websocket upgrades (wsproto), then runs ``script(connection, index)``.
-
-    ``answer_close=False`` makes a black hole: close frames are read and never answered."""
-
-    def __init__(self, nursery: trio.Nursery, script: Script, *, answer_close: bool = True) -> None:
-        self.nursery = nursery
-        self.script = script
-        self.answer_close = answer_close
-        self.accepted = 0
-
-    async def connect(self) -> trio.abc.Stream:
-        client, server = trio.testing.lockstep_stream_pair()
-        self.nursery.start_soon(self._serve, server, self.accepted)
-        self.accepted += 1
-        return client
-
-    async def _serve(self, stream: trio.abc.Stream, index: int) -> None:
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        gone = (trio.BrokenResourceError, trio.ClosedResourceError)
-        try:
-            with contextlib.suppress(*gone):
-                while True:
-                    ws.receive_data(bytes(await stream.receive_some()))
-                    if any(isinstance(e, wsproto.events.Request) for e in ws.events()):
-                        break
-                await stream.send_all(ws.send(wsproto.events.AcceptConnection()))
-            connection = RawConnection(stream, ws, self.answer_close)
-            async with trio.open_nursery() as nursery:
-
-                async def reader() -> None:
-                    await connection.read_forever()
-                    nursery.cancel_scope.cancel()  # the client went away
-
-                nursery.start_soon(reader)
-                with contextlib.suppress(*gone):
-                    await self.script(connection, index)
-                    await trio.sleep_forever()
-        finally:
-            await trio.aclose_forcefully(stream)
-
-
 @asynccontextmanager
 async def scripted(
-    server_cls: type[ScriptedServer] = ScriptedServer, **client: Any
+    server_cls: type[ScriptedServer] = ScriptedServer,
+    server_options: dict[str, Any] | None = None,
+    **client: Any,
 ) -> AsyncIterator[tuple[ScriptedServer, BitMEXWebsocket]]:
     async with trio.open_nursery() as nursery:
-        server = server_cls(nursery, keys=TRADE_KEYS)
+        server = server_cls(nursery, keys=TRADE_KEYS, **(server_options or {}))
         async with open_bitmex_websocket(URL, connect=server.connect, **client) as bws:
             yield server, bws
         nursery.cancel_scope.cancel()
@@ -371,13 +271,14 @@ async def test_endless_stream_is_pushed_back_in_bounded_memory(
 ) -> None:
     sent = 0
     with trio.fail_after(600):
-        async with scripted(LockstepServer, buffer=16) as (server, bws):
+        async with scripted(server_options={"lockstep": True}, buffer=16) as (server, bws):
             async with aclosing(bws.events("trade")) as events:
                 await next_partial(events)
 
                 async def flood() -> None:
                     nonlocal sent
-                    with contextlib.suppress(ConnectionClosed):
+                    # The server side: trio-websocket's own class.
+                    with contextlib.suppress(trio_websocket.ConnectionClosed):
                         while True:
                             await server.push(trade(sent))
                             sent += 1
@@ -505,12 +406,6 @@ async def test_a_frame_that_never_finishes_is_caught_by_the_heartbeat(
             nursery.cancel_scope.cancel()
 
 
-class NoAckServer(ScriptedServer):
-    async def _answer(self, ws: Any, cmd: proto.ClientCommand) -> None:
-        if not isinstance(cmd, proto.Subscribe):
-            await super()._answer(ws, cmd)
-
-
 class StallsAfterSubscribeServer(ScriptedServer):
     """First connection: no ack, one more frame a second later, then total silence (no pongs
     either). Later connections behave."""
@@ -552,7 +447,10 @@ async def test_server_that_never_acks_subscriptions_fails_the_listener(
 ) -> None:
     # Used to wait forever: heartbeats kept the connection alive (issue 8).
     with trio.fail_after(300):
-        async with scripted(NoAckServer, timeout=10) as (server, bws):
+        async with scripted(server_options={"ignore_commands": {"subscribe"}}, timeout=10) as (
+            server,
+            bws,
+        ):
             started = trio.current_time()
             with pytest.raises(ConnectionTimeout, match="acknowledge"):
                 async with aclosing(bws.listen("trade")) as rows:

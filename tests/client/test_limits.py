@@ -23,11 +23,11 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
 
 from bitmex_trio_websocket import (
     BitMEXWebsocket,
     Change,
+    ConnectionClosed,
     Disconnected,
     Reconnected,
     Resyncing,
