@@ -1,31 +1,31 @@
 """Sessions: one socket's life, and the supervisor that runs them one after another.
 
-Theory of operation. ``Supervisor.run`` is the connection's one long-lived task (started by
-``open_bitmex_websocket``). It opens a socket (``open_socket``: TCP, TLS or the user's stream,
-the websocket upgrade, the welcome), runs a ``Session`` on it until the socket dies, then, with
-``reconnect=True``, backs off and starts again; otherwise it fails every listener with
-``ConnectionClosed``. A session ends by raising: ``SessionDied`` when its socket is unusable
-(always retried), or a typed error, which ``_retry`` decides about.
+Theory of operation. ``Supervisor.run`` is the connection's one long-lived task. It opens a socket
+(``open_socket``: TCP, TLS or the user's stream, the upgrade, BitMEX's welcome), runs a ``Session``
+on it until the socket dies, then backs off and starts again (``reconnect=False``: it fails every
+listener with ``ConnectionClosed``). A session ends by raising: ``SessionDied`` when its socket is
+unusable (always retried), or a typed error, about which ``_retry`` decides. A session's tasks:
 
-A session owns its socket's tasks:
-
-* the reader, the only task that reads the socket: one ``receive_messages`` per read (a 64 KiB
-  read of a few hundred frames is one wake-up), each frame decoded once, table data applied to
-  ``Storage`` and the changes handed to ``Router.offer_changes``, which awaits only when a
-  listener is full. Replies go to the subscription machine (``Subscriptions``) or to the task
-  waiting in ``_request``. A frame that cannot be decoded, a message the store rejects and a
-  consistency violation re-fetch the topics concerned (``Subscriptions.resync``, within budget);
-* the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns,
-  and one watchdog per subscribe batch fails the listeners whose subscribe BitMEX never answered;
+* the reader, the only task reading the socket: one ``receive_messages`` per read (a 64 KiB read
+  of hundreds of frames is one wake-up), each frame decoded once, table data applied to
+  ``Storage`` and the changes handed to ``Router.offer_changes`` (awaiting only for a full
+  listener); replies go to ``Subscriptions`` or to the task waiting in ``_request``. An
+  undecodable frame, a message the store rejects or a violation re-fetches the topics concerned
+  (``Subscriptions.resync``, within budget);
+* the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns;
+  one watchdog per subscribe batch fails the listeners of subscribes BitMEX never answered;
 * the heartbeat: a ping after ``heartbeat_interval`` without a frame, death after
-  ``heartbeat_timeout`` more without one (waiting for a slow listener is not silence);
-* with ``dead_mans_switch=True``, the switch loop: ``cancelAllAfter`` on a fixed 15 s schedule,
-  every reply checked: ``DeadMansSwitchError`` when refused, ``DeadMansSwitchTimeout`` (also a
-  ``ConnectionTimeout``, so a new socket re-arms the switch) when never acknowledged.
+  ``heartbeat_timeout`` more (waiting for a slow listener is not silence);
+* the dead man's switch (if asked for): ``cancelAllAfter`` every 15 s on a fixed schedule, each
+  reply checked: ``DeadMansSwitchError`` if refused, ``DeadMansSwitchTimeout`` (also a
+  ``ConnectionTimeout``: a new socket re-arms the switch) if never acknowledged.
 
-Closing disarms the switch first, while the reader still runs to read the reply, then sends a
-close frame. Recordings (``frame_hook``) never hold a signature: ``FrameRecorder`` redacts the auth
-command and BitMEX's echo of it.
+Closing disarms the switch while the reader still runs to read the reply, then sends a close
+frame. Recordings (``frame_hook``) never hold a signature (``FrameRecorder``).
+
+Just over 600 lines: the supervisor lives here, next to the sessions it runs (their state is
+shared through it); the session's tasks share one socket and one state, and split into modules
+each would reach into the others'.
 """
 
 from __future__ import annotations
@@ -62,17 +62,7 @@ from ._storage import Storage
 from ._subscriptions import Failed, Subscriptions, Topic
 from ._websocket import ClientWebSocket, connect_websocket
 
-__all__ = [
-    "ClientOptions",
-    "DeadMansSwitchTimeout",
-    "FrameHook",
-    "FrameRecorder",
-    "Session",
-    "SessionDied",
-    "StreamFactory",
-    "Supervisor",
-    "open_socket",
-]
+__all__ = ["ClientOptions", "DeadMansSwitchTimeout", "FrameHook", "StreamFactory", "Supervisor"]
 
 logger = logging.getLogger("bitmex_trio_websocket")
 
@@ -147,8 +137,17 @@ async def open_socket(
     url: str, opts: ClientOptions, recorder: FrameRecorder | None
 ) -> tuple[ClientWebSocket, proto.Welcome]:
     """Connect, upgrade and wait for BitMEX's welcome, each within ``opts.timeout``."""
+    parts = urlsplit(url)
+    resource = (parts.path or "/realtime") + (f"?{parts.query}" if parts.query else "")
     with trio.move_on_after(opts.timeout) as scope:
-        ws = await _open_websocket(url, opts)
+        stream = await _open_stream(url, opts)
+        try:
+            ws = await connect_websocket(
+                stream, parts.netloc, resource, max_message_size=opts.max_message_size
+            )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
     if scope.cancelled_caught:
         raise ConnectionTimeout(f"could not connect within {opts.timeout} s")
     try:
@@ -165,21 +164,6 @@ async def open_socket(
         # A peer that never sent the welcome will not answer a close frame either.
         with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
             await ws.aclose()
-        raise
-
-
-async def _open_websocket(url: str, opts: ClientOptions) -> ClientWebSocket:
-    parts = urlsplit(url)
-    resource = parts.path or "/realtime"
-    if parts.query:
-        resource = f"{resource}?{parts.query}"
-    stream = await _open_stream(url, opts)
-    try:
-        return await connect_websocket(
-            stream, parts.netloc, resource, max_message_size=opts.max_message_size
-        )
-    except BaseException:
-        await trio.aclose_forcefully(stream)
         raise
 
 
