@@ -6,9 +6,11 @@ Build locally (the ``docs`` extra installs Sphinx and the theme)::
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 CI builds the same way, with warnings as errors. The API reference (``api.rst``) is generated
-from the docstrings; ``check_public_names`` below makes the build fail when a name in
-``bitmex_trio_websocket.__all__`` or ``bitmex_trio_websocket.emulator.__all__`` is missing from
-it, so a new public name cannot ship undocumented.
+from the docstrings and follows the public modules' ``__all__`` both ways: each entry is a
+``.. public:: NAME`` directive (below), which documents NAME with the right autodoc directive
+only while the current module exports it, and ``check_public_names`` makes the build fail when
+a name in ``bitmex_trio_websocket.__all__`` or ``bitmex_trio_websocket.emulator.__all__`` has no
+entry, so a new public name cannot ship undocumented.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
 
 import bitmex_trio_websocket
 
@@ -55,6 +62,51 @@ html_static_path: list[str] = []
 PUBLIC_MODULES = ("bitmex_trio_websocket", "bitmex_trio_websocket.emulator")
 
 
+class PublicName(SphinxDirective):
+    """``.. public:: NAME`` (or ``NAME(signature)``), with optional prose as content.
+
+    Expands to ``autofunction``, ``autoclass``, ``autoexception`` or ``autodata`` for NAME in the
+    current module (``.. module::``), if that module's ``__all__`` has it; otherwise to nothing,
+    so a name withdrawn from ``__all__`` leaves the reference without breaking the build.
+    """
+
+    required_arguments = 1
+    final_argument_whitespace = True
+    has_content = True
+    option_spec: ClassVar[dict[str, Callable[[str], Any]] | None] = {
+        "members": directives.unchanged,
+        "no-value": directives.flag,
+    }
+
+    def run(self) -> list[nodes.Node]:
+        module_name = self.env.ref_context.get("py:module")
+        if module_name is None:
+            raise self.error("'public' needs a '.. module::' before it")
+        module = importlib.import_module(module_name)
+        target = self.arguments[0]
+        name = target.split("(", 1)[0].strip()
+        if name not in getattr(module, "__all__", ()):
+            return []
+        obj = getattr(module, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            kind = "autoexception"
+        elif isinstance(obj, type):
+            kind = "autoclass"
+        elif inspect.isroutine(obj):
+            kind = "autofunction"
+        else:
+            kind = "autodata"
+        lines = [f".. {kind}:: {target}"]
+        for option, value in self.options.items():
+            lines.append(f"   :{option}: {value or ''}".rstrip())
+        lines.append("")
+        lines.extend(f"   {line}" if line else "" for line in self.content)
+        source, _ = self.get_source_info()
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source=source), self.content_offset, container)
+        return list(container.children)
+
+
 def check_public_names(app: Sphinx, env: Any) -> None:
     """Warn (an error under ``-W``) for every public name the API reference does not document."""
     documented = set(env.domaindata["py"]["objects"])
@@ -88,6 +140,7 @@ def drop_inherited_type_docs(
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("public", PublicName)
     app.connect("env-check-consistency", check_public_names)
     app.connect("autodoc-process-docstring", drop_inherited_type_docs)
     return {"parallel_read_safe": True}
