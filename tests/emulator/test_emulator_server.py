@@ -28,6 +28,7 @@ from bitmex_trio_websocket.emulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
+    RANDOM_FAULT_KINDS,
     Emulator,
     FaultKind,
     open_emulator,
@@ -581,6 +582,59 @@ async def test_dead_mans_switch_survives_the_connection(
             await trio.sleep(6)
             assert emulator.dead_mans_switch_fired == [(DEFAULT_ACCOUNT, armed_at + 5)]
             assert emulator.market.open_orders(DEFAULT_ACCOUNT) == []
+
+
+async def test_fault_ignore_cancel_all_after_scheduled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        async with open_emulator(listen=False, clock=virtual_clock(), max_events=0) as emulator:
+            emulator.schedule_fault(FaultKind.IGNORE_CANCEL_ALL_AFTER, connection=0)
+            emulator.place_order(DEFAULT_ACCOUNT, "XBTUSD", "Buy", 100, 1000.0)
+            resting = emulator.market.open_orders(DEFAULT_ACCOUNT)
+            async with emulator.open_memory_websocket(extra_headers=auth_headers()) as ws:
+                await recv(ws)
+                await send(ws, {"op": "cancelAllAfter", "args": 5000})
+                assert await drain(ws) == []  # no reply at all: the ping is answered first
+                assert emulator.dead_mans_switch_deadline(DEFAULT_ACCOUNT) is None
+                await trio.sleep(60)
+                assert await drain(ws) == []
+            # Connection 1 is not affected.
+            async with emulator.open_memory_websocket(extra_headers=auth_headers()) as ws:
+                await recv(ws)
+                await send(ws, {"op": "cancelAllAfter", "args": 5000})
+                assert (await recv(ws))["cancelTime"] == "2025-01-01T00:01:05.000Z"
+            assert emulator.dead_mans_switch_deadline(DEFAULT_ACCOUNT) == 65.0
+            assert emulator.market.open_orders(DEFAULT_ACCOUNT) == resting  # nothing fired
+            assert emulator.dead_mans_switch_fired == []
+    assert [(r.kind, r.connection, r.after_messages, r.detail) for r in emulator.fault_log] == [
+        (FaultKind.IGNORE_CANCEL_ALL_AFTER, 0, 1, "cancelAllAfter 5000")
+    ]
+    # A self-healing client cannot heal this one: random plans never pick it.
+    assert FaultKind.IGNORE_CANCEL_ALL_AFTER not in RANDOM_FAULT_KINDS
+
+
+async def test_fault_ignore_cancel_all_after_on_a_live_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        async with emulator_and_ws(headers=auth_headers(), max_events=0) as (emulator, ws):
+            await send(ws, {"op": "cancelAllAfter", "args": 60000})
+            assert (await recv(ws))["cancelTime"] == "2025-01-01T00:01:00.000Z"
+            emulator.connections[0].ignore_cancel_all_after()
+            await send(ws, {"op": "cancelAllAfter", "args": 0})  # a disarm, ignored too
+            await send(ws, {"op": "subscribe", "args": ["instrument:XBTUSD"]})
+            replies = await drain(ws)
+            assert [reply.get("subscribe", reply.get("table")) for reply in replies] == [
+                "instrument:XBTUSD",
+                "instrument",
+            ]
+            assert emulator.dead_mans_switch_deadline(DEFAULT_ACCOUNT) == 60.0  # still armed
+            emulator.connections[0].ignore_cancel_all_after(False)
+            await send(ws, {"op": "cancelAllAfter", "args": 0})
+            assert (await recv(ws))["cancelTime"] == 0
+            assert emulator.dead_mans_switch_deadline(DEFAULT_ACCOUNT) is None
+    assert emulator.fault_counts() == {FaultKind.IGNORE_CANCEL_ALL_AFTER: 1}
 
 
 # --------------------------------------------------------------------------- misc commands

@@ -1,12 +1,12 @@
 """A local BitMEX realtime emulator: synthetic market or replayed recording, with fault injection.
 
 Theory of operation: ``open_emulator`` runs a websocket server that speaks BitMEX's realtime
-protocol (built on trio-websocket's server side and ``_protocol`` in the server role), fed either
-by a deterministic synthetic ``Market`` or by a recording. It listens on ``127.0.0.1`` and a free
-port by default (``emulator.url``) and can also be reached in memory
-(``emulator.open_memory_websocket()``), which makes virtual-time tests with ``autojump_clock``
-possible. Faults (drops, closes, stalls, malformed frames, refused handshakes, failed auth,
-delayed acks, deltas before partials) are scripted per connection and logged by kind.
+protocol, fed either by a deterministic synthetic ``Market`` or by a recording. It listens on
+``127.0.0.1`` and a free port by default (``emulator.url``) and can also be reached in memory
+(``emulator.open_memory_websocket()``, or ``connect=emulator.connect_in_memory`` for the client),
+which makes virtual-time tests with ``autojump_clock`` possible. Faults (drops, closes, stalls,
+malformed frames, refused handshakes, failed auth, delayed acks, deltas before partials, an
+ignored ``cancelAllAfter``) are scripted per connection and logged by kind.
 
 ::
 
@@ -17,31 +17,33 @@ delayed acks, deltas before partials) are scripted per connection and logged by 
             ...
 
 The default account's credentials are ``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``.
+
+Layout, from the socket inward (imports point down this list, never up):
+
+* ``_server``: ``open_emulator`` and ``Emulator`` (listener, market pump, the public fault API);
+* ``_connection``: one connection's tasks (reader, command worker, sender, faults), which reach
+  the server only through ``ConnectionHost``, implemented by ``_hub.Hub`` (routing, partials,
+  credentials, dead man's switch timers, the fault log);
+* ``_session``: the protocol, sans-IO (commands in, replies out); ``_routing``: fan-out;
+* ``_handshake`` (upgrade decisions, API keys), ``_multiplex`` (``/realtimemd``),
+  ``_transport`` (outgoing queue, fault-injecting stream), ``_replay``/``_replay_feed``
+  (recordings), ``_faults``, ``_texts``;
+* ``market``: the synthetic market, sans-IO (books and trades, order flow, instruments and
+  funding, accounts, schemas).
 """
 
-from ._connection import EmulatorConnection, Subscription
-from ._faults import (
-    CONNECTION_FAULTS,
-    HANDSHAKE_FAULTS,
-    RANDOM_FAULT_KINDS,
-    FaultKind,
-    FaultRecord,
-    RandomFaults,
-    ScheduledFault,
-)
+from ._connection import EmulatorConnection
+from ._faults import RANDOM_FAULT_KINDS, FaultKind, FaultRecord, RandomFaults, ScheduledFault
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._server import Emulator, open_emulator
-from .market import DEFAULT_ACCOUNT, Delta, Market, Snapshot
+from .market import DEFAULT_ACCOUNT, Market
 
 __all__ = [
-    "CONNECTION_FAULTS",
     "DEFAULT_ACCOUNT",
     "DEFAULT_API_KEY",
     "DEFAULT_API_SECRET",
-    "HANDSHAKE_FAULTS",
     "RANDOM_FAULT_KINDS",
-    "Delta",
     "Emulator",
     "EmulatorConnection",
     "FaultKind",
@@ -51,8 +53,6 @@ __all__ = [
     "RecordedFrame",
     "Recording",
     "ScheduledFault",
-    "Snapshot",
-    "Subscription",
     "load_recording",
     "open_emulator",
     "parse_recording",

@@ -53,6 +53,10 @@ class FaultKind(enum.StrEnum):
     """Fail the next authentication (handshake or ``authKeyExpires``) with 401."""
     DELAY_ACKS = "delay_acks"
     """Delay replies to commands."""
+    IGNORE_CANCEL_ALL_AFTER = "ignore_cancel_all_after"
+    """Swallow ``cancelAllAfter`` commands: no reply at all, and the dead man's switch is not
+    armed, re-armed or disarmed (logged once per command swallowed). Not a network fault: a
+    client must treat the silence as a failed arming, so random plans do not pick it."""
 
 
 # Kinds that act on one live connection (each has an ``EmulatorConnection`` method) ...
@@ -65,14 +69,28 @@ CONNECTION_FAULTS = frozenset(
         FaultKind.UNKNOWN_ID_UPDATE,
         FaultKind.MALFORMED_FRAME,
         FaultKind.DELAY_ACKS,
+        FaultKind.IGNORE_CANCEL_ALL_AFTER,
     }
 )
 # ... and kinds armed on the emulator for the next handshake, authentication or subscription.
 HANDSHAKE_FAULTS = frozenset(
     {FaultKind.REFUSE_HANDSHAKE, FaultKind.FAIL_AUTH, FaultKind.DELTAS_BEFORE_PARTIAL}
 )
-# Every kind, in a fixed order (random.choice over a frozenset would depend on hashing).
-RANDOM_FAULT_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
+# What random plans pick from, in a fixed order (random.choice over a frozenset would depend on
+# hashing; a kind added here changes every seeded plan): every kind a self-healing client must
+# survive, so not IGNORE_CANCEL_ALL_AFTER, whose right answer is an error.
+RANDOM_FAULT_KINDS: tuple[FaultKind, ...] = (
+    FaultKind.DROP,
+    FaultKind.CLOSE,
+    FaultKind.GOING_AWAY,
+    FaultKind.STALL,
+    FaultKind.DELTAS_BEFORE_PARTIAL,
+    FaultKind.UNKNOWN_ID_UPDATE,
+    FaultKind.MALFORMED_FRAME,
+    FaultKind.REFUSE_HANDSHAKE,
+    FaultKind.FAIL_AUTH,
+    FaultKind.DELAY_ACKS,
+)
 
 
 @dataclass(frozen=True, slots=True)

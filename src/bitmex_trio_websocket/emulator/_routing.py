@@ -1,33 +1,37 @@
 """Fan-out of market deltas to subscriptions, by ``(table, symbol, account)``.
 
 Theory of operation: subscriptions are indexed by their route key; ``symbol=None`` means "every
-symbol of the table" and ``account`` is set only for private tables. A delta costs one lookup for
-its own symbol plus one for the table's all-symbols subscribers (never a scan of every
-subscription) and is encoded once, however many connections receive it. Buckets are dicts used as
-insertion-ordered sets, so fan-out order is subscription order: deterministic.
+symbol of the table" and ``account`` is set only for private tables. Each subscription is
+registered with the function that delivers a frame to its session (the connection's outbox, or
+a ``/realtimemd`` stream's wrapper), so the router knows nothing about connections. A delta
+costs one lookup for its own symbol plus one for the table's all-symbols subscribers (never a
+scan of every subscription) and is encoded once, however many sessions receive it. Buckets are
+insertion-ordered dicts, so fan-out order is subscription order: deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._protocol import PRIVATE_TABLES, SYMBOL_TABLES, encode_table
-from ._connection import Subscription
+from ._session import Subscription
 from .market import Delta
 
-__all__ = ["Router"]
+__all__ = ["Deliver", "Router"]
+
+Deliver = Callable[[str], None]  # queue one frame for a session; never blocks
+_NOBODY: dict[Subscription, Deliver] = {}  # read-only: the bucket of a key nobody routes
 
 
 class Router:
     """Subscriptions indexed by ``(table, symbol, account)``; ``symbol=None`` = all symbols."""
 
     def __init__(self) -> None:
-        # Dicts as insertion-ordered sets: fan-out order is connection order, deterministic.
-        self._subs: dict[tuple[str, str | None, int | None], dict[Subscription, None]] = {}
+        self._subs: dict[tuple[str, str | None, int | None], dict[Subscription, Deliver]] = {}
 
-    def add(self, sub: Subscription) -> None:
-        self._subs.setdefault(sub.route_key(), {})[sub] = None
+    def add(self, sub: Subscription, deliver: Deliver) -> None:
+        self._subs.setdefault(sub.route_key(), {})[sub] = deliver
 
     def remove(self, sub: Subscription) -> None:
         key = sub.route_key()
@@ -44,15 +48,15 @@ class Router:
         for delta in deltas:
             account = delta.account if delta.table in PRIVATE_TABLES else None
             for symbol, rows in self._split(delta):
-                targets = list(self._subs.get((delta.table, symbol, account), ()))
+                targets = list(self._subs.get((delta.table, symbol, account), _NOBODY).items())
                 if symbol is not None:
-                    targets.extend(self._subs.get((delta.table, None, account), ()))
+                    targets.extend(self._subs.get((delta.table, None, account), _NOBODY).items())
                 if not targets:
                     continue
                 frame = encode_table(delta.table, delta.action, rows)
-                for sub in targets:  # a copy: delivering may shed a slow connection
+                for sub, deliver in targets:  # a copy: delivering may shed a slow connection
                     if sub.active:
-                        sub.connection.deliver(frame)
+                        deliver(frame)
 
     @staticmethod
     def _split(delta: Delta) -> list[tuple[str | None, list[dict[str, Any]]]]:

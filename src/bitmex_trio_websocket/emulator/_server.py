@@ -1,4 +1,4 @@
-"""The emulator server: handshake, market pump, fan-out, dead man's switch, next-connection faults.
+"""The emulator server: ``open_emulator``, the public ``Emulator``, its listener and market pump.
 
 Theory of operation: ``open_emulator`` opens one nursery that owns everything: the TCP listener
 (optional), the market task, dead man's switch timers and every connection. A connection arrives
@@ -7,20 +7,20 @@ under ``autojump_clock`` need no socket); both go through ``_serve_stream``, whi
 transport in a ``FaultStream`` (for drop/stall faults), lets trio-websocket parse the HTTP
 upgrade, asks the ``Gatekeeper`` (``_handshake``) whether to accept it (404, scripted refusal,
 429 past the connection budget, 401 for bad credentials) and, if so, hands the websocket to an
-``EmulatorConnection``.
+``EmulatorConnection``, which reaches the server only through the ``Hub`` (``_hub``).
 
 The market task calls ``Market.step`` at ``rate`` events per second (``trio.sleep_until`` on an
 absolute schedule, so pacing does not drift and is exact virtual time under ``autojump_clock``)
 until ``max_events``, then the market stays still. Each step's deltas go, in the same synchronous
-step, to the ``Router`` (``_routing``), which hands them to the subscribed connections' queues.
+step, to the hub's ``Router``, which hands them to the subscribed sessions' queues.
 
-The dead man's switch is account-wide, like BitMEX's: one timer per account, replaced by every
-``cancelAllAfter``, surviving the connection that armed it. It fires at exactly the trio time
-``now + timeout`` and publishes ``Market.cancel_all``'s deltas through the router, so the
-``order`` and ``execution`` subscribers of that account see the cancellations.
+In replay mode there is no market: each session replays the recording's frames of its topics
+(see ``_replay_feed``).
 
-In replay mode there is no market: each connection replays the recording's frames of its topics
-(see ``_replay`` and ``EmulatorConnection``).
+``Emulator`` is the user's handle: where it listens, the market, the live connections, and the
+fault API. Faults that act on one live connection are methods of ``EmulatorConnection``; the ones
+here act on the next handshakes, authentications or subscriptions, on every connection, or on a
+connection by its index (``schedule_fault``, also before it exists).
 """
 
 from __future__ import annotations
@@ -31,123 +31,94 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, cast
+from typing import Final, cast
 
-import orjson
 import trio
 import trio.testing
 import trio_websocket
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
-from .._protocol import SYMBOL_TABLES, encode_table, encode_welcome
+from .._protocol import encode_welcome
 from ._connection import EmulatorConnection
-from ._faults import FaultKind, FaultRecord, RandomFaults, ScheduledFault, normalize_kinds
-from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Authenticator, Gatekeeper, Refusal
-from ._replay import Recording, load_recording
-from ._routing import Router
-from ._texts import FALLBACK_KEYS, UNKNOWN_BOOK_ID, iso_timestamp
-from ._transport import FaultStream
-from .market import (
-    DEFAULT_ACCOUNT,
-    PRIVATE_TABLES_SERVED,
-    PUBLIC_TABLES_SERVED,
-    Delta,
-    Market,
+from ._faults import (
+    RANDOM_FAULT_KINDS,
+    FaultKind,
+    FaultRecord,
+    RandomFaults,
+    ScheduledFault,
+    normalize_kinds,
 )
+from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Refusal
+from ._hub import Hub
+from ._replay import Recording, load_recording
+from ._texts import iso_timestamp
+from ._transport import FaultStream
+from .market import DEFAULT_ACCOUNT, Delta, Market
 
 __all__ = ["Emulator", "open_emulator"]
 
 CONNECT_TIMEOUT: Final = 60.0
 DISCONNECT_TIMEOUT: Final = 5.0
-BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 APP_NAME: Final = "bitmex-trio-websocket-emulator"
-
-
-def _text(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
 
 
 class Emulator:
     """A running local BitMEX realtime server (use ``open_emulator`` to get one).
 
-    ``url`` is the TCP endpoint (when listening); ``connect_in_memory`` and
-    ``open_memory_websocket`` reach the same server without a socket. ``market`` is the
-    synthetic market (place orders through ``place_order`` so that subscribers see them),
-    ``connections`` the live connections in connect order, ``events`` the market changes made so
-    far and ``still`` an event set once ``max_events`` is reached. Faults: the per-connection
-    methods of ``EmulatorConnection``, the next-connection methods below, ``fault_log`` and
-    ``fault_counts()``. ``dead_mans_switch_fired`` lists ``(account, trio time)`` firings.
+    ``url`` is the TCP endpoint (when listening; ``host`` and ``port`` apart);
+    ``connect_in_memory`` and ``open_memory_websocket`` reach the same server without a socket.
+    ``market`` is the synthetic market (place orders through ``place_order`` so that
+    subscribers see them), ``recording`` the replayed one, ``connections`` the live connections
+    in connect order, ``events`` the market changes made so far and ``still`` an event set once
+    ``max_events`` is reached. Faults: the per-connection methods of ``EmulatorConnection``, the
+    next-connection methods below, ``fault_log`` and ``fault_counts()``.
+    ``dead_mans_switch_fired`` lists ``(account, trio time)`` firings.
     """
 
     def __init__(
-        self,
-        *,
-        market: Market | None,
-        recording: Recording | None,
-        accounts: Mapping[str, tuple[str, int]],
-        connection_budget: int,
-        budget_window: float,
-        clock: Callable[[], float],
-        rate: float,
-        max_events: int | None,
-        speed: float,
-        max_queued_frames: int,
+        self, hub: Hub, *, rate: float, max_events: int | None, max_queued_frames: int
     ) -> None:
-        self._market = market
-        self.recording = recording
-        self.accounts: dict[str, tuple[str, int]] = dict(accounts)
-        self.connection_budget = connection_budget
-        self.budget_window = budget_window
-        self.clock = clock
-        self.rate = rate
-        self.max_events = max_events
-        self.speed = speed
-        self.max_queued_frames = max_queued_frames
-        self.router = Router()
         self.host: str | None = None
         self.port: int | None = None
         self.connections: list[EmulatorConnection] = []
         self.events = 0
         self.still = trio.Event()
-        self.fault_log: list[FaultRecord] = []
-        self.dead_mans_switch_fired: list[tuple[int, float]] = []
-        self.ack_delay = 0.0
+        self._hub = hub
+        self._rate = rate
+        self._max_events = max_events
+        self._max_queued_frames = max_queued_frames
         self._nursery: trio.Nursery | None = None
         self._by_index: dict[int, EmulatorConnection] = {}
         self._next_index = 0
         self._accepted = trio.Event()
-        self._auth = Authenticator(
-            accounts, clock, lambda: self.log_fault(FaultKind.FAIL_AUTH, None, 0)
-        )
-        self._gate = Gatekeeper(
-            self._auth,
-            budget=connection_budget,
-            window=budget_window,
-            on_scripted_refusal=lambda status: self.log_fault(
-                FaultKind.REFUSE_HANDSHAKE, None, 0, str(status)
-            ),
-        )
-        self._early = 0
         self._scheduled: dict[int, list[ScheduledFault]] = {}
         self._random: RandomFaults | None = None
-        self._dms: dict[int, tuple[trio.CancelScope, float]] = {}
         self._market_scope = trio.CancelScope()
-        if market is None:
+        if hub.market is None:
             self.still.set()
-        if recording is not None:
-            self.symbols: frozenset[str] = recording.symbols
-        else:
-            assert market is not None
-            self.symbols = frozenset(market.symbols)
 
-    # ------------------------------------------------------------------ public surface
+    # ------------------------------------------------------------------ where and what
 
     @property
     def market(self) -> Market:
         """The synthetic market (``RuntimeError`` in replay mode, which has none)."""
-        if self._market is None:
+        if self._hub.market is None:
             raise RuntimeError("a replaying emulator has no market")
-        return self._market
+        return self._hub.market
+
+    @property
+    def recording(self) -> Recording | None:
+        """The recording being replayed (``None`` with a synthetic market)."""
+        return self._hub.recording
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols served (subscribing to another is refused, as by BitMEX)."""
+        return self._hub.symbols
+
+    @property
+    def default_symbol(self) -> str:
+        return self._hub.default_symbol
 
     @property
     def url(self) -> str:
@@ -157,15 +128,11 @@ class Emulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}/realtime"
 
-    @property
-    def default_symbol(self) -> str:
-        if self._market is not None and self._market.symbols:
-            return self._market.symbols[0]
-        return min(self.symbols) if self.symbols else "XBTUSD"
-
     def now(self) -> float:
         """The emulator's wall clock (epoch seconds), as used in timestamps."""
-        return self.clock()
+        return self._hub.now()
+
+    # ------------------------------------------------------------------ connecting
 
     async def connect_in_memory(self, resource: str = "/realtime") -> trio.abc.Stream:
         """The client end of an in-memory stream served by this emulator.
@@ -219,23 +186,20 @@ class Emulator:
             await self._accepted.wait()
         return self._by_index[index]
 
+    # ------------------------------------------------------------------ the market
+
     def stop_market(self) -> None:
         """Make the market stand still from now on, as if ``max_events`` had been reached."""
-        self.max_events = self.events
+        self._max_events = self.events
         self._market_scope.cancel()
 
     async def wait_still(self) -> None:
         """Wait until the market has made its ``max_events`` changes (forever if unlimited)."""
         await self.still.wait()
 
-    def forget(self, connection: EmulatorConnection) -> None:
-        """Called by a connection when it ends: it is no longer live."""
-        if connection in self.connections:
-            self.connections.remove(connection)
-
     def publish(self, deltas: Iterable[Delta]) -> None:
         """Send market deltas made outside the market task to their subscribers."""
-        self.router.publish(deltas)
+        self._hub.publish(deltas)
 
     def place_order(
         self,
@@ -261,20 +225,33 @@ class Emulator:
 
     def dead_mans_switch_deadline(self, account: int) -> float | None:
         """Trio time at which the account's dead man's switch fires, ``None`` if disarmed."""
-        armed = self._dms.get(account)
-        return None if armed is None else armed[1]
+        return self._hub.dead_mans_switch_deadline(account)
+
+    @property
+    def dead_mans_switch_fired(self) -> list[tuple[int, float]]:
+        """``(account, trio time)`` of every firing so far."""
+        return self._hub.dead_mans_switch_fired
 
     # ------------------------------------------------------------------ faults
+
+    @property
+    def fault_log(self) -> list[FaultRecord]:
+        """Every fault that took effect, in order."""
+        return self._hub.fault_log
+
+    def fault_counts(self) -> Counter[FaultKind]:
+        """How many faults of each kind took effect so far."""
+        return Counter(record.kind for record in self._hub.fault_log)
 
     def refuse_next_handshakes(
         self, n: int = 1, *, status: int = 429, retry_after: int = 1
     ) -> None:
         """Refuse the next ``n`` upgrades with ``status`` (429: ``Retry-After`` and JSON body)."""
-        self._gate.refuse_next(n, status, retry_after)
+        self._hub.gate.refuse_next(n, status, retry_after)
 
     def fail_next_auth(self, n: int = 1) -> None:
         """Fail the next ``n`` authentications (handshake or command) with 401."""
-        self._auth.fail_next += n
+        self._hub.authenticator.fail_next += n
 
     def deltas_before_partial(self, n: int = 1) -> None:
         """The next ``n`` subscriptions get deltas of their topic before their partial.
@@ -283,13 +260,13 @@ class Emulator:
         tables, an ``insert`` for keyless ones), so a client that applies them instead of dropping
         them fails visibly: unknown-key updates, or duplicated rows.
         """
-        self._early += n
+        self._hub.early += n
 
     def delay_acks(self, seconds: float) -> None:
         """Delay replies to every connection's commands by ``seconds`` (0 to stop)."""
         if seconds > 0:
-            self.log_fault(FaultKind.DELAY_ACKS, None, 0, f"{seconds}s")
-        self.ack_delay = max(0.0, seconds)
+            self._hub.log_fault(FaultKind.DELAY_ACKS, None, 0, f"{seconds}s")
+        self._hub.ack_delay = max(0.0, seconds)
 
     def schedule_fault(
         self,
@@ -320,10 +297,11 @@ class Emulator:
     ) -> RandomFaults:
         """From now on, every new connection follows a seeded random fault plan.
 
-        Count what was injected with ``fault_counts()``; the plan of connection *n* depends only
-        on ``seed`` and *n*.
+        ``kinds`` defaults to ``RANDOM_FAULT_KINDS`` (every kind but ``IGNORE_CANCEL_ALL_AFTER``,
+        which a correct client answers by failing, not by healing). Count what was injected
+        with ``fault_counts()``; the plan of connection *n* depends only on ``seed`` and *n*.
         """
-        chosen = normalize_kinds(kinds) if kinds is not None else tuple(FaultKind)
+        chosen = normalize_kinds(kinds) if kinds is not None else RANDOM_FAULT_KINDS
         self._random = RandomFaults(seed, every_messages, chosen)
         return self._random
 
@@ -337,121 +315,6 @@ class Emulator:
         for connection in self.connections:
             connection.follow_plan(None)
 
-    def fault_counts(self) -> Counter[FaultKind]:
-        """How many faults of each kind took effect so far."""
-        return Counter(record.kind for record in self.fault_log)
-
-    def log_fault(
-        self, kind: FaultKind, connection: int | None, after_messages: int, detail: str = ""
-    ) -> None:
-        self.fault_log.append(
-            FaultRecord(kind, connection, after_messages, trio.current_time(), detail)
-        )
-
-    # ------------------------------------------------------------------ used by connections
-
-    def verify_credentials(
-        self, api_key: str, expires: int, signature: str, *, check_expiry: bool = True
-    ) -> tuple[int | None, str | None]:
-        """``(account, None)`` for good credentials, ``(None, BitMEX's error text)`` otherwise."""
-        return self._auth.verify(api_key, expires, signature, check_expiry=check_expiry)
-
-    def arm_dead_mans_switch(self, account: int, timeout_ms: int) -> tuple[str, str | int]:
-        """(Re)arm or, with 0, disarm the account's switch; ``(now, cancelTime)`` for the ack."""
-        now = self.clock()
-        previous = self._dms.pop(account, None)
-        if previous is not None:
-            previous[0].cancel()
-        if timeout_ms == 0:
-            return iso_timestamp(now), 0
-        deadline = trio.current_time() + timeout_ms / 1000
-        scope = trio.CancelScope()
-        self._dms[account] = (scope, deadline)
-        self._require_nursery().start_soon(self._dead_mans_switch, account, scope, deadline)
-        return iso_timestamp(now), iso_timestamp(now + timeout_ms / 1000)
-
-    async def _dead_mans_switch(
-        self, account: int, scope: trio.CancelScope, deadline: float
-    ) -> None:
-        with scope:
-            await trio.sleep_until(deadline)
-            del self._dms[account]
-            self.dead_mans_switch_fired.append((account, trio.current_time()))
-            if self._market is not None:
-                self.publish(self._market.cancel_all(account, self.now()))
-
-    def partial_frame(self, table: str, symbol: str | None, account: int | None) -> str:
-        """The partial of a topic, built from the market at this very moment."""
-        filt: dict[str, Any] = {} if account is None else {"account": account}
-        if symbol is not None:
-            filt["symbol"] = symbol
-        if table not in PUBLIC_TABLES_SERVED and table not in PRIVATE_TABLES_SERVED:
-            keys = FALLBACK_KEYS.get(table, [])
-            message = {"table": table, "action": "partial", "keys": keys, "types": {}}
-            return _text({**message, "filter": filt, "data": []})
-        market = self.market
-        market.enable_table(table)
-        snap = market.snapshot(table, symbol, account)
-        partial: dict[str, Any] = {
-            "table": table,
-            "action": "partial",
-            "keys": snap.keys,
-            "types": snap.types,
-        }
-        if snap.foreign_keys:
-            partial["foreignKeys"] = snap.foreign_keys
-        if snap.attributes:
-            partial["attributes"] = snap.attributes
-        partial["filter"] = filt
-        partial["data"] = snap.rows
-        return _text(partial)
-
-    def early_deltas(
-        self, connection: EmulatorConnection, table: str, symbol: str | None, account: int | None
-    ) -> list[str]:
-        """Deltas to send before a partial, when ``deltas_before_partial`` is armed."""
-        if self._early <= 0 or (
-            table not in PUBLIC_TABLES_SERVED and table not in PRIVATE_TABLES_SERVED
-        ):
-            return []
-        self._early -= 1
-        market = self.market
-        market.enable_table(table)
-        snap = market.snapshot(table, symbol, account)
-        rows = snap.rows[:2]
-        topic = table if symbol is None else f"{table}:{symbol}"
-        self.log_fault(
-            FaultKind.DELTAS_BEFORE_PARTIAL, connection.index, connection.messages_sent, topic
-        )
-        action = "update" if snap.keys else "insert"
-        return [encode_table(table, action, [row]) for row in rows]
-
-    def unknown_row(self, table: str, symbol: str) -> dict[str, Any]:
-        """A row keyed so that no client can have it (for the unknown-id fault)."""
-        if table in BOOK_TABLES:
-            return {"symbol": symbol, "id": UNKNOWN_BOOK_ID, "side": "Buy", "size": 1, "price": 1.0}
-        keys: list[str] = []
-        types: Mapping[str, str] = {}
-        if self._market is not None and table in PUBLIC_TABLES_SERVED | PRIVATE_TABLES_SERVED:
-            snap = self._market.snapshot(table, symbol, next(iter(self.accounts.values()))[1])
-            keys, types = snap.keys, snap.types
-        elif self.recording is not None:
-            keys = self.recording.keys_of(table)
-        row: dict[str, Any] = {"symbol": symbol} if table in SYMBOL_TABLES else {}
-        for key in keys:
-            if key == "symbol":
-                continue
-            kind = types.get(key, "")
-            if kind == "guid":
-                row[key] = "ffffffff-ffff-ffff-ffff-ffffffffffff"
-            elif kind in ("long", "integer"):
-                row[key] = UNKNOWN_BOOK_ID
-            elif kind == "timestamp":
-                row[key] = iso_timestamp(self.clock())
-            else:
-                row[key] = "unknown"
-        return row
-
     # ------------------------------------------------------------------ internals
 
     def _require_nursery(self) -> trio.Nursery:
@@ -459,14 +322,18 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         return self._nursery
 
-    async def run_market(self) -> None:
-        market = self._market
+    def _start(self, nursery: trio.Nursery | None) -> None:
+        self._nursery = self._hub.nursery = nursery
+
+    async def _run_market(self) -> None:
+        market = self._hub.market
         if market is None:
             return
-        interval = 1.0 / self.rate if 0 < self.rate < math.inf else 0.0
+        hub = self._hub
+        interval = 1.0 / self._rate if 0 < self._rate < math.inf else 0.0
         deadline = trio.current_time()
         with self._market_scope:
-            while self.max_events is None or self.events < self.max_events:
+            while self._max_events is None or self.events < self._max_events:
                 if interval:
                     deadline += interval
                     await trio.sleep_until(deadline)
@@ -474,12 +341,12 @@ class Emulator:
                     await trio.lowlevel.checkpoint()
                 # No await from here to the end of the loop body: the step and its fan-out are
                 # one atomic unit with respect to subscribes (see _connection).
-                deltas = market.step(self.clock())
+                deltas = market.step(hub.clock())
                 self.events += 1
-                self.router.publish(deltas)
+                hub.router.publish(deltas)
         self.still.set()
 
-    async def serve_tcp(
+    async def _serve_tcp(
         self,
         host: str,
         port: int,
@@ -505,7 +372,8 @@ class Emulator:
             await trio.aclose_forcefully(stream)
 
     async def _handle(self, request: WebSocketRequest, stream: FaultStream) -> None:
-        decision = self._gate.admit(request.path, request.headers, trio.current_time())
+        hub = self._hub
+        decision = hub.gate.admit(request.path, request.headers, trio.current_time())
         if isinstance(decision, Refusal):
             await request.reject(
                 decision.status, extra_headers=list(decision.headers), body=decision.body
@@ -515,7 +383,7 @@ class Emulator:
 
         def welcome() -> str:
             return encode_welcome(
-                iso_timestamp(self.clock()),
+                iso_timestamp(hub.clock()),
                 limit_remaining=decision.remaining,
                 heartbeat_enabled=decision.heartbeat,
                 app_name=APP_NAME,
@@ -524,13 +392,13 @@ class Emulator:
         index = self._next_index
         self._next_index += 1
         connection = EmulatorConnection(
-            self,
+            hub,
             index,
             stream,
             path=decision.path,
             account=decision.account,
             api_key=decision.api_key,
-            max_queued_frames=self.max_queued_frames,
+            max_queued_frames=self._max_queued_frames,
             script=self._scheduled.pop(index, ()),
         )
         if self._random is not None:
@@ -542,6 +410,8 @@ class Emulator:
         try:
             await connection.run(ws, welcome, list(decision.subscribe))
         finally:
+            # No await between the connection's end and here: it leaves the list as it finishes.
+            self.connections.remove(connection)
             with trio.move_on_after(DISCONNECT_TIMEOUT):
                 await ws.aclose()
 
@@ -603,28 +473,26 @@ async def open_emulator(
         for _, account in account_map.values():
             if account != DEFAULT_ACCOUNT:
                 market.add_account(account)
-    emulator = Emulator(
+    hub = Hub(
         market=market,
         recording=recording,
         accounts=account_map,
+        clock=clock or time.time,
+        speed=speed,
         connection_budget=connection_budget,
         budget_window=budget_window,
-        clock=clock or time.time,
-        rate=rate,
-        max_events=max_events,
-        speed=speed,
-        max_queued_frames=max_queued_frames,
     )
+    emulator = Emulator(hub, rate=rate, max_events=max_events, max_queued_frames=max_queued_frames)
     try:
         async with trio.open_nursery() as nursery:
-            emulator._nursery = nursery
+            emulator._start(nursery)
             if listen:
-                await nursery.start(emulator.serve_tcp, host, port)
-            nursery.start_soon(emulator.run_market)
+                await nursery.start(emulator._serve_tcp, host, port)
+            nursery.start_soon(emulator._run_market)
             try:
                 yield emulator
             finally:
-                emulator._nursery = None
+                emulator._start(None)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Let callers catch their own exceptions from the body as usual.

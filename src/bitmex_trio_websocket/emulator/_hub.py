@@ -1,0 +1,259 @@
+"""What an emulator's connections share: routing, topics' data, credentials, timers, fault state.
+
+Theory of operation: a ``Hub`` is the one object a connection talks to; it implements
+``_connection.ConnectionHost`` (structurally: this module does not import ``_connection``, so
+the emulator's modules form no import cycle). It holds:
+
+* the ``Router`` fanning market deltas out to subscriptions, and the topics' own data: the
+  partial of a topic at the moment it is subscribed, the early deltas of the
+  deltas-before-partial fault, rows no client can know (the unknown-id fault);
+* the ``Authenticator`` and ``Gatekeeper`` (``_handshake``), shared by every handshake and
+  session, with the next-connection faults armed on them;
+* the dead man's switch, account-wide like BitMEX's: one timer per account, replaced by every
+  ``cancelAllAfter``, surviving the connection that armed it. It fires at exactly the trio time
+  ``now + timeout`` and publishes ``Market.cancel_all``'s deltas through the router, so the
+  ``order`` and ``execution`` subscribers of that account see the cancellations;
+* the fault log and the emulator-wide delay-acks setting.
+
+The public ``Emulator`` (``_server``) owns a hub and exposes what users need of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+import trio
+
+from .._protocol import SYMBOL_TABLES, encode_table
+from ._faults import FaultKind, FaultRecord
+from ._handshake import Authenticator, Gatekeeper
+from ._replay import Recording
+from ._replay_feed import ReplayFeed
+from ._routing import Deliver, Router
+from ._session import Session, Subscription
+from ._texts import FALLBACK_KEYS, UNKNOWN_BOOK_ID, iso_timestamp
+from .market import PRIVATE_TABLES_SERVED, PUBLIC_TABLES_SERVED, Delta, Market
+
+__all__ = ["Hub"]
+
+BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
+SERVED: Final = PUBLIC_TABLES_SERVED | PRIVATE_TABLES_SERVED
+
+
+def _text(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+class Hub:
+    """The shared state of one emulator; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        market: Market | None,
+        recording: Recording | None,
+        accounts: Mapping[str, tuple[str, int]],
+        clock: Callable[[], float],
+        speed: float,
+        connection_budget: int,
+        budget_window: float,
+    ) -> None:
+        self.market = market
+        self.recording = recording
+        self.clock = clock
+        self.speed = speed
+        self.router = Router()
+        self.fault_log: list[FaultRecord] = []
+        self.dead_mans_switch_fired: list[tuple[int, float]] = []
+        self.ack_delay = 0.0
+        self.early = 0  # subscriptions still to get deltas before their partial
+        self.nursery: trio.Nursery | None = None  # set while the emulator runs
+        self.authenticator = Authenticator(
+            accounts, clock, lambda: self.log_fault(FaultKind.FAIL_AUTH, None, 0)
+        )
+        self.gate = Gatekeeper(
+            self.authenticator,
+            budget=connection_budget,
+            window=budget_window,
+            on_scripted_refusal=lambda status: self.log_fault(
+                FaultKind.REFUSE_HANDSHAKE, None, 0, str(status)
+            ),
+        )
+        self._first_account = next(iter(accounts.values()))[1]
+        self._dms: dict[int, tuple[trio.CancelScope, float]] = {}
+        if recording is not None:
+            self.symbols: frozenset[str] = recording.symbols
+        else:
+            assert market is not None
+            self.symbols = frozenset(market.symbols)
+
+    # ------------------------------------------------------------------ ConnectionHost
+
+    def now(self) -> float:
+        """The emulator's wall clock (epoch seconds), as used in timestamps."""
+        return self.clock()
+
+    @property
+    def default_symbol(self) -> str:
+        if self.market is not None and self.market.symbols:
+            return self.market.symbols[0]
+        return min(self.symbols) if self.symbols else "XBTUSD"
+
+    def new_session(self, path: str, account: int | None, api_key: str | None) -> Session:
+        return Session(
+            path=path,
+            symbols=self.symbols,
+            authenticator=self.authenticator,
+            account=account,
+            api_key=api_key,
+        )
+
+    def new_replay_feed(
+        self, send: Callable[[str], None], send_paced: Callable[[str], Awaitable[None]]
+    ) -> ReplayFeed | None:
+        """A feed of the recording for one session (``None`` with a synthetic market)."""
+        if self.recording is None:
+            return None
+        return ReplayFeed(self.recording, self.speed, send, send_paced)
+
+    def open_topic(self, sub: Subscription, connection: int, after_messages: int) -> list[str]:
+        """The frames a new subscription gets right after its ack: its partial, preceded by
+        early deltas when the deltas-before-partial fault is armed."""
+        frames = self._early_deltas(sub, connection, after_messages)
+        frames.append(self.partial_frame(sub))
+        return frames
+
+    def partial_frame(self, sub: Subscription) -> str:
+        """The partial of a topic, built from the market at this very moment."""
+        table, symbol, account = sub.table, sub.symbol, sub.account
+        filt: dict[str, Any] = {} if account is None else {"account": account}
+        if symbol is not None:
+            filt["symbol"] = symbol
+        if table not in SERVED:
+            keys = FALLBACK_KEYS.get(table, [])
+            message = {"table": table, "action": "partial", "keys": keys, "types": {}}
+            return _text({**message, "filter": filt, "data": []})
+        market = self._require_market()
+        market.enable_table(table)
+        snap = market.snapshot(table, symbol, account)
+        partial: dict[str, Any] = {
+            "table": table,
+            "action": "partial",
+            "keys": snap.keys,
+            "types": snap.types,
+        }
+        if snap.foreign_keys:
+            partial["foreignKeys"] = snap.foreign_keys
+        if snap.attributes:
+            partial["attributes"] = snap.attributes
+        partial["filter"] = filt
+        partial["data"] = snap.rows
+        return _text(partial)
+
+    def unknown_row(self, table: str, symbol: str) -> dict[str, Any]:
+        """A row keyed so that no client can have it (for the unknown-id fault)."""
+        if table in BOOK_TABLES:
+            return {"symbol": symbol, "id": UNKNOWN_BOOK_ID, "side": "Buy", "size": 1, "price": 1.0}
+        keys: list[str] = []
+        types: Mapping[str, str] = {}
+        if self.market is not None and table in SERVED:
+            snap = self.market.snapshot(table, symbol, self._first_account)
+            keys, types = snap.keys, snap.types
+        elif self.recording is not None:
+            keys = self.recording.keys_of(table)
+        row: dict[str, Any] = {"symbol": symbol} if table in SYMBOL_TABLES else {}
+        for key in keys:
+            if key == "symbol":
+                continue
+            kind = types.get(key, "")
+            if kind == "guid":
+                row[key] = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+            elif kind in ("long", "integer"):
+                row[key] = UNKNOWN_BOOK_ID
+            elif kind == "timestamp":
+                row[key] = iso_timestamp(self.clock())
+            else:
+                row[key] = "unknown"
+        return row
+
+    def route(self, sub: Subscription, deliver: Deliver) -> None:
+        self.router.add(sub, deliver)
+
+    def unroute(self, sub: Subscription) -> None:
+        self.router.remove(sub)
+
+    def set_dead_mans_switch(self, account: int, timeout_ms: int) -> None:
+        """(Re)arm or, with 0, disarm the account's switch."""
+        previous = self._dms.pop(account, None)
+        if previous is not None:
+            previous[0].cancel()
+        if timeout_ms == 0:
+            return
+        deadline = trio.current_time() + timeout_ms / 1000
+        scope = trio.CancelScope()
+        self._dms[account] = (scope, deadline)
+        self.require_nursery().start_soon(self._dead_mans_switch, account, scope, deadline)
+
+    def log_fault(
+        self, kind: FaultKind, connection: int | None, after_messages: int, detail: str = ""
+    ) -> None:
+        self.fault_log.append(
+            FaultRecord(kind, connection, after_messages, trio.current_time(), detail)
+        )
+
+    def arm_next(self, kind: FaultKind) -> None:
+        """Arm a fault for the next handshake, authentication or subscription (a random
+        plan picked it on some connection)."""
+        if kind is FaultKind.REFUSE_HANDSHAKE:
+            self.gate.refuse_next(1, 429, 1)
+        elif kind is FaultKind.FAIL_AUTH:
+            self.authenticator.fail_next += 1
+        elif kind is FaultKind.DELTAS_BEFORE_PARTIAL:
+            self.early += 1
+
+    # ------------------------------------------------------------------ for the emulator
+
+    def publish(self, deltas: Iterable[Delta]) -> None:
+        self.router.publish(deltas)
+
+    def dead_mans_switch_deadline(self, account: int) -> float | None:
+        armed = self._dms.get(account)
+        return None if armed is None else armed[1]
+
+    def require_nursery(self) -> trio.Nursery:
+        if self.nursery is None:
+            raise RuntimeError("the emulator is not running")
+        return self.nursery
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_market(self) -> Market:
+        if self.market is None:
+            raise RuntimeError("a replaying emulator has no market")
+        return self.market
+
+    async def _dead_mans_switch(
+        self, account: int, scope: trio.CancelScope, deadline: float
+    ) -> None:
+        with scope:
+            await trio.sleep_until(deadline)
+            del self._dms[account]
+            self.dead_mans_switch_fired.append((account, trio.current_time()))
+            if self.market is not None:
+                self.publish(self.market.cancel_all(account, self.clock()))
+
+    def _early_deltas(self, sub: Subscription, connection: int, after_messages: int) -> list[str]:
+        """Deltas to send before a partial, when ``deltas_before_partial`` is armed."""
+        table = sub.table
+        if self.early <= 0 or table not in SERVED:
+            return []
+        self.early -= 1
+        market = self._require_market()
+        market.enable_table(table)
+        snap = market.snapshot(table, sub.symbol, sub.account)
+        topic = table if sub.symbol is None else f"{table}:{sub.symbol}"
+        self.log_fault(FaultKind.DELTAS_BEFORE_PARTIAL, connection, after_messages, topic)
+        action = "update" if snap.keys else "insert"
+        return [encode_table(table, action, [row]) for row in snap.rows[:2]]
