@@ -2,14 +2,16 @@
 
 Theory of operation: every fault the emulator injects, whether a test asked for it explicitly or a
 seeded random plan picked it, is one ``FaultKind`` and is written to the emulator's fault log as a
-``FaultRecord`` at the moment it takes effect. Tests (and the later chaos test) count faults by
+``FaultRecord`` at the moment it takes effect. Tests (and ``stress/chaos.py``) count faults by
 kind from that log instead of guessing from the client's side.
 
 Faults are scripted per connection and deterministic: a ``ScheduledFault`` fires on the connection
 with a given index (0 = the first accepted connection) right after that connection has sent a
 given number of messages. ``RandomFaults`` turns a seed into such a script lazily, one private
 ``random.Random`` per connection index, so the plan of connection *n* depends only on the seed and
-*n*, never on how tasks happened to interleave.
+*n*, never on how tasks happened to interleave. Random plans draw from ``RANDOM_FAULT_KINDS``:
+the faults a self-healing client must survive (an ignored ``cancelAllAfter`` is not one: the
+right answer to it is an error).
 """
 
 from __future__ import annotations

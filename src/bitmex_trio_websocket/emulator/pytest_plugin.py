@@ -10,9 +10,11 @@ then ask for ``bitmex_emulator`` in a trio test::
         async with open_bitmex_websocket(bitmex_emulator.url) as bws:
             ...
 
-The fixture yields a running ``Emulator`` with seed 1, listening on ``127.0.0.1`` (a free port)
-and reachable in memory (``bitmex_emulator.open_memory_websocket()``), which works under
-pytest-trio's ``autojump_clock``.
+Theory of operation: the fixture is an async generator fixture (pytest-trio runs it in the
+test's trio run), so the emulator's nursery lives exactly as long as the test. It yields a
+running ``Emulator`` with seed 1, listening on ``127.0.0.1`` (a free port) and reachable in memory
+(``bitmex_emulator.open_memory_websocket()``, or ``connect=bitmex_emulator.connect_in_memory``),
+which works under pytest-trio's ``autojump_clock``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ._server import Emulator, open_emulator
+from . import Emulator, open_emulator
 
 __all__ = ["bitmex_emulator"]
 
