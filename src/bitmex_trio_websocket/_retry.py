@@ -46,7 +46,7 @@ RETRYABLE = (
     trio_websocket.ConnectionClosed,  # e.g. closed before the welcome
     trio_websocket.HandshakeError,
     OSError,
-    ConnectionTimeout,  # also a dead man's switch that was never acknowledged
+    ConnectionTimeout,  # also DeadMansSwitchTimeout: neither the switch nor a ping answered
     RemoteProtocolError,
     AuthenticationError,
     trio.BrokenResourceError,

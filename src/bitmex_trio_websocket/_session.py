@@ -17,8 +17,9 @@ unusable (always retried), or a typed error, about which ``_retry`` decides. A s
 * the heartbeat: a ping after ``heartbeat_interval`` without a frame, death after
   ``heartbeat_timeout`` more (waiting for a slow listener is not silence);
 * the dead man's switch (if asked for): ``cancelAllAfter`` every 15 s on a fixed schedule, each
-  reply checked: ``DeadMansSwitchError`` if refused, ``DeadMansSwitchTimeout`` (also a
-  ``ConnectionTimeout``: a new socket re-arms the switch) if never acknowledged.
+  reply checked: ``DeadMansSwitchError`` if refused or never acknowledged while BitMEX answers a
+  ping sent after it; ``DeadMansSwitchTimeout`` (also a ``ConnectionTimeout``: a new socket
+  re-arms the switch) if neither is answered.
 
 Closing disarms the switch while the reader still runs to read the reply, then sends a close
 frame. Recordings (``frame_hook``) never hold a signature (``FrameRecorder``).
@@ -107,8 +108,9 @@ class SessionDied(Exception):
 
 
 class DeadMansSwitchTimeout(DeadMansSwitchError, ConnectionTimeout):
-    """cancelAllAfter was never acknowledged. A timeout too: after the first session it is
-    retried like one (the switch keeps running on the server, and a new socket re-arms it)."""
+    """Neither cancelAllAfter nor the ping after it was answered: the socket is the suspect. A
+    timeout too, so after the first session it is retried like one (the switch keeps running on
+    the server, and a new socket re-arms it)."""
 
 
 class FrameRecorder:
@@ -450,13 +452,19 @@ class Session:
             await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout)
 
     async def _call_cancel_all_after(self, timeout_ms: int, wait: float) -> None:
+        # A ping follows the command. BitMEX answers in order, so a pong without the reply
+        # proves the command was handled and ignored: the switch is broken, not the socket.
+        pong = self._pong_arrived
         frame = proto.encode_cancel_all_after(timeout_ms)
         try:
-            reply = await self._request("cancelAllAfter", frame, wait)
+            reply = await self._request("cancelAllAfter", frame, wait, then=proto.PING)
         except ConnectionTimeout:
-            raise DeadMansSwitchTimeout(
-                f"cancelAllAfter was not acknowledged within {wait:g} s"
-            ) from None
+            if pong.is_set():
+                raise DeadMansSwitchError(
+                    f"cancelAllAfter was not acknowledged within {wait:g} s "
+                    "although BitMEX answered a later ping"
+                ) from None
+            raise DeadMansSwitchTimeout(f"no reply to cancelAllAfter within {wait:g} s") from None
         if isinstance(reply, proto.ErrorReply):
             raise DeadMansSwitchError(f"cancelAllAfter refused: {reply.status} {reply.error}")
 
@@ -471,13 +479,15 @@ class Session:
             self._recorder.sent(frame, secret=secret)
 
     async def _request(
-        self, op: str, frame: str, timeout: float, *, secret: bool = False
+        self, op: str, frame: str, timeout: float, *, secret: bool = False, then: str = ""
     ) -> proto.ServerEvent:
-        """Send a command and wait for the reply echoing ``op`` (auth and cancelAllAfter)."""
+        """Send a command (and ``then``, if given) and wait for the reply echoing ``op``."""
         send, receive = trio.open_memory_channel[proto.ServerEvent](1)
         self._reply_waiters[op] = send
         try:
             await self._send(frame, secret=secret)
+            if then:
+                await self._send(then)
             with trio.move_on_after(timeout):
                 return await receive.receive()
             raise ConnectionTimeout(f"no reply to {op} within {timeout} s")

@@ -165,11 +165,12 @@ async def test_dead_mans_switch_refresh_refused_raises(autojump_clock: trio.abc.
 
 
 async def test_dead_mans_switch_never_acknowledged_raises(autojump_clock: trio.abc.Clock) -> None:
+    # BitMEX answers the ping sent after the command, so it heard it and did not arm.
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             server = ScriptedServer(nursery, ignore_commands={"cancelAllAfter"})
             start = trio.current_time()
-            with pytest.raises(DeadMansSwitchError, match="not acknowledged within 7 s") as info:
+            with pytest.raises(BitMEXError) as info:
                 async with open_bitmex_websocket(
                     URL,
                     API_KEY,
@@ -179,17 +180,72 @@ async def test_dead_mans_switch_never_acknowledged_raises(autojump_clock: trio.a
                     timeout=7,
                 ):
                     pytest.fail("opened although the switch was never armed")
+            assert type(info.value) is DeadMansSwitchError
+            assert str(info.value) == (
+                "cancelAllAfter was not acknowledged within 7 s "
+                "although BitMEX answered a later ping"
+            )
             assert trio.current_time() - start == 7
-            assert isinstance(info.value, BitMEXError)
-            # Also a timeout, as it was before it had its own type.
-            assert isinstance(info.value, ConnectionTimeout)
+            assert len(server.connections) == 1
             nursery.cancel_scope.cancel()
 
 
-async def test_dead_mans_switch_refresh_never_acknowledged_reconnects_and_rearms(
+async def test_dead_mans_switch_refresh_never_acknowledged_raises(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    # The switch keeps running on the server: a new socket re-arms it within its 60 s.
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery)
+            start = trio.current_time()
+            with pytest.raises(BitMEXError) as info:
+                async with open_bitmex_websocket(
+                    URL,
+                    API_KEY,
+                    API_SECRET,
+                    dead_mans_switch=True,
+                    connect=server.connect,
+                    timeout=7,
+                ):
+                    server.ignore_commands.add("cancelAllAfter")
+                    await trio.sleep(100)
+            assert type(info.value) is DeadMansSwitchError
+            assert "not acknowledged within 7 s" in str(info.value)
+            # The first refresh (15 s) plus the reply timeout; no reconnect papers over it.
+            assert trio.current_time() - start == 15 + 7
+            assert len(server.connections) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_on_a_dead_socket_raises_a_timeout_before_the_first_session(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = ScriptedServer(nursery, ignore_commands={"cancelAllAfter"}, answer_pings=False)
+            start = trio.current_time()
+            with pytest.raises(DeadMansSwitchError) as info:
+                async with open_bitmex_websocket(
+                    URL,
+                    API_KEY,
+                    API_SECRET,
+                    dead_mans_switch=True,
+                    connect=server.connect,
+                    timeout=7,
+                ):
+                    pytest.fail("opened although the switch was never armed")
+            assert str(info.value) == "no reply to cancelAllAfter within 7 s"
+            assert trio.current_time() - start == 7
+            # Also a timeout (what it was before it had its own type), and one of ours.
+            assert isinstance(info.value, ConnectionTimeout)
+            assert isinstance(info.value, BitMEXError)
+            nursery.cancel_scope.cancel()
+
+
+async def test_dead_mans_switch_on_a_dead_socket_reconnects_and_rearms(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Neither the refresh nor the ping after it answered: the socket, not the switch, is the
+    # suspect. The switch keeps running on the server; a new socket re-arms it within its 60 s.
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             server = ScriptedServer(nursery, partials={"instrument:XBTUSD": INSTRUMENT})
@@ -201,24 +257,26 @@ async def test_dead_mans_switch_refresh_never_acknowledged_reconnects_and_rearms
                 dead_mans_switch=True,
                 connect=server.connect,
                 timeout=7,
+                heartbeat_interval=60,  # so that the switch, not the heartbeat, notices
                 backoff_max=1,
             ) as bws:
                 async with aclosing(bws.events("instrument", "XBTUSD")) as events:
                     await events.__anext__()  # the partial
                     server.ignore_commands.add("cancelAllAfter")
+                    server.answer_pings = False
                     lost = await events.__anext__()
-                    assert lost == Disconnected(
-                        1006, "cancelAllAfter was not acknowledged within 7 s"
-                    )
+                    assert lost == Disconnected(1006, "no reply to cancelAllAfter within 7 s")
                     assert trio.current_time() - start == 15 + 7
                     server.ignore_commands.clear()
+                    server.answer_pings = True
                     assert isinstance(await events.__anext__(), Reconnected)
-                rearmed = [at - start for at, args in server.commands("cancelAllAfter")]
-                assert rearmed[:2] == [0, 15] and len(rearmed) == 3 and rearmed[2] <= 15 + 7 + 1
+                armed = [at - start for at, args in server.commands("cancelAllAfter")]
+                assert armed[:2] == [0, 15] and len(armed) == 3 and armed[2] <= 15 + 7 + 1
+                assert len(server.connections) == 2
             nursery.cancel_scope.cancel()
 
 
-async def test_dead_mans_switch_refresh_never_acknowledged_without_reconnect(
+async def test_dead_mans_switch_on_a_dead_socket_without_reconnect(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     with trio.fail_after(60):
@@ -232,9 +290,11 @@ async def test_dead_mans_switch_refresh_never_acknowledged_without_reconnect(
                 dead_mans_switch=True,
                 connect=server.connect,
                 timeout=7,
+                heartbeat_interval=60,
                 reconnect=False,
             ) as bws:
                 server.ignore_commands.add("cancelAllAfter")
+                server.answer_pings = False
                 with pytest.raises(ConnectionClosed) as info:
                     async with aclosing(bws.listen("instrument", "XBTUSD")) as rows:
                         async for _ in rows:
@@ -242,6 +302,6 @@ async def test_dead_mans_switch_refresh_never_acknowledged_without_reconnect(
                 assert trio.current_time() - start == 15 + 7
                 reason = info.value.reason
                 assert reason is not None and reason.code == 1006
-                assert reason.reason == "cancelAllAfter was not acknowledged within 7 s"
+                assert reason.reason == "no reply to cancelAllAfter within 7 s"
                 assert isinstance(info.value, BitMEXError)
             nursery.cancel_scope.cancel()
