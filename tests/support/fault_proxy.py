@@ -189,6 +189,7 @@ class Pipe:
         self.forwarded = 0
         self.lost = 0
         self.ended = trio.Event()  # the pump has stopped (EOF, close, reset)
+        self.idle = False  # waiting for the source: everything read so far has been passed on
         self._lose = False
         self._rate: float | None = None
         self._next_slice_at = -math.inf
@@ -262,10 +263,9 @@ class Pipe:
         try:
             with self._scope:
                 await self._pump(source, sink)
-                self._closing = True  # the source's EOF passes on as ours
-            if self._closing:
+            if not self.connection.was_reset:
                 with suppress(*TRANSPORT_ERRORS):
-                    await _send_eof(sink)
+                    await _send_eof(sink)  # close(), or the source's EOF passed on
         except TRANSPORT_ERRORS:
             self.connection.reset()  # a reset on one side is passed on to the other
         finally:
@@ -274,7 +274,9 @@ class Pipe:
     async def _pump(self, source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
         while True:
             await self._wait_flowing()
+            self.idle = True
             data = await source.receive_some(CHUNK)
+            self.idle = False
             if not data:
                 return
             start = self.received
@@ -291,8 +293,8 @@ class Pipe:
                 if due is None:
                     break
                 self._fire(due)
-                if self._closing:
-                    return
+                if self._closing or self.connection.was_reset:
+                    return  # not one byte more
             # Keep enough of this chunk's end for a pattern that starts here and ends in the next.
             longest = max((len(t.pattern) for t in self._triggers if t.pattern), default=1)
             self._tail = window[len(window) - longest + 1 :] if longest > 1 else b""

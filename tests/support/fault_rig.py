@@ -87,12 +87,18 @@ class Rig:
     credentials: tuple[str | None, str | None]
     partials: dict[Topic, list[float]] = field(default_factory=dict)
     disconnects: list[float] = field(default_factory=list)
+    in_sync: dict[Topic, bool] = field(default_factory=dict)  # no gap since the last partial
     _changed: trio.Event = field(default_factory=trio.Event)
 
     @property
     def connection(self) -> ProxyConnection:
         """The newest proxied connection (the live one once the client is connected)."""
         return self.proxy.connections[-1]
+
+    @property
+    def synced(self) -> bool:
+        """Connected, and every topic's listener has had a partial since its last gap."""
+        return self.bws.stats.connected and all(self.in_sync.values())
 
     def mark(self) -> Mark:
         counts = {topic: len(times) for topic, times in self.partials.items()}
@@ -150,10 +156,14 @@ class Rig:
         times = self.partials[topic]
         async with aclosing(self.bws.events(*topic)) as events:
             async for item in events:
-                if isinstance(item, Change) and item.action == "partial":
-                    times.append(trio.current_time())
-                    self._note()
-                elif lifecycle and isinstance(item, Disconnected):
+                if isinstance(item, Change):
+                    if item.action == "partial":
+                        times.append(trio.current_time())
+                        self.in_sync[topic] = True
+                        self._note()
+                    continue
+                self.in_sync[topic] = False  # Disconnected, Resyncing: a partial follows
+                if lifecycle and isinstance(item, Disconnected):
                     self.disconnects.append(trio.current_time())
                     self._note()
 
@@ -219,6 +229,7 @@ async def open_rig(
             ) as bws:
                 rig = Rig(emulator, proxy, bws, topics, (key, secret))
                 rig.partials = {topic: [] for topic in topics}
+                rig.in_sync = dict.fromkeys(topics, False)
                 async with trio.open_nursery() as nursery:
                     for i, topic in enumerate(topics):
                         nursery.start_soon(rig._watch, topic, i == 0)
