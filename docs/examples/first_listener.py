@@ -15,7 +15,8 @@ async def main() -> None:
             async with aclosing(bws.listen("trade", "XBTUSD")) as trades:
                 count = 0
                 async for trade in trades:  # one dict per row
-                    print(trade["timestamp"], trade["side"], trade["size"], "@", trade["price"])
+                    side, size, price = trade["side"], trade["size"], trade["price"]
+                    print(trade["timestamp"], side, size, "@", price)
                     count += 1
                     if count == 5:
                         break  # leaving the loop unsubscribes
