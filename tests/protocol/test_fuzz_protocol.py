@@ -166,7 +166,17 @@ def test_campaign_script_runs_and_reports(capsys: pytest.CaptureFixture[str]) ->
     )
     out = capsys.readouterr().out
     assert "client-frames" in out and "inputs tried: " in out
-    assert status == (1 if "crashes: 0" not in out or "corruptions: 0" not in out else 0)
+    assert "crashes: 0" in out and "corruptions: 0" in out and status == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("target", ["server-frames", "client-frames"])
+def test_the_campaign_in_small(target: str, seed: int) -> None:
+    # ``python -m stress.fuzz_campaign --small`` for the codec, 150 inputs per seed and target.
+    findings = fuzz_campaign.run_target(target, 150, scale=SUITE, seed=seed)
+    assert findings.inputs[target] >= 150 and findings.accepted[target] > 0
+    assert unexpected(findings) == [], findings.report()
+    assert findings.harness_errors == {}, findings.report()
 
 
 @pytest.mark.parametrize("value", ["true", "false"])

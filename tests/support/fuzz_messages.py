@@ -19,6 +19,7 @@ __all__ = [
     "BOOK10",
     "KEYS",
     "NEW_SYMBOL",
+    "ORDER_STATUSES",
     "SYMBOLS",
     "TABLES",
     "Row",
@@ -46,6 +47,7 @@ KEYS: Final[dict[str, list[str]]] = {
     "position": ["account", "symbol", "currency"],
 }
 TABLES: Final = tuple(KEYS)
+ORDER_STATUSES: Final = ("New", "New", "PartiallyFilled", "Filled", "Canceled", "New", "Rejected")
 
 
 def ts(n: int) -> str:
@@ -118,7 +120,7 @@ def make_row(table: str, symbol: str, n: int) -> Row:
             "side": _book_side(n),
             "orderQty": 100 * (n % 5 + 1),
             "price": 990.0 + n,
-            "ordStatus": "New",
+            "ordStatus": ORDER_STATUSES[n % len(ORDER_STATUSES)],  # some arrive closed
             "timestamp": ts(n),
         }
     if table == "position":
@@ -157,6 +159,8 @@ def update_row(table: str, symbol: str, n: int, variant: int) -> Row:
     elif table == "order":  # BitMEX repeats account and symbol in order updates
         row.update(account=1, symbol=symbol)
         row["ordStatus"] = "Filled" if variant % 2 else "PartiallyFilled"
+        if variant % 3 == 0:  # later, so closed orders' time runs out (update rows may be undated)
+            row["timestamp"] = ts(n + 4 * variant)
     elif table == "position":
         row["currentQty"] = variant
     else:

@@ -1,11 +1,32 @@
 """The fuzzers' oracle: ``RefModel``, an independent model of ``Storage``, and ``canon``.
 
-Theory of operation: ``RefModel`` keeps what ``Storage`` promises in plain dicts and lists
-(gating decided by scanning a log of partials and resets, books sorted from scratch), and is fed
-only messages the store accepted: a message it cannot apply is malformed (``ModelError``), so the
-store should have refused it. ``differences`` compares the two. ``canon`` takes a deep,
-order-preserving image of any object, private state included, to prove that a refused message
-changed nothing at all.
+Theory of operation: ``RefModel`` keeps what ``Storage`` promises in plain dicts and lists, written
+from the documented rules and sharing no code with the store: gating is decided by scanning a log
+of partials and resets, books are sorted from scratch, close times are a dict scanned whole. It is
+fed only messages the store accepted; a message it cannot apply is malformed (``ModelError``), so
+the store should have refused it. For each message it predicts the whole ``ApplyResult``
+(``Expected``: rows dropped, the rows of every ``Change`` per symbol, every ``Violation``), and
+``differences`` compares every readable part of the store with it afterwards.
+
+The rules it models (every rule ``Storage`` has):
+
+* envelope and row validation; order-book rows (string symbol, integer id, Buy/Sell, finite price
+  and size, required in partials and inserts); ``orderBook10`` levels; keys of strings or finite
+  numbers, one kind per key position among the stored rows and the message;
+* gating: deltas of a slice without a partial are dropped; a symbol-less update or delete takes
+  the symbol of the stored row it names; a reset carves a symbol out of a whole-table slice;
+* partials replace exactly their slice (a whole-table one, or new keys, the whole table);
+* keyed deltas: insert (a duplicate is reported, then replaces), update merges the fields sent
+  (``orderBook10`` replaces the row), delete; an unknown key is reported and changes nothing;
+* keyless tables are ring buffers of ``max_table_len`` (or ``table_limits``) rows;
+* a book whose best bid is at or above its best ask after a message is reported for every symbol
+  the message changed (state applied);
+* closed orders leave the ``order`` table ``closed_order_ttl`` seconds of server time after they
+  closed, as ``_storage._orders`` documents, without a ``Change``;
+* ``rows()`` order: books as asks then bids, each by descending price; other tables in key order.
+
+``canon`` takes a deep, order-preserving image of any object, private state included, to prove
+that a refused message changed nothing at all.
 """
 
 from __future__ import annotations
@@ -13,7 +34,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bitmex_trio_websocket import Storage
@@ -23,7 +45,7 @@ from bitmex_trio_websocket._storage import BOOK_TABLES
 from .fuzz_findings import short
 from .fuzz_messages import BOOK10, NEW_SYMBOL, SYMBOLS, Row
 
-__all__ = ["Ident", "ModelError", "RefModel", "canon"]
+__all__ = ["Expected", "Ident", "ModelError", "RefModel", "canon"]
 
 
 # --------------------------------------------------------------------------- state snapshots
@@ -89,6 +111,11 @@ def canon(obj: Any, depth: int = 0) -> Any:
 
 # --------------------------------------------------------------------------- reference model
 
+ORDER: Final = "order"
+CLOSED: Final = frozenset({"Filled", "Canceled", "Rejected"})
+NEVER: Final = -math.inf
+Key = tuple[Any, ...]
+
 
 class ModelError(Exception):
     """The model cannot apply a message the store accepted (it is malformed)."""
@@ -103,19 +130,50 @@ def _key_value_ok(value: Any) -> bool:
     return type(value) in (str, int) or (type(value) is float and math.isfinite(value))
 
 
+def _server_time(stamp: Any) -> float | None:
+    """Epoch seconds of a row's timestamp (the documented parser), ``None`` if unusable."""
+    try:
+        return Storage.parse_timestamp(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class Expected:
+    """What the model says one accepted message did (an ``ApplyResult`` in plain data)."""
+
+    dropped: int = 0
+    changes: dict[Any, list[Row]] = field(default_factory=dict)  # symbol -> rows, in order
+    violations: list[tuple[str, Any, Any, str]] = field(default_factory=list)
+
+    def change(self, symbol: Any, row: Row) -> None:
+        self.changes.setdefault(symbol, []).append(row)
+
+    def violation(self, kind: str, symbol: Any, key: Any, detail: str) -> None:
+        self.violations.append((kind, symbol, key, detail))
+
+
 class RefModel:
     """An independent model of ``Storage``'s documented semantics, in plain dicts and lists.
 
     Gating is decided by scanning the log of partials and resets; books are sorted from scratch.
     """
 
-    def __init__(self, max_table_len: int, table_limits: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        max_table_len: int,
+        table_limits: Mapping[str, int],
+        closed_order_ttl: float | None = 60.0,
+    ) -> None:
         self.max_table_len = max_table_len
         self.table_limits = dict(table_limits)
+        self.closed_order_ttl = closed_order_ttl
         self.keys: dict[str, list[str]] = {}
         self.log: defaultdict[str, list[tuple[str, str | None]]] = defaultdict(list)
-        self.keyed: defaultdict[str, dict[tuple[Any, ...], Row]] = defaultdict(dict)
+        self.keyed: defaultdict[str, dict[Key, Row]] = defaultdict(dict)
         self.keyless: defaultdict[str, list[Row]] = defaultdict(list)
+        self.order_time = NEVER  # the newest order row timestamp applied
+        self.closed_at: dict[Key, float | None] = {}  # closed order -> close time (None: undated)
 
     # gating ------------------------------------------------------------------
 
@@ -147,6 +205,9 @@ class RefModel:
 
         self.keyed[table] = {k: r for k, r in self.keyed[table].items() if keep(r)}
         self.keyless[table] = [r for r in self.keyless[table] if keep(r)]
+        if table == ORDER:  # a close time belongs to a row in the table
+            orders = self.keyed[ORDER]
+            self.closed_at = {k: at for k, at in self.closed_at.items() if k in orders}
 
     def reset(self, table: str, symbol: str | None) -> None:
         self.log[table].append(("reset", symbol))
@@ -190,7 +251,7 @@ class RefModel:
                     raise ModelError("orderBook10 level numbers")
 
     @staticmethod
-    def _key(row: Row, keys: list[str]) -> tuple[Any, ...]:
+    def _key(row: Row, keys: list[str]) -> Key:
         if any(k not in row for k in keys):
             raise ModelError("row lacks a key field")
         key = tuple(row[k] for k in keys)
@@ -198,10 +259,20 @@ class RefModel:
             raise ModelError("key field is not a string or finite number")
         return key
 
+    @staticmethod
+    def _one_kind_per_position(keys: list[str], rows: Iterable[Row]) -> None:
+        """Stored keys must stay comparable: a key position is all strings or all numbers."""
+        kinds: list[set[bool]] = [set() for _ in keys]
+        for row in rows:
+            for i, name in enumerate(keys):
+                kinds[i].add(type(row[name]) is str)
+        if any(len(kind) > 1 for kind in kinds):
+            raise ModelError("key field mixes strings and numbers")
+
     # messages ----------------------------------------------------------------
 
-    def apply(self, message: Mapping[str, Any]) -> int:
-        """Apply an accepted message; the number of rows dropped (no partial for them)."""
+    def apply(self, message: Mapping[str, Any]) -> Expected:
+        """Apply an accepted message; what its ``ApplyResult`` should say."""
         table, action, data = message["table"], message["action"], message["data"]
         if (
             type(table) is not str
@@ -212,12 +283,21 @@ class RefModel:
             raise ModelError("bad envelope")
         rows = [self._row(row) for row in data]
         if action == "partial":
-            self._partial(table, message, rows)
-            return 0
+            out = self._partial(table, message, rows)
+        else:
+            out = self._delta(table, action, rows)
+        keys = self.keys.get(table)
+        if table == ORDER and keys and self.closed_order_ttl is not None:
+            self._closed_orders(action, keys, out, self.closed_order_ttl)
+        return out
+
+    def _delta(self, table: str, action: str, rows: list[Row]) -> Expected:
+        out = Expected()
         book = table in BOOK_TABLES
         keys = self.keys.get(table)
         if not book and keys is None:
-            return len(rows)
+            out.dropped = len(rows)
+            return out
         if not book and keys == [] and action != "insert":
             raise ModelError(f"{action} on a keyless table")
         for row in rows:  # the whole message is validated, gated or not
@@ -227,27 +307,31 @@ class RefModel:
                 self._key(row, keys)
                 if table == BOOK10 and action != "delete":
                     self._book10(row)
-        dropped = 0
+        if keys and not book:
+            self._one_kind_per_position(keys, [*self.keyed[table].values(), *rows])
         for row in rows:
             symbol = row.get("symbol")
             if symbol is None and keys and action != "insert" and not book:
-                # Storage files a symbol-less update/delete under the row it names.
+                # A symbol-less update/delete belongs to the stored row it names.
                 held = self.keyed[table].get(self._key(row, keys))
                 if held is not None:
                     symbol = held.get("symbol")
             if not self.accepts(table, symbol):
-                dropped += 1
-                continue
-            if book:
-                self._book_delta(table, action, row)
+                out.dropped += 1
+            elif book:
+                self._book_delta(table, action, row, out)
             elif keys == []:
                 self._append(table, [row])
+                out.change(symbol, row)
             else:
                 assert keys is not None
-                self._keyed_delta(table, action, row, keys)
-        return dropped
+                self._keyed_delta(table, action, row, keys, symbol, out)
+        if book or table == BOOK10:
+            for symbol in out.changes:
+                self._crossed(table, symbol, out)
+        return out
 
-    def _partial(self, table: str, message: Mapping[str, Any], rows: list[Row]) -> None:
+    def _partial(self, table: str, message: Mapping[str, Any], rows: list[Row]) -> Expected:
         keys = message.get("keys")
         if type(keys) is not list or any(type(k) is not str for k in keys):
             raise ModelError("partial keys")
@@ -267,50 +351,123 @@ class RefModel:
                 self._key(row, keys)
                 if table == BOOK10:
                     self._book10(row)
-        if not book and table in self.keys and self.keys[table] != keys:
+        rekeyed = not book and table in self.keys and self.keys[table] != keys
+        if keys and not book:
+            staying = [] if symbol is None or rekeyed else self.keyed[table].values()
+            kept = [r for r in staying if r.get("symbol") != symbol]
+            self._one_kind_per_position(keys, [*kept, *rows])
+        if rekeyed:
             self.reset(table, None)  # re-keyed: the table starts afresh
         self.keys[table] = list(keys)
         self.log[table].append(("partial", symbol))
         self._forget(table, symbol)
+        out = Expected()
+        for row in rows:
+            out.change(row.get("symbol"), row)
+        if not rows:
+            out.changes[symbol] = []
+        store = self.keyed[table]
         if book:
-            for row in rows:
-                self.keyed[table][self._level(row, True)] = row
+            for sym, group in out.changes.items():  # one symbol at a time, as the books are
+                for row in group:
+                    key = self._level(row, True)
+                    if key in store:
+                        out.violation("duplicate_insert", sym, (sym, key[2], key[1]), "partial")
+                    store[key] = row
+                if sym is not None:
+                    self._crossed(table, sym, out)
         elif keys:
             for row in rows:
-                self.keyed[table][self._key(row, keys)] = row
+                key = self._key(row, keys)
+                if key in store:
+                    out.violation("duplicate_insert", row.get("symbol"), key, "partial")
+                store[key] = row
+            if table == BOOK10:
+                for sym in out.changes:
+                    self._crossed(table, sym, out)
         else:
             self._append(table, rows)
+        return out
 
-    def _book_delta(self, table: str, action: str, row: Row) -> None:
+    def _book_delta(self, table: str, action: str, row: Row, out: Expected) -> None:
         key = self._level(row, action == "insert")
+        symbol, side, level_id = key
+        named = (symbol, level_id, side)
         store = self.keyed[table]
         old = store.get(key)
         if action == "insert":
+            if old is not None:
+                out.violation("duplicate_insert", symbol, named, "insert")
             store[key] = row
+            out.change(symbol, row)
         elif old is None:
-            pass  # reported as a violation, nothing to apply
+            out.violation("unknown_key", symbol, named, action)
         elif action == "update":
-            merged = dict(old)
-            merged.update(row)
+            merged = {**old, **row}
             store[key] = merged
+            out.change(symbol, merged)
         else:
             del store[key]
+            out.change(symbol, old)  # the stored row: it knows the price that left
 
-    def _keyed_delta(self, table: str, action: str, row: Row, keys: list[str]) -> None:
+    def _keyed_delta(
+        self, table: str, action: str, row: Row, keys: list[str], symbol: Any, out: Expected
+    ) -> None:
         key = self._key(row, keys)
         book10 = table == BOOK10
-        if book10 and action != "delete":
-            self._book10(row)
         store = self.keyed[table]
         if action == "insert" or (action == "update" and book10):
-            store[key] = row
+            if action == "insert" and not book10 and key in store:
+                out.violation("duplicate_insert", symbol, key, "insert")
+            store[key] = row  # orderBook10 rows always replace the whole row
+            out.change(symbol, row)
         elif action == "update":
-            if key in store:
-                merged = dict(store[key])
-                merged.update(row)
-                store[key] = merged
+            if key not in store:
+                out.violation("unknown_key", symbol, key, "update")
+                return
+            merged = {**store[key], **row}
+            store[key] = merged
+            out.change(symbol, merged)
         else:
-            store.pop(key, None)
+            old = store.pop(key, None)
+            if old is None:
+                out.violation("unknown_key", symbol, key, "delete")
+                return
+            out.change(symbol, old)
+
+    def _crossed(self, table: str, symbol: Any, out: Expected) -> None:
+        bids, asks = self.levels(table, symbol, "Buy"), self.levels(table, symbol, "Sell")
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            detail = f"best bid {bids[0][0]} >= best ask {asks[0][0]}"
+            out.violation("crossed_book", symbol, None, detail)
+
+    def _closed_orders(self, action: str, keys: list[str], out: Expected, ttl: float) -> None:
+        """The closed-order eviction, as documented in ``_storage._orders``."""
+        now = self.order_time
+        closed_at = self.closed_at
+        for rows in out.changes.values():
+            for row in rows:
+                key = tuple(row.get(k) for k in keys)
+                if action == "delete":
+                    closed_at.pop(key, None)
+                    continue
+                at = _server_time(row.get("timestamp"))
+                if at is not None:
+                    now = max(now, at)
+                status = row.get("ordStatus")
+                if type(status) is str and status in CLOSED:
+                    closed_at.setdefault(key, at)  # the first close time stands
+                else:
+                    closed_at.pop(key, None)
+        self.order_time = now
+        if now == NEVER:
+            return
+        for key, at in list(closed_at.items()):
+            if at is None:  # closed without a usable timestamp: as of now
+                closed_at[key] = at = now
+            if at <= now - ttl:
+                del closed_at[key]
+                del self.keyed[ORDER][key]
 
     # comparison --------------------------------------------------------------
 
@@ -325,6 +482,23 @@ class RefModel:
         rows = [r for (s, sd, _), r in self.keyed[table].items() if s == symbol and sd == side]
         rows.sort(key=lambda r: ((-r["price"] if side == "Buy" else r["price"]), r["id"]))
         return [(float(r["price"]), r["size"]) for r in rows]
+
+    def rows(self, table: str, symbol: str) -> list[Row]:
+        """``Storage.rows(table, symbol)``: books as asks then bids, each by descending price
+        (equal prices: asks by descending id, bids by ascending id); others in key order."""
+        if table in BOOK_TABLES:
+            levels = [(sd, r) for (s, sd, _), r in self.keyed[table].items() if s == symbol]
+            asks = sorted(
+                (r for sd, r in levels if sd == "Sell"), key=lambda r: (r["price"], r["id"])
+            )
+            bids = sorted(
+                (r for sd, r in levels if sd == "Buy"), key=lambda r: (-r["price"], r["id"])
+            )
+            return [*reversed(asks), *bids]
+        if self.keys.get(table) == [] or table not in self.keys:
+            return [r for r in self.keyless[table] if r.get("symbol") == symbol]
+        ordered = sorted(self.keyed[table].items(), key=lambda kv: kv[0])
+        return [r for _, r in ordered if r.get("symbol") == symbol]
 
     def differences(self, storage: Storage) -> list[str]:
         """How ``storage`` differs from the model (empty when they agree)."""
@@ -354,7 +528,7 @@ class RefModel:
             elif self.keys.get(table) == [] or (table not in self.keys and not store):
                 if list(store.values()) != self.keyless[table]:
                     problems.append(f"{table}: keyless rows differ")
-                symbols = set()
+                symbols = {r.get("symbol") for r in self.keyless[table]}
             else:
                 try:
                     expected = sorted(self.keyed[table].items(), key=lambda kv: kv[0])
@@ -364,8 +538,10 @@ class RefModel:
                 if list(store.items()) != expected:
                     problems.append(f"{table}: keyed rows differ")
                 symbols = {r.get("symbol") for r in self.keyed[table].values()}
-            if table in BOOK_TABLES or table == BOOK10:
-                for symbol in sorted(s for s in symbols if isinstance(s, str)):
+            for symbol in sorted(s for s in symbols if isinstance(s, str)):
+                if storage.rows(table, symbol) != self.rows(table, symbol):
+                    problems.append(f"{table}:{symbol} rows() differ")
+                if table in BOOK_TABLES or table == BOOK10:
                     book = storage.book(symbol, table)
                     if list(book.bids) != self.levels(table, symbol, "Buy"):
                         problems.append(f"{table}:{symbol} bids differ")

@@ -3,6 +3,7 @@
 * ``_validate``: what a message must be before anything changes (``RemoteProtocolError``);
 * ``_views``: read-only views handed to users (``OrderBook``, ``BookSide``, level mappings);
 * ``_book``: order-book tables, compact levels and their price index (the hot path);
+* ``_orders``: closed orders leaving the ``order`` table (the eviction rule);
 * ``_store``: ``Storage``, which gates, dispatches and keeps the other tables.
 
 The values ``apply`` returns (``ApplyResult``, ``Change``, ``Violation``) live in ``.._events``

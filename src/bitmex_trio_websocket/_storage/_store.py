@@ -38,7 +38,6 @@ copy), and book rows are built afresh from the level records each time they are 
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -46,6 +45,7 @@ from sortedcontainers import SortedDict
 
 from .._events import ApplyResult, Row, Violation, new_result
 from ._book import BOOK_TABLES, BookTable, Problem, changes_of, violations_of
+from ._orders import CLOSED_ORDER_STATUSES, ClosedOrders, parse_timestamp
 from ._validate import bad, check_book10, check_levels, check_row, row_key
 from ._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
 
@@ -54,14 +54,8 @@ __all__ = ["BOOK_TABLES", "CLOSED_ORDER_STATUSES", "Storage"]
 _BOOK10: Final = "orderBook10"
 _ACTIONS: Final = ("partial", "insert", "update", "delete")
 _ORDER: Final = "order"
-CLOSED_ORDER_STATUSES: Final = frozenset({"Filled", "Canceled", "Rejected"})
-_INF: Final = float("inf")
 _UNSET: Final[Any] = object()
 _dict_set = dict.__setitem__
-_TIMESTAMP: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:\.([0-9]{1,6}))?(?:Z|\+00:00)"
-)
 
 
 class _Gate:
@@ -115,10 +109,11 @@ class Storage:
     Keyless tables (trade, quote, ...) keep at most ``max_table_len`` rows each (default 1000;
     per-table overrides in ``table_limits``), dropping the oldest first. Orders that reached a
     final ``ordStatus`` (Filled, Canceled, Rejected) leave the ``order`` table once an order row
-    ``closed_order_ttl`` seconds newer (by the rows' own ``timestamp``, server time) has been
-    applied; ``None`` keeps them (BitMEX never deletes them, so a long-running bot's table would
-    grow without end). Such evictions are not reported as changes. Other keyed tables and the
-    order books are not trimmed: BitMEX deletes their rows itself.
+    ``closed_order_ttl`` seconds newer than their closing (by the rows' own ``timestamp``, server
+    time) has been applied; ``None`` keeps them (BitMEX never deletes them, so a long-running
+    bot's table would grow without end). Such evictions are not reported as changes (the exact
+    rule is in ``_orders``). Other keyed tables and the order books are not trimmed: BitMEX
+    deletes their rows itself.
     """
 
     def __init__(
@@ -136,10 +131,7 @@ class Storage:
         self.max_table_len = max_table_len
         self.table_limits = limits
         self.closed_order_ttl = closed_order_ttl
-        # Closed orders by key -> server time (epoch s) they were first seen closed; the newest
-        # order row time seen. Keys whose row is gone are skipped when their time comes.
-        self._closed_orders: dict[tuple[Any, ...], float] = {}
-        self._orders_now = -_INF
+        self._closed = None if closed_order_ttl is None else ClosedOrders(closed_order_ttl)
         self.data: dict[str, Any] = {}
         self.keys: dict[str, list[str]] = {}
         self._gates: dict[str, _Gate] = {}
@@ -162,7 +154,7 @@ class Storage:
             raise bad("table message data is not a list", data)
         if action == "partial":
             result = self._partial(table, message, data)
-            if table == _ORDER and self.closed_order_ttl is not None:
+            if table == _ORDER and self._closed is not None:
                 self._expire_closed_orders(result)
             return result
         if table in BOOK_TABLES:
@@ -182,7 +174,7 @@ class Storage:
             return new_result(table, action, (), len(data), ())
         if keys:
             result = self._keyed_delta(table, action, data, keys)
-            if table == _ORDER and self.closed_order_ttl is not None:
+            if table == _ORDER and self._closed is not None:
                 self._expire_closed_orders(result)
             return result
         if action != "insert":
@@ -249,6 +241,11 @@ class Storage:
             books.partial(groups, problems)
             violations.extend(violations_of(table, problems))
         else:
+            if table == _ORDER and self._closed is not None:
+                if store is None:
+                    self._closed.clear()
+                else:
+                    self._closed.forget(doomed)
             if store is None:
                 store = self.data[table] = SortedDict()
             for k in doomed:
@@ -375,47 +372,19 @@ class Storage:
         return tuple([match_data[k] for k in keys])
 
     def _expire_closed_orders(self, result: ApplyResult) -> None:
+        """Track the order rows just applied and evict what closed long enough ago (``_orders``;
+        cannot fail, so it may run after the message has been applied)."""
         keys = self.keys.get(_ORDER)
         store = self.data.get(_ORDER)
-        ttl = self.closed_order_ttl
-        if not keys or store is None or ttl is None:
+        if self._closed is None or not keys or store is None:
             return
-        closed = self._closed_orders
-        now = self._orders_now
-        for change in result.changes:
-            for row in change.rows:
-                key = tuple(row.get(k) for k in keys)
-                if change.action == "delete":
-                    closed.pop(key, None)
-                    continue
-                stamp = row.get("timestamp")
-                try:
-                    at = self.parse_timestamp(stamp).timestamp() if type(stamp) is str else now
-                except ValueError:
-                    at = now
-                now = max(now, at)
-                if row.get("ordStatus") in CLOSED_ORDER_STATUSES and key not in closed:
-                    closed[key] = at
-        self._orders_now = now
-        horizon = now - ttl
-        while closed:
-            key, at = next(iter(closed.items()))  # oldest first (close order)
-            if at > horizon:
-                break
-            del closed[key]
-            row = store.get(key)
-            if row is not None and row.get("ordStatus") in CLOSED_ORDER_STATUSES:
-                del store[key]
+        self._closed.note(result.changes, keys)
+        self._closed.expire(store)
 
     @staticmethod
     def parse_timestamp(text: str) -> datetime.datetime:
         """Parse a BitMEX timestamp (``2020-10-12T16:46:20.255Z``) into an aware UTC datetime."""
-        match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
-        if match is None:
-            raise ValueError(f"not a BitMEX timestamp: {text!r}")
-        year, month, day, hour, minute, second = (int(f) for f in match.groups()[:6])
-        micros = int((match[7] or "").ljust(6, "0"))
-        return datetime.datetime(year, month, day, hour, minute, second, micros, datetime.UTC)
+        return parse_timestamp(text)
 
     def book(self, symbol: str, table: str = "orderBookL2") -> OrderBook:
         """Order book view of ``symbol``; an unknown symbol gives an empty book."""
@@ -449,15 +418,21 @@ class Storage:
         """Forget a slice: drop its rows; its deltas are dropped again until a new partial."""
         if table in self._gates:
             self._gates[table].forget(symbol)
+        closed = self._closed if table == _ORDER else None
         if symbol is None:
             self.data.pop(table, None)
             self._books.pop(table, None)
             self._kinds.pop(table, None)
+            if closed is not None:
+                closed.clear()
         elif table in BOOK_TABLES:
             books = self._books.get(table)
             if books is not None:
                 books.reset(symbol)
         elif table in self.data:
             store = self.data[table]
-            for key in [k for k, row in store.items() if row.get("symbol") == symbol]:
+            doomed = [k for k, row in store.items() if row.get("symbol") == symbol]
+            for key in doomed:
                 del store[key]
+            if closed is not None:
+                closed.forget(doomed)
