@@ -70,7 +70,7 @@ def test_connection_errors_are_ours_and_trio_websockets() -> None:
     try:
         raise closed
     except trio_websocket.ConnectionClosed as caught:  # the 2021 library's documented error
-        assert caught.reason.code == 1001
+        assert caught.reason is not None and caught.reason.code == 1001
     rejected = btw.ConnectionRejected(429, ((b"retry-after", b"3"),), b"{}")
     assert (rejected.status_code, rejected.headers, rejected.body) == (
         429,
