@@ -108,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.monotonic()
         findings = run_target(name, args.count, scale=scale, seed=args.seed, progress=args.progress)
         elapsed = time.monotonic() - t0
-        print(f"{name}: {findings.inputs[name]} inputs in {elapsed:.0f} s", flush=True)
+        rate = findings.inputs[name] / max(elapsed, 1e-9)
+        print(
+            f"{name}: {findings.inputs[name]} inputs in {elapsed:.0f} s ({rate:.0f}/s)", flush=True
+        )
         total.merge(findings)
     print(f"\nfuzz campaign, seed {args.seed}, {time.monotonic() - started:.0f} s")
     print(total.report())
