@@ -95,3 +95,28 @@ def test_the_tree_drawn_in_the_docstring_is_the_tree() -> None:
         assert name in module.__doc__, f"{name} is not drawn in the tree"
         assert issubclass(cls, BitMEXError), name
         assert getattr(btw, name) is cls, f"{name} is not public"
+
+
+def test_every_exception_class_of_the_package_is_in_the_tree() -> None:
+    """Anything raised on purpose is a BitMEXError; private internals start with ``_``."""
+    import importlib
+    import pkgutil
+
+    found = []
+    outside: list[str] = []
+    for info in pkgutil.walk_packages(btw.__path__, "bitmex_trio_websocket."):
+        if info.name.endswith(("pytest_plugin", "__main__")):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and not name.startswith("_")
+            ):
+                found.append(value)
+                if not issubclass(value, BitMEXError):
+                    outside.append(f"{module.__name__}.{name}")
+    assert outside == []
+    assert len(found) >= 12

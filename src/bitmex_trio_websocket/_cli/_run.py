@@ -35,11 +35,11 @@ PROG: Final = "bitmex-trio-websocket"
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-class CommandError(Exception):
+class CommandError(BitMEXError):
     """A one-line error for the user; the command exits non-zero without a traceback."""
 
 
-_REPORTED: Final = (CommandError, BitMEXError, OSError)
+_REPORTED: Final = (BitMEXError, OSError)
 
 
 def run_command(program: Callable[[], Awaitable[object]]) -> int:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any, Final
 
+from ..._exceptions import BitMEXError
+
 __all__ = [
     "DERIVED_TABLES",
     "KEYLESS_TABLES",
@@ -35,8 +37,8 @@ __all__ = [
 ]
 
 
-class UnknownTableError(KeyError, ValueError):
-    """A table the synthetic market does not serve (both a ``KeyError`` and a ``ValueError``)."""
+class UnknownTableError(BitMEXError, KeyError, ValueError):
+    """A table the synthetic market does not serve (a ``KeyError`` and a ``ValueError`` too)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
