@@ -26,7 +26,7 @@ split at random bytes from the handshake on: 5 s. A link throttled above or belo
 20 s: 21 s. Half-dead (client-to-server bytes lost, the feed still flowing): 17 s. A slow link
 at 1.3x the feed: the partial's transfer time + 7 s. A hostile trickle (one byte every 2 s)
 inside the book partial: 25 s. The half-dead family (``half-dead``, long ``stall-up``) and
-``slow-link`` are issue 13's: they fail their bounds until its fix.
+``slow-link`` are the kinds issue 13 found failing (marked * in the summary).
 
     python -m stress.tcp_chaos --faults 200 --seed 1
 """
@@ -75,7 +75,7 @@ KINDS = (
     "slow-link",
     "trickle",
 )
-# The kinds issue 13 says do not recover today (the half-dead family and the slow link).
+# The kinds issue 13 found failing (the half-dead family and the slow link), marked in reports.
 ISSUE_13 = frozenset({"half-dead", "slow-link", "stall-up"})
 
 
@@ -134,7 +134,7 @@ class TcpChaosReport:
                 f"{label:<15}{len(mine):>4}{len(times):>8}{median:>10}{longest:>8}{bound:>9.1f}"
                 f"{sum(o.over for o in mine):>6}{sum(o.disconnects for o in mine):>7}"
             )
-        lines.append("(* issue 13's kinds: expected to fail their bounds until it is fixed)")
+        lines.append("(* the kinds issue 13 found failing)")
         healed = [o.recovery for o in self.outcomes if o.recovery is not None]
         if healed:
             lines.append(

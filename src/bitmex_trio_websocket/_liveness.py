@@ -16,19 +16,20 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
    server's queue drains for a while, and each pong waits behind it.
 3. **Excused time.** The allowance does not run out while the reader is blocked handing rows to a
    full listener (backpressure: the pong may sit unread in the socket), nor while the bytes of a
-   frame in progress keep arriving at ``min_progress_rate`` or more (an honest slow link carrying
-   a large partial). Such progress counts only for reads that complete no frame: on a half-dead
-   connection a busy feed of small frames completes frames all the time and excuses nothing, and a
-   hostile trickle below the rate excuses nothing either. Death is then ``timeout`` after the last
-   progress or the end of the blockage, if that is later than the allowance.
+   *large* frame in progress (``LARGE_FRAME`` bytes and more since the last complete frame) keep
+   arriving at ``min_progress_rate`` or more: an honest slow link carrying a large partial. On a
+   half-dead connection the feed's small frames complete all the time, however finely the network
+   splits them, and excuse nothing; a hostile trickle below the rate excuses nothing either.
+   Death is then ``timeout`` after the last progress or the end of the blockage, if that is
+   later than the allowance.
 
 So a connection that stops hearing us is declared dead within
 ``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
 with the defaults), while a slow but honest link completes any partial it carries at the rate.
 
-``answered_through`` is the send time of the latest answered ping: every command sent before it
-has been processed by the server (in-order replies), which lets a caller tell "no reply is
-coming" from "the reply is late".
+``pings_sent`` counts pings and ``pings_answered`` is the number of the latest answered one: a
+command sent while ``pings_sent == k`` has been processed by the server once ``pings_answered > k``
+(in-order replies), which lets a caller tell "no reply is coming" from "the reply is late".
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ import enum
 import math
 from typing import Final
 
-__all__ = ["MAX_ROUND_TRIP", "MIN_PROGRESS_RATE", "Liveness", "LivenessAction"]
+__all__ = ["LARGE_FRAME", "MAX_ROUND_TRIP", "MIN_PROGRESS_RATE", "Liveness", "LivenessAction"]
 
 # Bytes per second of a frame in progress that count as life (a hostile trickle sends far less;
 # any link that can carry BitMEX's feed at all carries far more).
 MIN_PROGRESS_RATE: Final = 1024.0
+# A frame in progress counts once this many of its bytes have arrived: partials are hundreds of
+# KB, while the feed's frames are a few KB at most (so a feed split into tiny reads never counts).
+LARGE_FRAME: Final = 32 * 1024
 # The previous round trip is added to a ping's allowance up to this many seconds.
 MAX_ROUND_TRIP: Final = 30.0
 
@@ -58,6 +62,7 @@ class Liveness:
 
     __slots__ = (
         "_blocked",
+        "_frame_bytes",
         "_max_round_trip",
         "_min_rate",
         "_progress_at",
@@ -66,10 +71,11 @@ class Liveness:
         "_round_trip",
         "_timeout",
         "_unblocked_at",
-        "answered_through",
         "interval",
         "last_pong_at",
         "ping_sent_at",
+        "pings_answered",
+        "pings_sent",
     )
 
     def __init__(
@@ -89,19 +95,24 @@ class Liveness:
         self._max_round_trip = max_round_trip
         self.ping_sent_at: float | None = None  # the outstanding ping, if any
         self.last_pong_at = now  # pings are scheduled from here
-        self.answered_through = -math.inf
+        self.pings_sent = 0
+        self.pings_answered = 0
         self._round_trip = 0.0
         self._blocked = False
         self._unblocked_at = -math.inf
         self._progress_at = -math.inf  # last read that counted as progress of a frame
         self._progress_mark = now  # start of the current progress measurement
         self._progress_bytes = 0
+        self._frame_bytes = 0  # bytes since the last read that completed a frame
 
     # ------------------------------------------------------------------ events
 
     def ping_sent(self, now: float) -> None:
-        if self.ping_sent_at is None:
-            self.ping_sent_at = now
+        """Record a ping; call it only when ``due()`` says PING (one ping at a time)."""
+        if self.ping_sent_at is not None:
+            raise RuntimeError("a ping is already outstanding")
+        self.ping_sent_at = now
+        self.pings_sent += 1
 
     def pong_received(self, now: float) -> float | None:
         """Record a pong; returns the round trip of the ping it answers (``None``: unsolicited)."""
@@ -110,7 +121,7 @@ class Liveness:
             return None
         self.ping_sent_at = None
         self.last_pong_at = now
-        self.answered_through = sent
+        self.pings_answered = self.pings_sent
         self._round_trip = now - sent
         return self._round_trip
 
@@ -120,9 +131,13 @@ class Liveness:
             # Complete frames are no answer to a ping; what follows them starts a new measure.
             self._progress_mark = now
             self._progress_bytes = 0
+            self._frame_bytes = 0
             return
         self._progress_bytes += nbytes
-        if self._progress_bytes >= self._min_rate * (now - self._progress_mark):
+        self._frame_bytes += nbytes
+        if self._frame_bytes >= LARGE_FRAME and self._progress_bytes >= self._min_rate * (
+            now - self._progress_mark
+        ):
             self._progress_at = now
             self._progress_mark = now
             self._progress_bytes = 0

@@ -46,7 +46,7 @@ RETRYABLE = (
     trio_websocket.ConnectionClosed,  # e.g. closed before the welcome
     trio_websocket.HandshakeError,
     OSError,
-    ConnectionTimeout,  # also DeadMansSwitchTimeout: neither the switch nor a ping answered
+    ConnectionTimeout,
     RemoteProtocolError,
     AuthenticationError,
     trio.BrokenResourceError,

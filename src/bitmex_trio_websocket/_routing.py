@@ -9,13 +9,14 @@ is full does the reader await, in ``route_rest``, which keeps each listener's or
 the stuck change is offered until every listener owed it has it. With ``overflow="drop"`` a full
 listener loses the item instead and counts it.
 
-While the reader waits for a slow listener, ``Router.delivering`` is true, so the heartbeat does not
-mistake backpressure for a silent server. ``ConnectionStats`` are the counters users read
-(``bws.stats``); the session updates them.
+While the reader waits for a slow listener, ``Router.on_wait`` is told (True, then False), so the
+session's liveness does not mistake backpressure for a silent server. ``ConnectionStats`` are the
+counters users read (``bws.stats``); the session updates them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -91,11 +92,12 @@ class Listener:
 class Router:
     """Demand topic -> listeners, and delivery to them (see the module docstring)."""
 
-    __slots__ = ("delivering", "routes")
+    __slots__ = ("on_wait", "routes")
 
     def __init__(self) -> None:
         self.routes: dict[Topic, list[Listener]] = {}
-        self.delivering = False  # the reader is waiting for a full ``block`` listener
+        # Told True while the reader waits for a full ``block`` listener, then False.
+        self.on_wait: Callable[[bool], None] | None = None
 
     def add(self, listener: Listener) -> None:
         self.routes.setdefault(listener.topic, []).append(listener)
@@ -179,13 +181,16 @@ class Router:
         """``offer``, waiting for each full ``block`` listener in turn."""
         remaining = list(listeners)  # listeners may leave while we wait
         while (blocked := self.offer(remaining, item)) >= 0:
-            self.delivering = True
+            on_wait = self.on_wait
+            if on_wait is not None:
+                on_wait(True)
             try:
                 await remaining[blocked].send.send(item)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             finally:
-                self.delivering = False
+                if on_wait is not None:
+                    on_wait(False)
             remaining = remaining[blocked + 1 :]
 
     async def broadcast(self, event: LifecycleEvent) -> None:

@@ -3,7 +3,7 @@
 Theory of operation. ``Supervisor.run`` is the connection's one long-lived task. It opens a socket
 (``open_socket``: TCP, TLS or the user's stream, the upgrade, BitMEX's welcome), runs a ``Session``
 on it until the socket dies, then backs off and starts again (``reconnect=False``: it fails every
-listener with ``ConnectionClosed``). A session ends by raising: ``SessionDied`` when its socket is
+listener with ``ConnectionClosed``). A session ends by raising: ``_SessionDied`` when its socket is
 unusable (always retried), or a typed error, about which ``_retry`` decides. A session's tasks:
 
 * the reader, the only task reading the socket: one ``receive_messages`` per read (a 64 KiB read
@@ -14,12 +14,18 @@ unusable (always retried), or a typed error, about which ``_retry`` decides. A s
   (``Subscriptions.resync``, within budget);
 * the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns;
   one watchdog per subscribe batch fails the listeners of subscribes BitMEX never answered;
-* the heartbeat: a ping after ``heartbeat_interval`` without a frame, death after
-  ``heartbeat_timeout`` more (waiting for a slow listener is not silence);
+* the heartbeat, from the session's first moment: the only task that pings, and the only one
+  that declares the socket dead, by the rules of ``_liveness`` (regular pings whatever the feed
+  does; an unanswered ping is death within ``heartbeat_timeout`` plus the last round trip, excused
+  while a large frame keeps arriving at the minimum rate or the reader waits for a slow
+  listener). The session it kills is aborted at once: a peer that does not answer pings will not
+  answer a close frame either;
 * the dead man's switch (if asked for): ``cancelAllAfter`` every 15 s on a fixed schedule, each
-  reply checked: ``DeadMansSwitchError`` if refused or never acknowledged while BitMEX answers a
-  ping sent after it; ``DeadMansSwitchTimeout`` (also a ``ConnectionTimeout``: a new socket
-  re-arms the switch) if neither is answered.
+  reply checked: ``DeadMansSwitchError`` if refused, or if BitMEX answered a ping sent after it
+  but never the command. A late reply is still taken; a dead socket is the heartbeat's to find.
+
+Commands whose reply may be late (subscribes, the switch) use the same proof: BitMEX answers in
+order, so once a ping sent after a command is answered, no reply to it is coming.
 
 Closing disarms the switch while the reader still runs to read the reply, then sends a close
 frame. Recordings (``frame_hook``) never hold a signature (``FrameRecorder``).
@@ -57,13 +63,14 @@ from ._exceptions import (
     SubscriptionError,
     redact_request,
 )
+from ._liveness import Liveness, LivenessAction
 from ._retry import backoff_delay, collapse, retry_after_seconds, should_retry, stops
 from ._routing import ConnectionStats, Router
 from ._storage import Storage
 from ._subscriptions import Failed, Subscriptions, Topic
 from ._websocket import ClientWebSocket, connect_websocket
 
-__all__ = ["ClientOptions", "DeadMansSwitchTimeout", "FrameHook", "StreamFactory", "Supervisor"]
+__all__ = ["ClientOptions", "FrameHook", "StreamFactory", "Supervisor"]
 
 logger = logging.getLogger("bitmex_trio_websocket")
 
@@ -98,19 +105,25 @@ class ClientOptions:
     frame_hook: FrameHook | None
 
 
-class SessionDied(Exception):
-    """The current socket is unusable (heartbeat, read error, remote close): reconnect."""
+class _SessionDied(Exception):
+    """The current socket is unusable (heartbeat, read error, remote close): reconnect.
 
-    def __init__(self, reason: str, close: CloseReason | None = None, retry_after: float = 0.0):
+    ``unanswered`` marks a death for lack of pongs: before the first session is up, that is a
+    ``ConnectionTimeout`` for the user, as a missing welcome or auth reply is.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        close: CloseReason | None = None,
+        retry_after: float = 0.0,
+        *,
+        unanswered: bool = False,
+    ):
         super().__init__(reason)
         self.close = close
         self.retry_after = retry_after
-
-
-class DeadMansSwitchTimeout(DeadMansSwitchError, ConnectionTimeout):
-    """Neither cancelAllAfter nor the ping after it was answered: the socket is the suspect. A
-    timeout too, so after the first session it is retried like one (the switch keeps running on
-    the server, and a new socket re-arms it)."""
+        self.unanswered = unanswered
 
 
 class FrameRecorder:
@@ -209,7 +222,12 @@ class Session:
         self._subs = supervisor.subscriptions
         self._recorder = supervisor.recorder
         self._replan = trio.Event()  # demand changed: the manager has work
-        self._activity = trio.Event()  # set (and replaced by the heartbeat) by each read
+        self._liveness = Liveness(
+            trio.current_time(),
+            interval=self._opts.heartbeat_interval,
+            timeout=self._opts.heartbeat_timeout,
+        )
+        self._liveness_changed = trio.Event()  # set by pongs and the end of backpressure
         self._pong_arrived = trio.Event()  # set (and replaced) by each pong
         self._reply_waiters: dict[str, trio.MemorySendChannel[proto.ServerEvent]] = {}
 
@@ -222,15 +240,19 @@ class Session:
         for table, symbol in self._subs.reset():
             self._storage.reset(table, symbol)
         self._replan.set()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reader)
-            if self._supervisor.credentials is not None:
-                await self._authenticate(self._supervisor.credentials)
-            if self._opts.dead_mans_switch:
-                await nursery.start(self._dead_mans_switch)
-            nursery.start_soon(self._manage_subscriptions, nursery)
-            nursery.start_soon(self._heartbeat)
-            task_status.started()
+        self._router.on_wait = self._reader_waits
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._heartbeat)  # auth and arming need a live socket too
+                if self._supervisor.credentials is not None:
+                    await self._authenticate(self._supervisor.credentials)
+                if self._opts.dead_mans_switch:
+                    await nursery.start(self._dead_mans_switch)
+                nursery.start_soon(self._manage_subscriptions, nursery)
+                task_status.started()
+        finally:
+            self._router.on_wait = None
 
     async def close(self, *, graceful: bool) -> None:
         """Disarm the dead man's switch, then close the socket.
@@ -241,11 +263,11 @@ class Session:
         if self._opts.dead_mans_switch:
             if graceful:
                 try:
-                    await self._call_cancel_all_after(0, DISARM_TIMEOUT)
-                except (SessionDied, DeadMansSwitchError) as exc:
+                    await self._call_cancel_all_after(0, DISARM_TIMEOUT, patient=False)
+                except (_SessionDied, DeadMansSwitchError) as exc:
                     logger.warning("could not disarm the dead man's switch: %s", exc)
             else:
-                with trio.move_on_after(CANCELLED_CLOSE_GRACE), suppress(SessionDied):
+                with trio.move_on_after(CANCELLED_CLOSE_GRACE), suppress(_SessionDied):
                     await self._send(proto.encode_cancel_all_after(0))
         with trio.move_on_after(self._opts.timeout if graceful else CANCELLED_CLOSE_GRACE):
             await self._ws.aclose(1000, "client closed")
@@ -260,16 +282,21 @@ class Session:
         decode = proto.decode_server_frame_lean
         apply = self._storage.apply
         offer_changes = self._router.offer_changes
+        data_received = self._liveness.data_received
+        seen = ws.bytes_received
         while True:
             try:
                 frames = await ws.receive_messages()
             except trio_websocket.ConnectionClosed as exc:
-                raise SessionDied("connection closed", exc.reason) from None
-            if not frames:
-                continue  # part of a frame is no sign of life: a trickle must not fool us
+                raise _SessionDied("connection closed", exc.reason) from None
             # One read carries many frames: the clock is read once per read.
-            stats.last_message_at = trio.current_time()
-            self._activity.set()
+            now = trio.current_time()
+            total = ws.bytes_received
+            data_received(now, total - seen, len(frames))
+            seen = total
+            if not frames:
+                continue
+            stats.last_message_at = now
             for frame in frames:
                 if recorder is not None:
                     recorder.received(frame)
@@ -309,6 +336,8 @@ class Session:
 
     def _handle_reply(self, event: proto.ServerEvent) -> None:
         if isinstance(event, proto.Pong):
+            self._liveness.pong_received(trio.current_time())
+            self._liveness_changed.set()
             self._pong_arrived.set()
             self._pong_arrived = trio.Event()
         elif isinstance(event, proto.SubscribeAck):
@@ -363,7 +392,7 @@ class Session:
         resync = self._subs.resync(slices, trio.current_time())
         if resync.fatal is not None:
             # A topic that keeps breaking points at the connection, not the topic.
-            raise SessionDied(resync.fatal)
+            raise _SessionDied(resync.fatal)
         for server_topic in resync.unsubscribe:
             self._stats.resyncs += 1
             table, symbol = proto.parse_topic(server_topic)
@@ -387,23 +416,17 @@ class Session:
             for frame in proto.encode_subscribe(plan.subscribe):
                 await self._send(frame)
             if plan.subscribe:
-                nursery.start_soon(self._expire_unacknowledged, plan.batch)
+                nursery.start_soon(self._expire_unacknowledged, plan.batch, self._pings_so_far())
 
-    async def _expire_unacknowledged(self, batch: int) -> None:
+    async def _expire_unacknowledged(self, batch: int, pings: int) -> None:
         """Fail the listeners of subscriptions BitMEX never answered (heartbeats alone would
         keep such a listener waiting forever)."""
         timeout = self._opts.timeout
         await trio.sleep(timeout)
-        while self._subs.unanswered(batch):
-            # BitMEX answers commands in order: a pong to a ping sent now proves the subscribe
-            # was handled and no ack is coming. No pong means a silent socket, which is the
-            # heartbeat's business (it reconnects and resubscribes): "talking lately" is not
-            # enough, since a server may fall silent just after its last frame.
-            pong = self._pong_arrived
-            await self._send(proto.PING)
-            with trio.move_on_after(timeout):
-                await pong.wait()
-                break
+        if self._subs.unanswered(batch):
+            # Late is not lost: only once a ping sent after the subscribe is answered is no ack
+            # coming. A socket that answers nothing is the heartbeat's to kill.
+            await self._answered_after(pings)
         for failed in self._subs.expire(batch):
             error = ConnectionTimeout(
                 f"BitMEX did not acknowledge the subscription to {failed.topic} "
@@ -414,57 +437,68 @@ class Session:
     # ------------------------------------------------------------------ liveness
 
     async def _heartbeat(self) -> None:
-        stats = self._stats
-        router = self._router
-        interval = self._opts.heartbeat_interval
-        started_at = trio.current_time()
+        live = self._liveness
         while True:
-            last = started_at if stats.last_message_at is None else stats.last_message_at
-            if router.delivering:
-                last = trio.current_time()
-            idle_until = last + interval
-            if trio.current_time() < idle_until:
-                await trio.sleep_until(idle_until)
+            # A fresh event before reading the deadline: a pong after this is never missed.
+            changed = self._liveness_changed = trio.Event()
+            action, at = live.due()
+            now = trio.current_time()
+            if now < at:
+                with trio.move_on_at(at):
+                    await changed.wait()
                 continue
-            self._activity = trio.Event()
-            await self._send(proto.PING)
-            with trio.move_on_after(self._opts.heartbeat_timeout):
-                await self._activity.wait()
+            if action is LivenessAction.PING:
+                live.ping_sent(now)
+                await self._send(proto.PING)
                 continue
-            if router.delivering:
-                continue  # the reader is blocked on a slow listener: backpressure, not silence
             self.abort_close = True
-            raise SessionDied(
-                f"no frame for {interval + self._opts.heartbeat_timeout:g} s",
+            assert live.ping_sent_at is not None
+            raise _SessionDied(
+                f"no answer to a ping for {now - live.ping_sent_at:g} s",
                 CloseReason(1006, "heartbeat timeout"),
+                unanswered=True,
             )
+
+    def _reader_waits(self, waiting: bool) -> None:
+        if waiting:
+            self._liveness.blocked()
+        else:
+            self._liveness.unblocked(trio.current_time())
+            self._liveness_changed.set()
+
+    def _pings_so_far(self) -> int:
+        return self._liveness.pings_sent
+
+    async def _answered_after(self, pings: int) -> None:
+        """Return once a ping sent after the first ``pings`` has been answered."""
+        while self._liveness.pings_answered <= pings:
+            await self._pong_arrived.wait()
 
     async def _dead_mans_switch(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         # Refresh on a fixed schedule (not sleep-after-ack) so the timer never drifts late.
         next_at = trio.current_time()
-        await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout)
+        await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout, patient=True)
         task_status.started()
         while True:
             next_at += DMS_REFRESH
             await trio.sleep_until(next_at)
-            await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout)
+            await self._call_cancel_all_after(DMS_TIMEOUT_MS, self._opts.timeout, patient=True)
 
-    async def _call_cancel_all_after(self, timeout_ms: int, wait: float) -> None:
-        # A ping follows the command. BitMEX answers in order, so a pong without the reply
-        # proves the command was handled and ignored: the switch is broken, not the socket.
-        pong = self._pong_arrived
+    async def _call_cancel_all_after(self, timeout_ms: int, wait: float, *, patient: bool) -> None:
         frame = proto.encode_cancel_all_after(timeout_ms)
         try:
-            reply = await self._request("cancelAllAfter", frame, wait, then=proto.PING)
+            reply = await self._request("cancelAllAfter", frame, wait, patient=patient)
         except ConnectionTimeout:
-            if pong.is_set():
-                raise DeadMansSwitchError(
-                    f"cancelAllAfter was not acknowledged within {wait:g} s "
-                    "although BitMEX answered a later ping"
-                ) from None
-            raise DeadMansSwitchTimeout(f"no reply to cancelAllAfter within {wait:g} s") from None
+            if not patient:
+                raise DeadMansSwitchError(f"no reply to cancelAllAfter within {wait:g} s") from None
+            # BitMEX heard the command (it answered a later ping) and did not arm: the switch is
+            # broken, not the socket.
+            raise DeadMansSwitchError(
+                f"cancelAllAfter was not acknowledged within {wait:g} s "
+                "although BitMEX answered a later ping"
+            ) from None
         if isinstance(reply, proto.ErrorReply):
             raise DeadMansSwitchError(f"cancelAllAfter refused: {reply.status} {reply.error}")
 
@@ -474,22 +508,30 @@ class Session:
         try:
             await self._ws.send_message(frame)
         except trio_websocket.ConnectionClosed as exc:
-            raise SessionDied("send failed", exc.reason) from None
+            raise _SessionDied("send failed", exc.reason) from None
         if self._recorder is not None:
             self._recorder.sent(frame, secret=secret)
 
     async def _request(
-        self, op: str, frame: str, timeout: float, *, secret: bool = False, then: str = ""
+        self, op: str, frame: str, timeout: float, *, secret: bool = False, patient: bool = False
     ) -> proto.ServerEvent:
-        """Send a command (and ``then``, if given) and wait for the reply echoing ``op``."""
+        """Send a command and wait for the reply echoing ``op``.
+
+        ``ConnectionTimeout`` after ``timeout``; with ``patient``, only once a ping sent after the
+        command has been answered (late is not lost; a dead socket is the heartbeat's to find).
+        """
         send, receive = trio.open_memory_channel[proto.ServerEvent](1)
         self._reply_waiters[op] = send
+        pings = self._pings_so_far()
         try:
             await self._send(frame, secret=secret)
-            if then:
-                await self._send(then)
             with trio.move_on_after(timeout):
                 return await receive.receive()
+            if patient:
+                await self._answered_after(pings)
+                # In-order replies: had there been one, it is already here.
+                with suppress(trio.WouldBlock):
+                    return receive.receive_nowait()
             raise ConnectionTimeout(f"no reply to {op} within {timeout} s")
         finally:
             if self._reply_waiters.get(op) is send:
@@ -586,7 +628,9 @@ class Supervisor:
                 error = collapse(exc)
                 if stops(error):
                     raise error from None  # being shut down: what else failed is moot
-                if isinstance(error, SessionDied):
+                if isinstance(error, _SessionDied):
+                    if error.unanswered and not started:
+                        raise ConnectionTimeout(f"BitMEX stopped answering: {error}") from None
                     close, retry_after = error.close, error.retry_after
                 elif not should_retry(error, started=started, auth_failures=auth_failures):
                     raise error from None

@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from bitmex_trio_websocket._liveness import MIN_PROGRESS_RATE, Liveness, LivenessAction
+from bitmex_trio_websocket._liveness import (
+    LARGE_FRAME,
+    MIN_PROGRESS_RATE,
+    Liveness,
+    LivenessAction,
+)
 
 PING, DEAD = LivenessAction.PING, LivenessAction.DEAD
 
@@ -22,7 +27,9 @@ def test_pings_come_every_interval_after_the_previous_pong() -> None:
     assert live.due() == (DEAD, 110.0)
     assert live.pong_received(105.25) == 0.25
     assert live.due() == (PING, 110.25)
-    assert live.answered_through == 105.0
+    assert (live.pings_sent, live.pings_answered) == (1, 1)
+    live.ping_sent(110.25)
+    assert (live.pings_sent, live.pings_answered) == (2, 1)
 
 
 def test_a_busy_feed_is_no_answer_to_a_ping() -> None:
@@ -49,10 +56,13 @@ def test_progress_of_a_large_frame_excuses_the_wait() -> None:
     live = fresh()
     live.ping_sent(105.0)
     now = 105.0
+    received = 0
     while now < 130.0:  # 20 KB/s of one 500 KB frame: no frame completes
         now += 0.5
         live.data_received(now, 10_000, frames=0)
-        assert live.due() == (DEAD, now + 5.0)
+        received += 10_000
+        expected = now + 5.0 if received >= LARGE_FRAME else 110.0
+        assert live.due() == (DEAD, expected)
     live.data_received(131.0, 1_000, frames=1)  # the partial completes; the pong is still owed
     assert live.due() == (DEAD, 135.0)
 
@@ -66,15 +76,29 @@ def test_a_trickle_below_the_minimum_rate_excuses_nothing() -> None:
 
 
 def test_progress_is_measured_from_the_last_complete_frame() -> None:
-    live = fresh()
+    live = fresh(min_progress_rate=20_000.0)
     live.data_received(104.0, 500, frames=3)
     live.ping_sent(105.0)
-    # 1,000 bytes in 2 s is below the rate; 3,000 in 2.5 s is above it.
-    live.data_received(106.0, 1_000, frames=0)
+    # 35,000 bytes in 2 s is below 20 KB/s; 55,000 in 2.5 s is above it.
+    live.data_received(106.0, 35_000, frames=0)
     assert live.due() == (DEAD, 110.0)
-    live.data_received(106.5, 2_000, frames=0)
+    live.data_received(106.5, 20_000, frames=0)
     assert live.due() == (DEAD, 111.5)
-    assert MIN_PROGRESS_RATE * 2.5 <= 3_000
+    assert 20_000 * 2.5 <= 55_000 and LARGE_FRAME <= 35_000
+
+
+def test_a_busy_feed_split_into_tiny_reads_excuses_nothing() -> None:
+    """A network that splits every frame: most reads complete none, but no frame is large."""
+    live = fresh()
+    live.ping_sent(105.0)
+    now = 105.0
+    for _ in range(400):
+        now += 0.05
+        live.data_received(now, 300, frames=0)  # half a frame
+        now += 0.05
+        live.data_received(now, 300, frames=1)  # its end
+    assert MIN_PROGRESS_RATE < 300 / 0.05
+    assert live.due() == (DEAD, 110.0)
 
 
 def test_backpressure_suspends_death_then_gives_a_full_timeout() -> None:
@@ -91,7 +115,8 @@ def test_an_unsolicited_pong_changes_nothing() -> None:
     assert live.pong_received(101.0) is None
     assert live.due() == (PING, 105.0)
     live.ping_sent(105.0)
-    live.ping_sent(106.0)  # one ping at a time: the first one's clock runs
+    with pytest.raises(RuntimeError):
+        live.ping_sent(106.0)  # one ping at a time
     assert live.due() == (DEAD, 110.0)
 
 

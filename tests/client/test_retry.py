@@ -22,7 +22,6 @@ from bitmex_trio_websocket._retry import (
     should_retry,
     stops,
 )
-from bitmex_trio_websocket._session import DeadMansSwitchTimeout
 
 
 def test_backoff_is_jittered_capped_and_floored_by_retry_after() -> None:
@@ -51,7 +50,6 @@ def test_what_is_retried() -> None:
         trio_websocket.ConnectionClosed(None),
         OSError(),
         ConnectionTimeout(),
-        DeadMansSwitchTimeout("never acknowledged"),
         AuthenticationError(401, "x"),
     ]:
         assert should_retry(error, started=True, auth_failures=0), error

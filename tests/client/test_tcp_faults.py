@@ -15,11 +15,11 @@ Bounds asserted:
 - three refused connects: healed <= 16 s (backoff 1 + 2 + 4 + 8 s at most);
 - throttling below the feed: caught up <= 15 s after the link is fast again;
 - half-dead (client-to-server bytes lost, the feed still arriving): noticed <= 15 s, a listener
-  added after the loss gets its first row <= 20 s (issue 13 item 1: xfail until fixed);
-- the TCP chaos run at a small size (``stress.tcp_chaos``, every kind but issue 13's twice):
+  added after the loss gets its first row <= 20 s (issue 13 item 1);
+- the TCP chaos run at a small size (``stress.tcp_chaos``, every kind twice):
   every fault healed within its kind's bound, the store exact;
 - slow link at 1.3x the feed, whose book partial takes longer than heartbeat interval + timeout:
-  resynced <= partial time + 5 s without a reconnect loop (issue 13 item 2: xfail until fixed);
+  resynced <= partial time + 5 s without a reconnect loop (issue 13 item 2);
   a hostile trickle (one byte every 2 s) inside the partial is still killed <= 20 s.
 """
 
@@ -36,7 +36,7 @@ import trio
 
 from bitmex_trio_websocket import open_bitmex_websocket
 from bitmex_trio_websocket.emulator import open_emulator
-from stress.tcp_chaos import ISSUE_13, KINDS, run_tcp_chaos
+from stress.tcp_chaos import KINDS, run_tcp_chaos
 from tests.support.fault_proxy import (
     FaultProxy,
     MemoryEnd,
@@ -252,10 +252,6 @@ async def test_link_slower_than_the_feed_catches_up_once_fast_again(
 # --------------------------------------------------------------------------- issue 13 item 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a dead client-to-server direction is never noticed while the feed flows",
-)
 @pytest.mark.parametrize("dead_mans_switch", [False, True], ids=["plain", "dead_mans_switch"])
 async def test_half_dead_connection_is_noticed_within_15_s(
     dead_mans_switch: bool, autojump_clock: trio.abc.Clock
@@ -272,10 +268,6 @@ async def test_half_dead_connection_is_noticed_within_15_s(
             await assert_exact(rig)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a listener added after the client-to-server bytes are lost waits forever",
-)
 async def test_listener_added_after_the_loss_gets_its_partial(
     autojump_clock: trio.abc.Clock,
 ) -> None:
@@ -297,11 +289,6 @@ async def test_listener_added_after_the_loss_gets_its_partial(
 # --------------------------------------------------------------------------- issue 13 item 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a link that takes longer than the heartbeat to carry a partial never "
-    "completes a resync",
-)
 async def test_slow_link_completes_the_resync_of_a_large_partial(
     autojump_clock: trio.abc.Clock,
 ) -> None:
@@ -366,7 +353,7 @@ async def test_hostile_trickle_inside_the_partial_is_still_killed(
 async def test_tcp_chaos_small_every_kind_heals_within_its_bound(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    kinds = [kind for kind in KINDS if kind not in ISSUE_13]
+    kinds = list(KINDS)
     with trio.fail_after(7200):
         report = await run_tcp_chaos(2 * len(kinds), seed=4, kinds=kinds)
     assert {o.kind for o in report.outcomes} == set(kinds)

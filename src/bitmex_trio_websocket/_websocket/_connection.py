@@ -74,6 +74,7 @@ class ClientWebSocket:
     def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
         self._stream = stream
         self._frames = wire.FrameReader(max_message_size)
+        self.bytes_received = 0  # every byte read from the stream after the handshake
         self._backlog: list[bytes] = []
         self._send_lock = trio.StrictFIFOLock()
         self._receive_lock = trio.Lock()
@@ -117,6 +118,7 @@ class ClientWebSocket:
             if not data:
                 self._lost("connection lost")
                 raise ConnectionClosed(self.closed)
+            self.bytes_received += len(data)
             messages = await self._ingest(data)
             if not messages and self.closed is not None:
                 raise ConnectionClosed(self.closed)
