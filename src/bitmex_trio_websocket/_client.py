@@ -1,8 +1,8 @@
 """The client's facade: ``open_bitmex_websocket`` and ``BitMEXWebsocket``.
 
 Theory of operation. ``open_bitmex_websocket`` validates its options, builds the connection's
-parts and starts the supervisor (``_session.Supervisor``: sessions, reconnects), returning once the
-first session is up. ``BitMEXWebsocket`` is what users hold: ``listen``/``events`` register a
+parts and starts the supervisor (``_supervisor.Supervisor``: sessions, reconnects), returning once
+the first session is up. ``BitMEXWebsocket`` is what users hold: ``listen``/``events`` register a
 listener (``_routing``) and add demand for its ``(table, symbol)`` (``_subscriptions``); the
 session's subscription manager turns demand into BitMEX topics and sends the difference. Listener
 cleanup is therefore synchronous and works on every exit path (break, aclose, cancellation,
@@ -31,9 +31,10 @@ from ._events import LifecycleEvent
 from ._exceptions import ConnectionClosed
 from ._retry import collapse
 from ._routing import ConnectionStats, Listener, Overflow, Router
-from ._session import ClientOptions, FrameHook, StreamFactory, Supervisor
+from ._session import ClientOptions, FrameHook, StreamFactory
 from ._storage import Change, Storage
 from ._subscriptions import Subscriptions, Topic
+from ._supervisor import Supervisor
 
 __all__ = ["NETWORKS", "BitMEXWebsocket", "open_bitmex_websocket", "resolve_network"]
 

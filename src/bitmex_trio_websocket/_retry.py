@@ -1,6 +1,6 @@
 """Reconnect policy: which failures are retried, how long to wait, and which exception propagates.
 
-Theory of operation. The supervisor (``_session.Supervisor``) runs one session after another and
+Theory of operation. The supervisor (``_supervisor.Supervisor``) runs one session after another and
 asks this module three things when one ends:
 
 * ``collapse``: trio wraps whatever a nursery's tasks raised in exception groups. One policy, used

@@ -1,10 +1,9 @@
-"""Sessions: one socket's life, and the supervisor that runs them one after another.
+"""One session: one socket's tasks, from the welcome to the socket's death.
 
-Theory of operation. ``Supervisor.run`` is the connection's one long-lived task. It opens a socket
-(``open_socket``: TCP, TLS or the user's stream, the upgrade, BitMEX's welcome), runs a ``Session``
-on it until the socket dies, then backs off and starts again (``reconnect=False``: it fails every
-listener with ``ConnectionClosed``). A session ends by raising: ``_SessionDied`` when its socket is
-unusable (always retried), or a typed error, about which ``_retry`` decides. A session's tasks:
+Theory of operation. The supervisor (``_supervisor``) opens a socket and runs a ``Session`` on it
+until the socket dies; a session ends by raising: ``_SessionDied`` when its socket is unusable
+(always retried), or a typed error, about which ``_retry`` decides. A session reaches what outlives
+it (options, store, counters, routes, subscription state) through a ``SessionHost``. Its tasks:
 
 * the reader, the only task reading the socket: one ``receive_messages`` per read (a 64 KiB read
   of hundreds of frames is one wake-up), each frame decoded once, table data applied to
@@ -29,23 +28,17 @@ order, so once a ping sent after a command is answered, no reply to it is coming
 
 Closing disarms the switch while the reader still runs to read the reply, then sends a close
 frame. Recordings (``frame_hook``) never hold a signature (``FrameRecorder``).
-
-Just over 600 lines: the supervisor lives here, next to the sessions it runs (their state is
-shared through it); the session's tasks share one socket and one state, and split into modules
-each would reach into the others'.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-from urllib.parse import urlsplit
+from typing import Any, Protocol, TypeAlias
 
 import trio
 import trio_websocket
@@ -53,10 +46,9 @@ from trio_websocket import CloseReason
 
 from . import _protocol as proto
 from ._auth import Credentials, expires_at
-from ._events import Disconnected, Reconnected, Resyncing
+from ._events import Resyncing
 from ._exceptions import (
     AuthenticationError,
-    ConnectionClosed,
     ConnectionTimeout,
     DeadMansSwitchError,
     RemoteProtocolError,
@@ -64,13 +56,12 @@ from ._exceptions import (
     redact_request,
 )
 from ._liveness import Liveness, LivenessAction
-from ._retry import backoff_delay, collapse, retry_after_seconds, should_retry, stops
 from ._routing import ConnectionStats, Router
 from ._storage import Storage
 from ._subscriptions import Failed, Subscriptions, Topic
-from ._websocket import ClientWebSocket, connect_websocket
+from ._websocket import ClientWebSocket
 
-__all__ = ["ClientOptions", "FrameHook", "StreamFactory", "Supervisor"]
+__all__ = ["ClientOptions", "FrameHook", "FrameRecorder", "Session", "SessionHost", "StreamFactory"]
 
 logger = logging.getLogger("bitmex_trio_websocket")
 
@@ -145,64 +136,17 @@ class FrameRecorder:
         self.hook("recv", text)
 
 
-# ---------------------------------------------------------------------- opening a socket
+class SessionHost(Protocol):
+    """What a session reaches of its supervisor: everything that outlives one socket."""
 
-
-async def open_socket(
-    url: str, opts: ClientOptions, recorder: FrameRecorder | None
-) -> tuple[ClientWebSocket, proto.Welcome]:
-    """Connect, upgrade and wait for BitMEX's welcome, each within ``opts.timeout``."""
-    parts = urlsplit(url)
-    resource = (parts.path or "/realtime") + (f"?{parts.query}" if parts.query else "")
-    with trio.move_on_after(opts.timeout) as scope:
-        stream = await _open_stream(url, opts)
-        try:
-            ws = await connect_websocket(
-                stream, parts.netloc, resource, max_message_size=opts.max_message_size
-            )
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
-    if scope.cancelled_caught:
-        raise ConnectionTimeout(f"could not connect within {opts.timeout} s")
-    try:
-        with trio.move_on_after(opts.timeout):
-            frame = await ws.get_message()
-            if recorder is not None:
-                recorder.received(frame)
-            welcome = proto.decode_server_frame(frame)
-            if not isinstance(welcome, proto.Welcome):
-                raise RemoteProtocolError("expected the welcome message first", frame)
-            return ws, welcome
-        raise ConnectionTimeout(f"no welcome message within {opts.timeout} s")
-    except BaseException:
-        # A peer that never sent the welcome will not answer a close frame either.
-        with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
-            await ws.aclose()
-        raise
-
-
-async def _open_stream(url: str, opts: ClientOptions) -> trio.abc.Stream:
-    if opts.connect is not None:
-        return await opts.connect()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "ws":
-        return await trio.open_tcp_stream(host, parts.port or 80)
-    context = opts.ssl_context or ssl.create_default_context()
-    stream = await trio.open_ssl_over_tcp_stream(
-        host, parts.port or 443, ssl_context=context, https_compatible=True
-    )
-    # trio handshakes lazily; doing it here turns a bad certificate into a clear error instead
-    # of a websocket handshake that never completes.
-    try:
-        await stream.do_handshake()
-    except BaseException as exc:
-        await trio.aclose_forcefully(stream)
-        if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
-            raise exc.__cause__ from None
-        raise
-    return stream
+    opts: ClientOptions
+    storage: Storage
+    stats: ConnectionStats
+    router: Router
+    subscriptions: Subscriptions
+    recorder: FrameRecorder | None
+    credentials: Credentials | None
+    clock_offset: float
 
 
 # ---------------------------------------------------------------------- one session
@@ -211,7 +155,7 @@ async def _open_stream(url: str, opts: ClientOptions) -> trio.abc.Stream:
 class Session:
     """One connected socket's tasks (see the module docstring)."""
 
-    def __init__(self, ws: ClientWebSocket, supervisor: Supervisor) -> None:
+    def __init__(self, ws: ClientWebSocket, supervisor: SessionHost) -> None:
         self.abort_close = False  # a silent peer will not answer a close frame
         self._ws = ws
         self._supervisor = supervisor
@@ -557,116 +501,3 @@ def _request_topics(request: Any) -> list[str]:
     if isinstance(args, str):
         return [args]
     return [t for t in args if isinstance(t, str)] if isinstance(args, list) else []
-
-
-# ---------------------------------------------------------------------- the supervisor
-
-
-class Supervisor:
-    """Runs sessions one after another: the reconnect loop (see the module docstring)."""
-
-    def __init__(
-        self,
-        url: str,
-        credentials: Credentials | None,
-        opts: ClientOptions,
-        storage: Storage,
-        stats: ConnectionStats,
-        router: Router,
-        subscriptions: Subscriptions,
-    ) -> None:
-        self.url = url
-        self.credentials = credentials
-        self.opts = opts
-        self.storage = storage
-        self.stats = stats
-        self.router = router
-        self.subscriptions = subscriptions
-        self.recorder = None if opts.frame_hook is None else FrameRecorder(opts.frame_hook)
-        self.clock_offset = 0.0  # server clock - ours, from the welcome (auth expiry)
-        self.session: Session | None = None
-        self.closed: BaseException | None = None  # what listeners raise, once closed for good
-        self._closing = False
-        self._random = random.Random()
-
-    def demand_changed(self) -> None:
-        # Between sessions nobody is told: a new session plans from the whole demand.
-        if self.session is not None:
-            self.session.demand_changed()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect (reporting started after the first session is up), then reconnect."""
-        stats = self.stats
-        attempt = auth_failures = 0
-        started = False
-        while True:
-            retry_after = 0.0
-            close: CloseReason | None = None
-            try:
-                ws, welcome = await open_socket(self.url, self.opts, self.recorder)
-                self._learn_clock_offset(welcome)
-                session = self.session = Session(ws, self)
-                try:
-                    async with trio.open_nursery() as nursery:
-                        await nursery.start(session.run)
-                        stats.connected = True
-                        stats.connects += 1
-                        if started:
-                            stats.reconnects += 1
-                            await self.router.broadcast(Reconnected(attempt))
-                        else:
-                            started = True
-                            task_status.started()
-                        attempt = auth_failures = 0
-                finally:
-                    stats.connected = False
-                    self.session = None
-                    grace = 0 if session.abort_close else self.opts.timeout
-                    with trio.CancelScope(shield=True), trio.move_on_after(grace):
-                        await ws.aclose()
-            except BaseException as exc:
-                error = collapse(exc)
-                if stops(error):
-                    raise error from None  # being shut down: what else failed is moot
-                if isinstance(error, _SessionDied):
-                    if error.unanswered and not started:
-                        raise ConnectionTimeout(f"BitMEX stopped answering: {error}") from None
-                    close, retry_after = error.close, error.retry_after
-                elif not should_retry(error, started=started, auth_failures=auth_failures):
-                    raise error from None
-                else:
-                    auth_failures += isinstance(error, AuthenticationError)
-                    retry_after = retry_after_seconds(error)
-                    close = CloseReason(1006, str(error))
-            if self._closing or not self.opts.reconnect:
-                self.shutdown(ConnectionClosed(close))
-                return
-            await self.router.broadcast(
-                Disconnected(close.code if close else 1006, close.reason if close else None)
-            )
-            delay = backoff_delay(
-                attempt, retry_after, self.opts.backoff_initial, self.opts.backoff_max, self._random
-            )
-            attempt += 1
-            logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
-            await trio.sleep(delay)
-
-    def _learn_clock_offset(self, welcome: proto.Welcome) -> None:
-        if welcome.timestamp is not None:
-            try:
-                server_now = Storage.parse_timestamp(welcome.timestamp).timestamp()
-            except ValueError:
-                return
-            self.clock_offset = server_now - time.time()
-
-    def shutdown(self, error: BaseException) -> None:
-        """Closed for good: every listener, present and future, raises ``error``."""
-        self.closed = error
-        self.router.fail_all(error)
-        self.subscriptions.discard_demand()
-
-    async def close(self, *, graceful: bool) -> None:
-        """The user's exit: no reconnect after this; disarm and close the current socket."""
-        self._closing = True
-        if self.session is not None:
-            await self.session.close(graceful=graceful)
