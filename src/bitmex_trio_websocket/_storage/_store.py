@@ -7,10 +7,11 @@ whole table) followed by ``insert``/``update``/``delete`` deltas. ``Storage.appl
 decoded message, changes the stored image and returns an ``ApplyResult`` saying what changed, so
 the caller can route rows to listeners without looking at the store again. No I/O, no clock.
 
-A message is validated completely before anything is mutated: one that raises
-``RemoteProtocolError`` leaves the store exactly as it was. Well-formed surprises (an update for a
-key we do not hold, a duplicate insert, a crossed book) are applied as well as possible and
-reported as ``Violation``s; whether to resync is the caller's decision.
+A message is validated completely (``_validate``) before anything is mutated: one that raises
+``RemoteProtocolError`` leaves the store exactly as it was, and nothing after validation can
+fail (the closed-order eviction, ``_orders``, which runs last, included). Well-formed surprises
+(an update for a key we do not hold, a duplicate insert, a crossed book) are applied as well as
+possible and reported as ``Violation``s; whether to resync is the caller's decision.
 
 Gating: deltas for a slice that has had no partial are dropped (BitMEX may send them before the
 partial) and counted in ``ApplyResult.dropped``. A partial whose filter names a symbol covers that
@@ -29,6 +30,10 @@ Storage shapes, chosen by table name and the partial's ``keys``:
   ``orderBook10`` is one, but its updates replace the whole row instead of merging.
 * keyless tables (``keys == []``: trade, quote, bins): ``SortedDict`` keyed ``(n,)`` by an arrival
   counter, so rows never collide; bounded, oldest dropped first.
+* the ``order`` table is keyed, and closed orders leave it ``closed_order_ttl`` seconds of server
+  time after they closed (``_orders``).
+
+Views (``OrderBook``, ``BookSide``) are in ``_views``; they read the store through ``_book_side``.
 
 Every row handed out (in a ``Change``, by ``rows()`` or from ``data``) is a snapshot that later
 messages cannot alter: stored rows of keyed tables are never mutated (an update stores a merged
