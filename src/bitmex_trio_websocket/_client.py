@@ -29,6 +29,7 @@ from . import _protocol as proto
 from ._auth import Credentials
 from ._events import LifecycleEvent
 from ._exceptions import ConnectionClosed
+from ._networks import NETWORKS, resolve_network
 from ._retry import collapse
 from ._routing import ConnectionStats, Listener, Overflow, Router
 from ._session import ClientOptions, FrameHook, StreamFactory
@@ -38,25 +39,10 @@ from ._supervisor import Supervisor
 
 __all__ = ["NETWORKS", "BitMEXWebsocket", "open_bitmex_websocket", "resolve_network"]
 
-NETWORKS = {
-    "mainnet": "wss://ws.bitmex.com/realtime",
-    "testnet": "wss://ws.testnet.bitmex.com/realtime",
-}
 # Large multi-symbol partials exceed trio-websocket's 1 MiB default (the 2021 library died on
 # them); 64 MiB still bounds memory against a hostile server.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_BUFFER = 256
-
-
-def resolve_network(network: str) -> str:
-    """``mainnet``/``testnet`` or a ws:// / wss:// URL -> URL; ``ValueError`` otherwise."""
-    if network in NETWORKS:
-        return NETWORKS[network]
-    if isinstance(network, str) and network.startswith(("ws://", "wss://")):
-        return network
-    raise ValueError(
-        f"network must be 'mainnet', 'testnet' or a ws:// or wss:// URL, not {network!r}"
-    )
 
 
 class BitMEXWebsocket:
@@ -232,5 +218,7 @@ async def open_bitmex_websocket(
                 bws._supervisor.shutdown(ConnectionClosed(CloseReason(1000, "client closed")))
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # Users catch AuthenticationError, not a group around it (as trio-websocket does).
-        raise collapse(group) from None
+        # Users catch AuthenticationError, not a group around it (as trio-websocket does). The
+        # error keeps its own cause; only the group is dropped from the chain.
+        error = collapse(group)
+        raise error from error.__cause__

@@ -15,6 +15,7 @@ well-formed error reply from BitMEX carrying its structured fields. ::
     ├── HandshakeError*              the websocket upgrade failed
     │   └── ConnectionRejected*      the server answered the upgrade with an HTTP error
     ├── ConnectionTimeout*           connect, welcome, auth or a command reply took too long
+    ├── ExchangeClosedError          mainnet/testnet: BitMEX closed on 2026-09-23
     └── DeadMansSwitchError          cancelAllAfter was refused or never acknowledged
 
 Classes marked * also subclass the trio-websocket exception of the same name, so code written for
@@ -40,6 +41,7 @@ __all__ = [
     "ConnectionRejected",
     "ConnectionTimeout",
     "DeadMansSwitchError",
+    "ExchangeClosedError",
     "HandshakeError",
     "LocalProtocolError",
     "ProtocolError",
@@ -161,6 +163,14 @@ class ConnectionRejected(HandshakeError, trio_websocket.ConnectionRejected):
 
 class ConnectionTimeout(BitMEXError, trio_websocket.ConnectionTimeout):
     """Connecting, the welcome, authentication or a command's reply took longer than allowed."""
+
+
+class ExchangeClosedError(BitMEXError):
+    """A connection to ``mainnet``/``testnet`` failed: BitMEX closed on 2026-09-23.
+
+    The message names what still speaks BitMEX's protocol; ``__cause__`` holds the underlying
+    network error.
+    """
 
 
 class DeadMansSwitchError(BitMEXError):

@@ -20,6 +20,7 @@ import time
 from urllib.parse import urlsplit
 
 import trio
+import trio_websocket
 from trio_websocket import CloseReason
 
 from . import _protocol as proto
@@ -29,8 +30,10 @@ from ._exceptions import (
     AuthenticationError,
     ConnectionClosed,
     ConnectionTimeout,
+    ExchangeClosedError,
     RemoteProtocolError,
 )
+from ._networks import CLOSED_NOTICE, is_closed_exchange
 from ._retry import backoff_delay, collapse, retry_after_seconds, should_retry, stops
 from ._routing import ConnectionStats, Router
 from ._session import (
@@ -171,13 +174,15 @@ class Supervisor:
             except BaseException as exc:
                 error = collapse(exc)
                 if stops(error):
-                    raise error from None  # being shut down: what else failed is moot
+                    raise error from error.__cause__  # being shut down: the rest is moot
                 if isinstance(error, _SessionDied):
                     if error.unanswered and not started:
                         raise ConnectionTimeout(f"BitMEX stopped answering: {error}") from None
                     close, retry_after = error.close, error.retry_after
                 elif not should_retry(error, started=started, auth_failures=auth_failures):
-                    raise error from None
+                    if self._reached_closed_exchange(error, started=started):
+                        raise ExchangeClosedError(f"{CLOSED_NOTICE} ({error})") from error
+                    raise error from error.__cause__
                 else:
                     auth_failures += isinstance(error, AuthenticationError)
                     retry_after = retry_after_seconds(error)
@@ -194,6 +199,17 @@ class Supervisor:
             attempt += 1
             logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
             await trio.sleep(delay)
+
+    def _reached_closed_exchange(self, error: BaseException, *, started: bool) -> bool:
+        # Only our own attempt to reach BitMEX's hosts: a user's ``connect`` goes elsewhere.
+        return (
+            not started
+            and self.opts.connect is None
+            and is_closed_exchange(self.url)
+            and isinstance(
+                error, OSError | ConnectionTimeout | trio_websocket.HandshakeError | ssl.SSLError
+            )
+        )
 
     def _learn_clock_offset(self, welcome: proto.Welcome) -> None:
         if welcome.timestamp is not None:

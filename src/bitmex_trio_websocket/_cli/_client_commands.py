@@ -29,8 +29,9 @@ import orjson
 import trio
 
 from .. import _protocol as proto
-from .._client import BitMEXWebsocket, open_bitmex_websocket, resolve_network
+from .._client import BitMEXWebsocket, open_bitmex_websocket
 from .._exceptions import BitMEXError
+from .._networks import resolve_network
 from ._run import PROG, CommandError, Subparsers, run_command
 
 __all__ = ["add_demo", "add_listen", "add_record"]
