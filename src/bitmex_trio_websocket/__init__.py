@@ -25,6 +25,9 @@ from ._exceptions import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    ReplayInterrupted,
+    ReplayRefused,
+    ReplaySourceError,
     SubscriptionError,
 )
 from ._routing import ConnectionStats
@@ -56,6 +59,9 @@ __all__ = [
     "ProtocolError",
     "Reconnected",
     "RemoteProtocolError",
+    "ReplayInterrupted",
+    "ReplayRefused",
+    "ReplaySourceError",
     "Resyncing",
     "Storage",
     "SubscriptionError",

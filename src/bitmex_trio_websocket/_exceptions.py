@@ -12,11 +12,14 @@ well-formed error reply from BitMEX carrying its structured fields. ::
     │   ├── AuthenticationError      the server refused our credentials
     │   └── SubscriptionError        the server refused a subscribe/unsubscribe
     ├── ConnectionClosed*            the connection is closed and was not recovered: reason
+    │   ├── ReplayRefused*           tardis-machine refused the replay (1011): why, what to do
+    │   └── ReplayInterrupted*       a replay server's connection dropped before the end
     ├── HandshakeError*              the websocket upgrade failed
     │   └── ConnectionRejected*      the server answered the upgrade with an HTTP error
     ├── ConnectionTimeout*           connect, welcome, auth or a command reply took too long
     ├── ExchangeClosedError          mainnet/testnet: BitMEX closed on 2026-09-23
-    └── DeadMansSwitchError          cancelAllAfter was refused or never acknowledged
+    ├── DeadMansSwitchError          cancelAllAfter was refused or never acknowledged
+    └── ReplaySourceError            a replay source cannot be read: path, line
 
 Classes marked * also subclass the trio-websocket exception of the same name, so code written for
 the 2021 library (``except trio_websocket.ConnectionClosed``) keeps working, while
@@ -46,6 +49,9 @@ __all__ = [
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
+    "ReplayInterrupted",
+    "ReplayRefused",
+    "ReplaySourceError",
     "SubscriptionError",
     "redact_request",
 ]
@@ -179,3 +185,57 @@ class DeadMansSwitchError(BitMEXError):
     Raised in the connection's task: with money at stake, a dead man's switch that silently
     stopped working is worse than a closed connection.
     """
+
+
+class ReplayRefused(ConnectionClosed):
+    """A replay server (tardis-machine's ``/ws-replay``) closed the connection with 1011: it got
+    no subscription within its 2 s window, or a table it cannot replay (a private or unknown
+    one). ``reason`` is the server's close reason; the text says why and what to do.
+    """
+
+    def __init__(self, reason: trio_websocket.CloseReason | None, explanation: str) -> None:
+        super().__init__(reason)
+        self.explanation = explanation
+
+    def __str__(self) -> str:
+        return self.explanation
+
+
+class ReplayInterrupted(ConnectionClosed):
+    """A replay server's connection ended before its end-of-data close.
+
+    Never retried: a replay server starts the window again on every connection, so a reconnect
+    would deliver every row a second time. ``reason`` is the close (1006 for a lost socket),
+    ``messages`` how many messages arrived before it.
+    """
+
+    def __init__(self, reason: trio_websocket.CloseReason | None, messages: int) -> None:
+        super().__init__(reason)
+        self.messages = messages
+
+    def __str__(self) -> str:
+        code = self.reason.code if self.reason is not None else 1006
+        text = self.reason.reason if self.reason is not None else None
+        return (
+            f"the replay's connection ended before the end of the data ({code}"
+            f"{f' {text}' if text else ''}) after {self.messages} messages; not reconnected, "
+            "since a new connection would replay the window again from its start"
+        )
+
+
+class ReplaySourceError(BitMEXError):
+    """A replay source cannot be read: an unknown format, a truncated gzip or zstd stream, a
+    malformed line, a frame that is not BitMEX data, or files that go back in time.
+
+    ``path`` names the file (``None`` when the problem is the source as a whole) and ``line`` its
+    1-based line number (``None`` when no single line is to blame).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        where = path if path is not None else ""
+        if path is not None and line is not None:
+            where = f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
