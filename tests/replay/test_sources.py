@@ -201,3 +201,35 @@ def test_missing_paths_and_empty_sources(tmp_path: Path) -> None:
         read(tmp_path / "empty")
     (tmp_path / "empty.gz").write_bytes(gzip.compress(b""))
     assert read(tmp_path / "empty.gz") == []
+
+
+def test_a_recorder_disconnect_is_a_marker_only_when_asked_for(tmp_path: Path) -> None:
+    frames = captured_session()[:6]
+    path = tmp_path / "gap"
+    path.write_bytes(slice_bytes(frames[:3]) + b"\n\n" + slice_bytes(frames[3:]))
+    assert read(path) == read(write_slices(tmp_path / "plain", frames))
+    marked = list(iter_frames(path, disconnects=True))
+    assert [f.text for f in marked] == [frames[0][1], frames[1][1], frames[2][1], ""] + [
+        text for _, text in frames[3:]
+    ]
+    # One marker per gap, at the time of the frame before it; empty recording lines are no gap.
+    assert (marked[3].line, marked[3].received_at) == (4, marked[2].received_at)
+    recording = tmp_path / "r.jsonl"
+    recording.write_bytes(recording_bytes(frames[:3]) + b"\n" + recording_bytes(frames[3:]))
+    assert all(f.text for f in iter_frames(recording, disconnects=True))
+
+
+def test_a_cache_prefers_zstd_and_reads_multi_minute_slices(tmp_path: Path) -> None:
+    frames = stretched(captured_session()[:40], 10.0)
+    folder = write_cache_folder(tmp_path, frames, compression="zst")
+    for path in list(folder.rglob("*.json.zst")):  # the same minutes again, as gzip copies
+        path.with_name(path.name.replace(".zst", ".gz")).write_bytes(
+            gzip.compress(zstandard.ZstdDecompressor().decompress(path.read_bytes()))
+        )
+    assert all(name.endswith(".zst") for name in source_files(tmp_path))
+    assert [text for _, text in read(tmp_path)] == [text for _, text in frames]
+    for copy in list(folder.rglob("*.json.gz")):
+        copy.unlink()
+    minute = next(folder.rglob("*.json.zst"))
+    minute.rename(minute.with_name(minute.name.replace(".json", ".size-5.json")))
+    assert [text for _, text in read(tmp_path)] == [text for _, text in frames]

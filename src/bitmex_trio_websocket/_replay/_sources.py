@@ -27,7 +27,9 @@ non-empty line says whether it is a recording (a JSON object) or slices (a times
 Bad input is a ``ReplaySourceError`` naming the file and line: an unknown format, a truncated or
 corrupt compressed stream, a malformed line, a file that starts before the previous file ended.
 Rows of a recording that are not received frames (``send``, ``connect``) and empty lines are
-skipped. Within one file, times are taken as recorded (pacing never waits for an earlier time).
+skipped; in Tardis slices an empty line marks a disconnect of Tardis's recorder (``disconnects``).
+A cache holding one minute both as ``.json.zst`` and ``.json.gz`` is read from the zstd file.
+Within one file, times are taken as recorded (pacing never waits for an earlier time).
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _CHUNK: Final = 1 << 20
 # Tardis writes 7 fractional digits; any count (or none) is read, the "Z" is required.
 _STAMP: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
-# <anything>/<64 hex: the subscription set>/YYYY/MM/DD/HH/MM.json[.gz|.zst]
+# <anything>/<64 hex: the subscription set>/YYYY/MM/DD/HH/MM[.size-N].json[.gz|.zst]
 _CACHE_PATH: Final = re.compile(
-    r"(?:^|.*/)([0-9a-f]{64})/(\d{4})/(\d\d)/(\d\d)/(\d\d)/(\d\d)\.json(?:\.gz|\.zst)?$"
+    r"(?:^|.*/)([0-9a-f]{64})/(\d{4})/(\d\d)/(\d\d)/(\d\d)/(\d\d)((?:\.size-\d+)?)"
+    r"\.json(\.gz|\.zst)?$"
 )
 _RECEIVED: Final = frozenset({"recv", "server"})
 
@@ -88,16 +91,23 @@ class ReplayFrame:
 _new_frame: Final = fast_constructor(ReplayFrame)
 
 
-def iter_frames(source: ReplaySource) -> Iterator[ReplayFrame]:
+def iter_frames(source: ReplaySource, *, disconnects: bool = False) -> Iterator[ReplayFrame]:
     """Server-to-client frames of ``source`` in time order (see the module docstring).
 
     ``ReplaySourceError`` for anything that cannot be read; files are opened one at a time, as
-    the iteration reaches them.
+    the iteration reaches them. With ``disconnects``, a recorder's disconnect (an empty line in
+    Tardis slices: its connection to BitMEX dropped, so what follows starts afresh) is yielded
+    too, as a frame with empty ``text`` and the time of the frame before it.
     """
     previous: ReplayFrame | None = None
     for path in source_files(source):
         first = True
-        for frame in _file_frames(path):
+        for frame in _file_frames(path, disconnects):
+            if not frame.text:
+                if previous is not None and previous.text:  # one marker per gap
+                    previous = _new_frame(previous.received_at, "", frame.origin, frame.line)
+                    yield previous
+                continue
             if first:
                 first = False
                 if previous is not None and frame.received_at < previous.received_at:
@@ -145,16 +155,19 @@ def _folder_files(folder: str) -> list[str]:
     )
     if not found:
         raise ReplaySourceError("the folder holds no files", path=folder)
-    cached: list[tuple[tuple[str, ...], str]] = []
+    cached: dict[tuple[str, ...], str] = {}
     sets: set[str] = set()
     others: list[str] = []
     for name in found:
         match = _CACHE_PATH.match(Path(name).as_posix())
         if match is None:
             others.append(name)
-        else:
-            sets.add(match[1])
-            cached.append((match.groups()[1:], name))
+            continue
+        sets.add(match[1])
+        slice_key = match.groups()[1:7]
+        # The clients fetch a slice as zstd or gzip; with both cached, one is the other's copy.
+        if slice_key not in cached or match[8] == ".zst":
+            cached[slice_key] = name
     if len(sets) > 1:
         raise ReplaySourceError(
             f"the folder holds {len(sets)} Tardis subscription sets, whose data overlaps in time: "
@@ -166,13 +179,13 @@ def _folder_files(folder: str) -> list[str]:
             f"the folder mixes a Tardis cache with other files (e.g. {others[0]})", path=folder
         )
     if cached:
-        return [name for _, name in sorted(cached)]
+        return [name for _, name in sorted(cached.items())]
     # Any folder of slice files: ordered by each file's first timestamp, then by name.
     return [name for _, name in sorted((_first_time(name), name) for name in others)]
 
 
 def _first_time(path: str) -> float:
-    with closing(_file_frames(path)) as frames:
+    with closing(_file_frames(path, False)) as frames:
         for frame in frames:
             return frame.received_at
     return float("-inf")  # an empty file goes first; it yields nothing
@@ -190,10 +203,12 @@ def detect_format(first_line: bytes) -> str | None:
     return None
 
 
-def _file_frames(path: str) -> Generator[ReplayFrame, None, None]:
+def _file_frames(path: str, disconnects: bool = False) -> Generator[ReplayFrame, None, None]:
     parse = None
     for number, line in _numbered_lines(path):
         if not line:
+            if disconnects and parse is _slice_frame:
+                yield _new_frame(0.0, "", path, number)
             continue
         if parse is None:
             kind = detect_format(line)
