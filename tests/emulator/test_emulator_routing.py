@@ -79,3 +79,32 @@ def test_removed_or_inactive_subscriptions_get_nothing() -> None:
     router.remove(second)
     router.remove(third)
     assert len(router) == 0
+
+
+def test_a_session_with_overlapping_topics_gets_each_delta_once() -> None:
+    # trade and trade:XBTUSD on one session: one delivery per delta, not one per topic
+    router = Router()
+    both, other = Inbox(), Inbox()
+    router.add(sub("trade"), both)
+    router.add(sub("trade:XBTUSD"), both)
+    router.add(sub("trade"), other)
+    row = {"symbol": "XBTUSD", "size": 100, "price": 95000.5}
+    router.publish([Delta("trade", "insert", "XBTUSD", [row])])
+    router.publish([Delta("trade", "insert", "ETHUSD", [{**row, "symbol": "ETHUSD"}])])
+    assert [m["data"][0]["symbol"] for m in both.messages()] == ["XBTUSD", "ETHUSD"]
+    assert len(other.frames) == 2
+
+
+def test_floats_are_written_as_bitmex_wrote_them() -> None:
+    # whole floats keep ".0" (jkorf capture, 2025), tiny and huge ones Java's exponent form
+    # (roq-bitmex funding partial: 1.0E-4, 3.0000000000000003E-4)
+    router = Router()
+    inbox = Inbox()
+    router.add(sub("funding"), inbox)
+    row = {"symbol": "XBTUSD", "fundingRate": 0.0001, "price": 94998.0, "size": 100,
+           "big": 123456789.0, "id": 62400580205}  # fmt: skip
+    router.publish([Delta("funding", "insert", "XBTUSD", [row])])
+    (frame,) = inbox.frames
+    assert '"fundingRate":1.0E-4' in frame and '"price":94998.0' in frame
+    assert '"big":1.23456789E8' in frame and '"id":62400580205' in frame and '"size":100,' in frame
+    assert orjson.loads(frame)["data"][0]["fundingRate"] == 0.0001

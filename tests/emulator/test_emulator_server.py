@@ -317,7 +317,7 @@ async def test_subscribe_errors(autojump_clock: trio.testing.MockClock) -> None:
                 (
                     {"op": "subscribe", "args": ["trade:NOPE"]},
                     400,
-                    "Unknown or expired symbol: NOPE",
+                    "Unknown or expired symbol.",
                 ),
                 (
                     {"op": "subscribe", "args": ["margin:XBTUSD"]},
@@ -1055,8 +1055,10 @@ async def test_storage_converges_to_the_market(autojump_clock: trio.testing.Mock
         snap = market.snapshot(table, account=DEFAULT_ACCOUNT)
         assert snap.rows, table
         assert keyed(storage.rows(table), snap.keys) == keyed(snap.rows, snap.keys), table
-    executions = market.snapshot("execution", account=DEFAULT_ACCOUNT).rows
-    assert executions and storage.rows("execution")[-len(executions) :] == executions
+    # the execution partial is empty (BitMEX 2024+); the orders placed live arrive as inserts
+    assert market.snapshot("execution", account=DEFAULT_ACCOUNT).rows == []
+    executions = storage.rows("execution")
+    assert {row["execType"] for row in executions} >= {"New", "Trade"}
 
 
 # --------------------------------------------------------------------------- pytest fixture

@@ -16,7 +16,9 @@ from bitmex_trio_websocket._auth import realtime_signature
 from bitmex_trio_websocket._protocol import decode_client_frame
 from bitmex_trio_websocket.emulator import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_API_SECRET
 from bitmex_trio_websocket.emulator._handshake import Authenticator
+from bitmex_trio_websocket.emulator._limits import Limits
 from bitmex_trio_websocket.emulator._session import (
+    CloseSession,
     Output,
     Session,
     SwitchSet,
@@ -103,7 +105,7 @@ def test_subscribe_acks_each_topic_then_opens_it_in_order() -> None:
         ("nonsense", 400, "Unknown table: nonsense"),
         ("chat", 400, "Unknown table: chat"),  # platform tables live on /realtimePlatform
         ("margin:XBTUSD", 400, "Unknown table: margin:XBTUSD"),  # margin has no symbol
-        ("trade:NOPE", 400, "Unknown or expired symbol: NOPE"),
+        ("trade:NOPE", 400, "Unknown or expired symbol."),
         (
             "order",
             401,
@@ -284,3 +286,51 @@ def test_a_closed_session_ends_its_topics_and_answers_nothing() -> None:
     assert session.topics == ()
     assert send(session, "ping") == []
     assert send(session, subscribe("quote")) == []
+
+
+# --------------------------------------------------------------------------- in-band limits
+
+
+def limited_session(**options: Any) -> Session:
+    authenticator = Authenticator(
+        {DEFAULT_API_KEY: (DEFAULT_API_SECRET, DEFAULT_ACCOUNT)}, lambda: NOW, Forced()
+    )
+    return Session(path="/realtime", symbols=SYMBOLS, authenticator=authenticator,
+                   limits=Limits(**options))  # fmt: skip
+
+
+def test_a_command_burst_gets_bitmex_429_with_retry_after() -> None:
+    session = limited_session(command_burst=3, commands_per_second=0.5)
+    for topic in ("trade", "quote", "instrument"):
+        assert any(isinstance(o, TopicOpened) for o in send(session, subscribe(topic)))
+    outputs = send(session, subscribe("funding"))
+    assert frames(outputs) == [
+        {"status": 429, "error": "Rate limit exceeded, retry in 2 seconds.",
+         "meta": {"retryAfter": 2}, "request": subscribe("funding")}
+    ]  # fmt: skip
+    assert not any(isinstance(o, TopicOpened) for o in outputs)
+    # two seconds later a token is back
+    later = session.handle(
+        decode_client_frame(orjson.dumps(subscribe("funding")).decode()), NOW + 2
+    )
+    assert any(isinstance(o, TopicOpened) for o in later)
+
+
+def test_topics_past_the_pending_limit_get_503_each() -> None:
+    session = limited_session(max_pending_subscriptions=2)
+    outputs = send(session, subscribe("trade", "quote", "instrument", "funding"))
+    assert sum(isinstance(o, TopicOpened) for o in outputs) == 2
+    refused = [f for f in frames(outputs) if f.get("status") == 503]
+    assert refused == [
+        {"status": 503, "error": "Max Pending subscription limit reached, please try again later.",
+         "request": subscribe("trade", "quote", "instrument", "funding")}
+    ] * 2  # fmt: skip
+
+
+def test_too_many_errors_close_the_session() -> None:
+    session = limited_session(max_errors=3)
+    for _ in range(2):
+        outputs = send(session, "not json")
+        assert not any(isinstance(o, CloseSession) for o in outputs)
+    outputs = send(session, "not json")
+    assert outputs[-1] == CloseSession(1008, "Too many errors in this session.")

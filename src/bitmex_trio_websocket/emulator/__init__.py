@@ -27,7 +27,8 @@ Layout, from the socket inward (imports point down this list, never up):
 * ``_session``: the protocol, sans-IO (commands in, replies out); ``_routing``: fan-out;
 * ``_handshake`` (upgrade decisions, API keys), ``_multiplex`` (``/realtimemd``),
   ``_transport`` (outgoing queue, fault-injecting stream), ``_replay``/``_replay_feed``
-  (recordings), ``_faults``, ``_texts``;
+  (recordings), ``_faults``, ``_texts``, ``_limits`` (BitMEX's in-band 429/503/error limits),
+  ``_json`` (BitMEX's float spelling);
 * ``market``: the synthetic market, sans-IO (books and trades, order flow, instruments and
   funding, accounts, schemas).
 """
@@ -35,6 +36,7 @@ Layout, from the socket inward (imports point down this list, never up):
 from ._connection import EmulatorConnection
 from ._faults import RANDOM_FAULT_KINDS, FaultKind, FaultRecord, RandomFaults, ScheduledFault
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from ._limits import Limits
 from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._server import Emulator, open_emulator
 from .market import DEFAULT_ACCOUNT, Market
@@ -48,6 +50,7 @@ __all__ = [
     "EmulatorConnection",
     "FaultKind",
     "FaultRecord",
+    "Limits",
     "Market",
     "RandomFaults",
     "RecordedFrame",

@@ -55,12 +55,12 @@ from .._protocol import (
     Subscribe,
     Unrecognized,
     decode_client_frame,
-    encode_table,
 )
 from ._faults import FaultKind, ScheduledFault
+from ._json import encode_table
 from ._multiplex import CLOSE, MULTIPLEX_PATH, OPEN, decode_payload, parse_mux_frame, wrap_prefix
 from ._replay_feed import ReplayFeed
-from ._session import Session, Subscription, TopicClosed, TopicOpened
+from ._session import CloseSession, Session, Subscription, TopicClosed, TopicOpened
 from ._texts import MALFORMED_FRAME, SLOW_CLIENT_CODE, SLOW_CLIENT_REASON
 from ._transport import CloseRequest, FaultStream, Outbox, encode_text_frames
 
@@ -244,6 +244,11 @@ class EmulatorConnection:
         self._outbox.put_nowait(CloseRequest(code, reason), force=True)
         await self.finished.wait()
 
+    def close_nowait(self, code: int = 1000, reason: str = "Bye") -> None:
+        """``close`` without waiting for the connection to end."""
+        self._log(FaultKind.GOING_AWAY if code == 1001 else FaultKind.CLOSE, f"{code} {reason}")
+        self._outbox.put_nowait(CloseRequest(code, reason), force=True)
+
     def stall(self) -> None:
         """Stop sending anything (pongs included) while keeping the socket open."""
         if not self._stream.stalled:
@@ -403,6 +408,11 @@ class EmulatorConnection:
         if endpoint is not None:
             self._end(endpoint)
 
+    def _close_stream_of(self, endpoint: _Endpoint) -> None:
+        for stream_id, candidate in list(self._streams.items()):
+            if candidate is endpoint:
+                self._close_stream(stream_id)
+
     def _execute(self, endpoint: _Endpoint, command: ClientCommand) -> None:
         """Run one command of ``endpoint``'s session and carry out what it asks, at once."""
         session = endpoint.session
@@ -418,6 +428,13 @@ class EmulatorConnection:
                 self._open_topic(endpoint, output.subscription)
             elif isinstance(output, TopicClosed):
                 self._host.unroute(output.subscription)
+            elif isinstance(output, CloseSession):
+                if endpoint is self._main:
+                    self._teardown()
+                    self._outbox.put_nowait(CloseRequest(output.code, output.reason), force=True)
+                else:  # one stream of /realtimemd: only that stream ends
+                    self._close_stream_of(endpoint)
+                return
             else:
                 self._host.set_dead_mans_switch(output.account, output.timeout_ms)
 

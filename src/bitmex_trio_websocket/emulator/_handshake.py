@@ -146,9 +146,15 @@ class Gatekeeper:
         self._on_scripted_refusal = on_scripted_refusal
         self._used = 0
         self._reset_at: float | None = None
+        self._down_until = -math.inf  # an exchange deploy: every upgrade refused until then
 
     def refuse_next(self, n: int, status: int, retry_after: int) -> None:
         self._scripted.extend([(status, retry_after)] * n)
+
+    def refuse_until(self, until: float) -> None:
+        """Refuse every upgrade with 503 until trio time ``until`` (BitMEX during a deploy:
+        the official node connector treated 502/503 at upgrade as downtime and retried)."""
+        self._down_until = max(self._down_until, until)
 
     def admit(
         self, target: str, headers: Sequence[tuple[bytes, bytes]], now: float
@@ -162,6 +168,8 @@ class Gatekeeper:
             status, retry_after = self._scripted.popleft()
             self._on_scripted_refusal(status)
             return rate_limited(status, retry_after)
+        if now < self._down_until:
+            return rate_limited(503, max(1, math.ceil(self._down_until - now)))
         if self._reset_at is None or now >= self._reset_at:
             self._used, self._reset_at = 0, now + self.window
         if self._used >= self.budget:

@@ -23,12 +23,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
-import orjson
 import trio
 
-from .._protocol import SYMBOL_TABLES, encode_table
+from .._protocol import SYMBOL_TABLES
 from ._faults import FaultKind, FaultRecord
 from ._handshake import Authenticator, Gatekeeper
+from ._json import dumps, encode_table
+from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording
 from ._replay_feed import ReplayFeed
 from ._routing import Deliver, Router
@@ -40,10 +41,6 @@ __all__ = ["Hub"]
 
 BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 SERVED: Final = PUBLIC_TABLES_SERVED | PRIVATE_TABLES_SERVED
-
-
-def _text(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
 
 
 class Hub:
@@ -59,8 +56,10 @@ class Hub:
         speed: float,
         connection_budget: int,
         budget_window: float,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.market = market
+        self.limits = limits
         self.recording = recording
         self.clock = clock
         self.speed = speed
@@ -108,6 +107,7 @@ class Hub:
             authenticator=self.authenticator,
             account=account,
             api_key=api_key,
+            limits=self.limits,
         )
 
     def new_replay_feed(
@@ -134,7 +134,7 @@ class Hub:
         if table not in SERVED:
             keys = FALLBACK_KEYS.get(table, [])
             message = {"table": table, "action": "partial", "keys": keys, "types": {}}
-            return _text({**message, "filter": filt, "data": []})
+            return dumps({**message, "filter": filt, "data": []})
         market = self._require_market()
         market.enable_table(table)
         snap = market.snapshot(table, symbol, account)
@@ -144,13 +144,15 @@ class Hub:
             "keys": snap.keys,
             "types": snap.types,
         }
+        # Since 2023 a partial has keys, types and filter only (roq-bitmex captures); only the
+        # legacy (pre-2023) book form still carries foreignKeys and attributes.
         if snap.foreign_keys:
             partial["foreignKeys"] = snap.foreign_keys
         if snap.attributes:
             partial["attributes"] = snap.attributes
         partial["filter"] = filt
         partial["data"] = snap.rows
-        return _text(partial)
+        return dumps(partial)
 
     def unknown_row(self, table: str, symbol: str) -> dict[str, Any]:
         """A row keyed so that no client can have it (for the unknown-id fault)."""

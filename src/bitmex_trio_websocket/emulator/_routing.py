@@ -6,7 +6,9 @@ registered with the function that delivers a frame to its session (the connectio
 a ``/realtimemd`` stream's wrapper), so the router knows nothing about connections. A delta
 costs one lookup for its own symbol plus one for the table's all-symbols subscribers (never a
 scan of every subscription) and is encoded once, however many sessions receive it. Buckets are
-insertion-ordered dicts, so fan-out order is subscription order: deterministic.
+insertion-ordered dicts, so fan-out order is subscription order: deterministic. A session
+subscribed to both ``trade`` and ``trade:XBTUSD`` gets each delta once, not once per topic
+(deliveries are de-duplicated by the session's deliver function).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._protocol import PRIVATE_TABLES, SYMBOL_TABLES, encode_table
+from .._protocol import PRIVATE_TABLES, SYMBOL_TABLES
+from ._json import encode_table
 from ._session import Subscription
 from .market import Delta
 
@@ -49,11 +52,22 @@ class Router:
             account = delta.account if delta.table in PRIVATE_TABLES else None
             for symbol, rows in self._split(delta):
                 targets = list(self._subs.get((delta.table, symbol, account), _NOBODY).items())
+                overlap = bool(targets)
                 if symbol is not None:
-                    targets.extend(self._subs.get((delta.table, None, account), _NOBODY).items())
+                    everything = self._subs.get((delta.table, None, account), _NOBODY)
+                    targets.extend(everything.items())
+                    overlap = overlap and bool(everything)
                 if not targets:
                     continue
                 frame = encode_table(delta.table, delta.action, rows)
+                if overlap:  # a session with both topics must get the delta once
+                    seen: set[Deliver] = set()
+                    unique: list[tuple[Subscription, Deliver]] = []
+                    for sub, deliver in targets:
+                        if sub.active and deliver not in seen:
+                            seen.add(deliver)
+                            unique.append((sub, deliver))
+                    targets = unique
                 for sub, deliver in targets:  # a copy: delivering may shed a slow connection
                     if sub.active:
                         deliver(frame)

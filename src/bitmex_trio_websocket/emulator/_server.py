@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -50,6 +51,7 @@ from ._faults import (
 )
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Refusal
 from ._hub import Hub
+from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording, load_recording
 from ._texts import iso_timestamp
 from ._transport import FaultStream
@@ -188,6 +190,20 @@ class Emulator:
 
     # ------------------------------------------------------------------ the market
 
+    async def deploy(self, *, down_for: float = 0.0) -> None:
+        """An exchange deploy: every live connection is closed with 1000 "Bye" (what BitMEX
+        sent when it restarted its feed handlers, protocol reference section 13), and for
+        ``down_for`` seconds every new upgrade is refused with 503 and ``Retry-After``, so
+        clients reconnect in a storm once it is back. Returns when the connections are gone."""
+        hub = self._hub
+        if down_for > 0:
+            hub.gate.refuse_until(trio.current_time() + down_for)
+        live = list(self.connections)
+        for connection in live:
+            connection.close_nowait(1000, "Bye")
+        for connection in live:
+            await connection.finished.wait()
+
     def stop_market(self) -> None:
         """Make the market stand still from now on, as if ``max_events`` had been reached."""
         self._max_events = self.events
@@ -325,6 +341,15 @@ class Emulator:
     def _start(self, nursery: trio.Nursery | None) -> None:
         self._nursery = self._hub.nursery = nursery
 
+    async def _run_byes(self, mean_interval: float, seed: int) -> None:
+        """Spontaneous 1000 "Bye" closes, a market event: at seeded exponential intervals of
+        mean ``mean_interval`` seconds, every connection is closed as in a deploy."""
+        rng = random.Random(f"bye/{seed}")
+        while True:
+            await trio.sleep(rng.expovariate(1.0 / mean_interval))
+            for connection in list(self.connections):
+                connection.close_nowait(1000, "Bye")
+
     async def _run_market(self) -> None:
         market = self._hub.market
         if market is None:
@@ -442,6 +467,8 @@ async def open_emulator(
     clock: Callable[[], float] | None = None,
     legacy_book: bool = False,
     max_queued_frames: int = 10_000,
+    limits: Limits = DEFAULT_LIMITS,
+    bye_every: float | None = None,
 ) -> AsyncIterator[Emulator]:
     """Run a local BitMEX realtime emulator for the duration of the ``async with`` block.
 
@@ -450,8 +477,12 @@ async def open_emulator(
     still. ``replay`` serves a recording instead, at ``speed`` times real time (``0``: as fast as
     the client reads). ``accounts`` maps API keys to ``(secret, account number)``; by default the
     one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``). ``clock`` is the wall clock
-    used for timestamps (default ``time.time``); timers run on trio's clock. With ``listen=False``
-    no TCP port is opened and only the in-memory variant is available.
+    used for timestamps (default ``time.time``); the market opens at that clock's time, so a
+    fixed ``clock`` makes a seeded run byte-identical. Timers run on trio's clock. With
+    ``listen=False`` no TCP port is opened and only the in-memory variant is available.
+    ``limits`` sets BitMEX's in-band limits (429 bursts, 503 pending, the error limit);
+    ``bye_every`` (seconds, default off) closes every connection with 1000 "Bye" at seeded
+    random intervals of that mean, as BitMEX's deploys did.
     """
     if max_events is not None and max_events < 0:
         raise ValueError("max_events must be non-negative")
@@ -459,6 +490,9 @@ async def open_emulator(
         raise ValueError("connection_budget must be >= 0 and max_queued_frames >= 1")
     if speed < 0 or rate < 0:
         raise ValueError("speed and rate must be non-negative")
+    if bye_every is not None and bye_every <= 0:
+        raise ValueError("bye_every must be positive (or None: off)")
+    wall = clock or time.time
     account_map = (
         dict(accounts) if accounts else {DEFAULT_API_KEY: (DEFAULT_API_SECRET, DEFAULT_ACCOUNT)}
     )
@@ -468,6 +502,7 @@ async def open_emulator(
         market = Market(
             seed=seed,
             symbols=list(symbols) if symbols is not None else None,
+            start_time=wall(),
             legacy_book=legacy_book,
         )
         for _, account in account_map.values():
@@ -477,10 +512,11 @@ async def open_emulator(
         market=market,
         recording=recording,
         accounts=account_map,
-        clock=clock or time.time,
+        clock=wall,
         speed=speed,
         connection_budget=connection_budget,
         budget_window=budget_window,
+        limits=limits,
     )
     emulator = Emulator(hub, rate=rate, max_events=max_events, max_queued_frames=max_queued_frames)
     try:
@@ -489,6 +525,8 @@ async def open_emulator(
             if listen:
                 await nursery.start(emulator._serve_tcp, host, port)
             nursery.start_soon(emulator._run_market)
+            if bye_every is not None:
+                nursery.start_soon(emulator._run_byes, bye_every, seed)
             try:
                 yield emulator
             finally:

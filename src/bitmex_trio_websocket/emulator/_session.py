@@ -9,7 +9,12 @@ topics are subscribed. ``handle(command, now)`` takes one decoded client command
 * ``TopicOpened``: a subscription was accepted; its ack was the frame before. The connection
   sends the topic's data (partial first) right away and routes its deltas from then on;
 * ``TopicClosed``: a subscription ended; stop routing it (it is already inactive);
-* ``SwitchSet``: (re)arm, or with 0 disarm, the account's dead man's switch.
+* ``SwitchSet``: (re)arm, or with 0 disarm, the account's dead man's switch;
+* ``CloseSession``: close the session (it made too many errors, see ``_limits``).
+
+BitMEX's in-band limits (``_limits``) apply here: a burst of subscribe/unsubscribe commands is
+refused with 429, topics of one subscribe past the pending limit get 503, and an error reply past
+the error limit closes the session.
 
 Nothing here does I/O, reads a clock or knows about the market: credentials are checked by the
 shared ``Authenticator`` (sans-IO too; its fail-next-auth fault is server-wide), the time for
@@ -46,6 +51,8 @@ from .._protocol import (
     parse_topic,
 )
 from ._handshake import Authenticator
+from ._json import dumps
+from ._limits import DEFAULT_LIMITS, CommandBucket, Limits
 from ._texts import (
     ACCOUNT_LOCKED,
     ACCOUNT_LOCKED_META,
@@ -53,12 +60,15 @@ from ._texts import (
     BAD_SYMBOL,
     DMS_UNAUTHENTICATED,
     DOCS_SUFFIX,
+    MAX_PENDING,
     PLATFORM_TABLES,
+    RATE_LIMITED,
     UNRECOGNIZED,
     iso_timestamp,
 )
 
 __all__ = [
+    "CloseSession",
     "Output",
     "Session",
     "Subscription",
@@ -110,7 +120,15 @@ class SwitchSet:
     timeout_ms: int
 
 
-Output = str | TopicOpened | TopicClosed | SwitchSet
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    """Close the session with this websocket close code and reason."""
+
+    code: int
+    reason: str
+
+
+Output = str | TopicOpened | TopicClosed | SwitchSet | CloseSession
 
 
 class Session:
@@ -128,8 +146,12 @@ class Session:
         authenticator: Authenticator,
         account: int | None = None,
         api_key: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.path = path
+        self.errors = 0  # error replies sent so far
+        self._limits = limits
+        self._bucket = CommandBucket(limits)
         self.account = account
         self.api_key = api_key
         self.closed = False
@@ -161,9 +183,21 @@ class Session:
         if self.closed:
             return []
         out: list[Output] = []
-        if isinstance(command, Subscribe):
+        if isinstance(command, Subscribe | Unsubscribe) and (retry := self._bucket.take(now)):
+            meta = {"retryAfter": retry}
+            out.append(encode_error(429, RATE_LIMITED.format(retry), meta=meta,
+                                    request=command.request))  # fmt: skip
+        elif isinstance(command, Subscribe):
+            opened = 0
             for topic in command.topics:
+                if opened >= self._limits.max_pending_subscriptions:
+                    # BitMEX's 503 carries no meta (gobitmex's example, protocol section 4.5).
+                    out.append(dumps({"status": 503, "error": MAX_PENDING,
+                                      "request": command.request}))  # fmt: skip
+                    continue
+                before = len(out)
                 self._subscribe(topic, command.request, out)
+                opened += any(isinstance(item, TopicOpened) for item in out[before:])
         elif isinstance(command, Unsubscribe):
             for topic in command.topics:
                 self._unsubscribe(topic, command.request, out)
@@ -177,6 +211,10 @@ class Session:
             out.append(encode_error(400, UNRECOGNIZED, request=command.request))
         elif isinstance(command, Ping):
             out.append(PONG)
+        self.errors += sum(1 for item in out if isinstance(item, str) and item[:10] == '{"status":')
+        if self.errors >= self._limits.max_errors:
+            limits = self._limits
+            out.append(CloseSession(limits.error_close_code, limits.error_close_reason))
         return out
 
     # ------------------------------------------------------------------ commands
@@ -195,7 +233,7 @@ class Session:
         elif table in PRIVATE_TABLES and self.account is None:
             out.append(encode_error(401, ACCOUNT_LOCKED, meta=ACCOUNT_LOCKED_META, request=request))
         elif symbol is not None and symbol not in self._symbols:
-            out.append(encode_error(400, BAD_SYMBOL.format(symbol), request=request))
+            out.append(encode_error(400, BAD_SYMBOL, request=request))
         elif (table, symbol) in self._subs:
             message = f"You are already subscribed to this topic:{topic}." + DOCS_SUFFIX
             out.append(encode_error(400, message, request=request))

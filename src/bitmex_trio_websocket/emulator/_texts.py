@@ -22,7 +22,9 @@ __all__ = [
     "DOCS_SUFFIX",
     "FALLBACK_KEYS",
     "MALFORMED_FRAME",
+    "MAX_PENDING",
     "PLATFORM_TABLES",
+    "RATE_LIMITED",
     "SLOW_CLIENT_CODE",
     "SLOW_CLIENT_REASON",
     "UNKNOWN_BOOK_ID",
@@ -40,8 +42,12 @@ ACCOUNT_LOCKED: Final = (
 ACCOUNT_LOCKED_META: Final = {
     "notes": "Account-locked tables include the following: " + ",".join(sorted(PRIVATE_TABLES))
 }
+# BitMEX's text for a symbol it does not list; it does not name the symbol (issue 16's audit).
+BAD_SYMBOL: Final = "Unknown or expired symbol."
+# In-band limits (protocol reference section 4.5: ccxt's 429 and gobitmex's 503 examples).
+RATE_LIMITED: Final = "Rate limit exceeded, retry in {} seconds."
+MAX_PENDING: Final = "Max Pending subscription limit reached, please try again later."
 # Unconfirmed: no capture shows these replies.
-BAD_SYMBOL: Final = "Unknown or expired symbol: {}"
 ALREADY_AUTHENTICATED: Final = "This connection is already authenticated."
 DMS_UNAUTHENTICATED: Final = "User requested cancelAllAfter but no authorization was provided."
 SLOW_CLIENT_CODE: Final = 1008

@@ -185,9 +185,10 @@ class Books:
     # ------------------------------------------------------------------ rows
 
     def full_row(self, book: Book, side: Side, level: Level) -> dict[str, Any]:
-        if self.legacy:
+        if self.legacy:  # the 2019-2021 feed wrote whole prices as integers (``"price":11584``)
+            price = book.contract.price(level.tick)
             return {"symbol": book.symbol, "id": level.id, "side": side.name, "size": level.size,
-                    "price": book.contract.price(level.tick)}  # fmt: skip
+                    "price": int(price) if price.is_integer() else price}  # fmt: skip
         return {
             "symbol": book.symbol, "id": level.id, "side": side.name, "size": level.size,
             "price": book.contract.price(level.tick), "timestamp": level.ts,

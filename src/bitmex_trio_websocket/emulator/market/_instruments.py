@@ -142,9 +142,8 @@ class Contract:
         self.linear = spec.kind == "linear"
 
     def price(self, tick: int) -> float:
-        """The JSON price of ``tick``: an int when whole, as BitMEX writes ``11584``."""
-        whole, rest = divmod(tick, self._inv)
-        return whole if rest == 0 else tick / self._inv
+        """The price of ``tick``, always a float: BitMEX's 2024+ feed wrote ``94998.0``."""
+        return tick / self._inv
 
     def tick_of(self, price: float) -> int:
         """The tick of ``price``; ``ValueError`` unless it is a positive multiple of the tick."""
@@ -154,24 +153,29 @@ class Contract:
         return tick
 
     def round_price(self, price: float, extra_decimals: int = 0) -> float:
-        value = round(price, self.decimals + extra_decimals)
-        return int(value) if value == int(value) else value
+        return float(round(price, self.decimals + extra_decimals))
 
     def value(self, qty: int, price: float) -> int:
         """Signed value of ``qty`` contracts at ``price`` in settlement units (XBt / USDt).
 
         BitMEX's convention: ``multiplier * qty / price`` for inverse contracts (negative for a
-        long, the per-contract value rounded first), ``multiplier * qty * price`` otherwise.
+        long), ``multiplier * qty * price`` otherwise. Inverse values are rounded per lot, as
+        BitMEX did since its 2021 lot-size change: a 100-contract XBTUSD trade at 98570.9 had
+        ``grossValue`` 101450 (nautilus_trader ws_trade row, 2024-11,
+        ../shared/captures/nautilus_trader_bitmex_ws_rows.jsonl line 15), not 100 * 1014.
         """
         if self.inverse:
-            return qty * round(self.mult / price)
+            lot = self.spec.lot_size
+            if qty % lot:
+                return round(self.mult * qty / price)
+            return (qty // lot) * round(self.mult * lot / price)
         return round(qty * price * self.mult)
 
     def notionals(self, size: int, price: float) -> tuple[int, float, float]:
         """``(grossValue, homeNotional, foreignNotional)`` of a trade of ``size`` at ``price``."""
         if self.inverse:
-            gross = size * round(-self.mult / price)
-            return gross, round(gross / 1e8, 8), size
+            gross = -self.value(size, price)
+            return gross, round(gross / 1e8, 8), float(size)
         gross = round(size * price * self.mult)
         if self.linear:
             home = size / self.spec.underlying_to_position
@@ -182,7 +186,7 @@ class Contract:
     def entry_price(self, qty: int, cost: int) -> float:
         """Average entry price of ``qty`` contracts that cost ``cost`` (see ``value``)."""
         if qty == 0 or cost == 0:
-            return 0
+            return 0.0
         raw = self.mult * qty / cost if self.inverse else cost / (qty * self.mult)
         return self.round_price(raw, 1)
 
@@ -232,13 +236,13 @@ class Instrument:
             "underlying": underlying, "quoteCurrency": spec.quote_currency,
             "underlyingSymbol": f"{underlying}=", "reference": "BMEX",
             "referenceSymbol": f".B{underlying}", "maxOrderQty": 10_000_000 * lot,
-            "maxPrice": 1_000_000, "lotSize": lot, "tickSize": spec.tick_size,
+            "maxPrice": 1_000_000.0, "lotSize": lot, "tickSize": spec.tick_size,
             "multiplier": spec.multiplier, "settlCurrency": spec.settl_currency,
             "underlyingToPositionMultiplier": spec.underlying_to_position,
             "isQuanto": spec.kind == "quanto", "isInverse": spec.kind == "inverse",
             "initMargin": 0.01, "maintMargin": 0.005, "riskLimit": 20_000_000_000,
             "riskStep": 15_000_000_000, "taxed": True, "deleverage": True,
-            "makerFee": MAKER_FEE, "takerFee": TAKER_FEE, "settlementFee": 0,
+            "makerFee": MAKER_FEE, "takerFee": TAKER_FEE, "settlementFee": 0.0,
             "fundingBaseSymbol": f".{underlying}BON8H",
             "fundingQuoteSymbol": f".{spec.quote_currency}BON8H",
             "fundingPremiumSymbol": f".{spec.symbol}PI8H",
@@ -246,15 +250,15 @@ class Instrument:
             "fundingInterval": _FUNDING_INTERVAL_TEXT, "fundingRate": 0.0001,
             "indicativeFundingRate": 0.0001, "prevClosePrice": start_price, "totalVolume": 0,
             "volume": 0, "volume24h": 0, "prevTotalTurnover": 0, "totalTurnover": 0,
-            "turnover": 0, "turnover24h": 0, "homeNotional24h": 0, "foreignNotional24h": 0,
+            "turnover": 0, "turnover24h": 0, "homeNotional24h": 0.0, "foreignNotional24h": 0.0,
             "prevPrice24h": start_price, "vwap": start_price, "highPrice": bid_price,
             "lowPrice": bid_price, "lastPrice": bid_price, "lastPriceProtected": bid_price,
-            "lastTickDirection": "ZeroPlusTick", "lastChangePcnt": 0, "bidPrice": bid_price,
+            "lastTickDirection": "ZeroPlusTick", "lastChangePcnt": 0.0, "bidPrice": bid_price,
             "midPrice": mid, "askPrice": ask_price, "impactBidPrice": bid_price,
             "impactMidPrice": mid, "impactAskPrice": ask_price, "hasLiquidity": True,
             "openInterest": open_interest,
             "openValue": abs(contract.value(open_interest, mid)), "fairMethod": "FundingRate",
-            "fairBasisRate": 0.1095, "fairBasis": 0, "fairPrice": mid, "markMethod": "FairPrice",
+            "fairBasisRate": 0.1095, "fairBasis": 0.0, "fairPrice": mid, "markMethod": "FairPrice",
             "markPrice": mid, "indicativeSettlePrice": mid, "instantPnl": True, "timestamp": ts,
         }  # fmt: skip
 

@@ -38,6 +38,7 @@ from ._book import Books
 from ._flow import OrderFlow
 from ._instruments import DEFAULT_SYMBOLS, InstrumentSpec, spec_for
 from ._schemas import (
+    BIN_TABLES,
     LEGACY_BOOK_SCHEMA,
     PRIVATE_TABLES_SERVED,
     PUBLIC_TABLES_SERVED,
@@ -186,7 +187,7 @@ class Market:
         elif table == "funding":
             wanted = {book.symbol for book in books}
             rows = [dict(row) for row in self._funding if row["symbol"] in wanted]
-        elif table not in ("settlement", "insurance"):  # served, always empty
+        elif table not in ("settlement", "insurance") and table not in BIN_TABLES:
             rows = self._books.public_rows(table, books)
         legacy = self._books.legacy and table in ("orderBookL2", "orderBookL2_25")
         schema = LEGACY_BOOK_SCHEMA if legacy else TABLE_SCHEMAS[table]

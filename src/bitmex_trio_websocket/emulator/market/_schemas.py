@@ -2,8 +2,8 @@
 
 Theory of operation: everything here is plain data and pure functions shared by the market's
 modules. ``Delta`` is one table message the server should send (never a partial); ``Snapshot``
-is everything a partial needs. Table schemas copy the shapes BitMEX sends
-(keys/types/foreignKeys/attributes, see the protocol reference §9 and §16), and the
+is everything a partial needs. Table schemas copy the shapes BitMEX sent last (keys and
+types; the captures each comes from are named at ``TABLE_SCHEMAS``), and the
 ``*_TABLES_SERVED`` sets say which tables the synthetic market keeps. ``TimeFormatter`` turns
 epoch seconds into BitMEX's ``YYYY-MM-DDTHH:MM:SS.mmmZ`` with a tiny cache, ``timespan`` writes
 BitMEX's ``timespan`` values and ``random_guid`` draws ids from a seeded ``Random`` (no clock
@@ -21,6 +21,7 @@ from typing import Any, Final
 from ..._exceptions import BitMEXError
 
 __all__ = [
+    "BIN_TABLES",
     "DERIVED_TABLES",
     "KEYLESS_TABLES",
     "LEGACY_BOOK_SCHEMA",
@@ -61,8 +62,8 @@ class Snapshot:
 
     keys: list[str]
     types: dict[str, str]
-    foreign_keys: dict[str, str]
-    attributes: dict[str, str]
+    foreign_keys: dict[str, str]  # empty but in the legacy (pre-2023) book form
+    attributes: dict[str, str]  # empty but in the legacy (pre-2023) book form
     rows: list[dict[str, Any]]
     filter: dict[str, Any] = field(default_factory=dict)
 
@@ -71,8 +72,8 @@ class Snapshot:
 class TableSchema:
     keys: tuple[str, ...]
     types: dict[str, str]
-    foreign_keys: dict[str, str]
-    attributes: dict[str, str]
+    foreign_keys: dict[str, str] = field(default_factory=dict)  # pre-2023 partials only
+    attributes: dict[str, str] = field(default_factory=dict)  # pre-2023 partials only
 
     def snapshot(self, rows: list[dict[str, Any]], filter: dict[str, Any]) -> Snapshot:
         """A fresh ``Snapshot`` (callers may mutate it freely)."""
@@ -92,18 +93,29 @@ def _types(spec: str) -> dict[str, str]:
 
 
 _BOOK_TYPES = "symbol:symbol id:long side:symbol size:long price:float"
-_SIDE_FK = {"symbol": "instrument", "side": "side"}
-_TS_SORTED = {"timestamp": "sorted", "symbol": "grouped"}
+_BIN_TYPES = (
+    "timestamp:timestamp symbol:symbol open:float high:float low:float close:float trades:long "
+    "volume:long vwap:float lastSize:long turnover:long homeNotional:float foreignNotional:float"
+)
+_QUOTE_TYPES = (
+    "timestamp:timestamp symbol:symbol bidSize:long bidPrice:float askPrice:float askSize:long"
+)
 
+# Types as the 2024-2025 partials list them (roq-bitmex captures, ../shared/captures/
+# roq-bitmex_tests.jsonl: execution line 6, funding 7, instrument 8, liquidation 9, margin 10,
+# orderBookL2 11, position 12, quote 13, settlement 14, trade 16). Tables no 2024+ partial shows
+# (order, wallet, insurance, the bins) follow the swagger row definitions (protocol reference
+# section 9). Since 2023 a partial carries keys, types and filter only: no foreignKeys/attributes.
 TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
     "instrument": TableSchema(
         ("symbol",),
         _types(
             "symbol:symbol rootSymbol:symbol state:symbol typ:symbol listing:timestamp "
-            "front:timestamp positionCurrency:symbol underlying:symbol quoteCurrency:symbol "
-            "underlyingSymbol:symbol reference:symbol referenceSymbol:symbol calcInterval:timespan "
-            "publishInterval:timespan publishTime:timespan maxOrderQty:long maxPrice:float "
-            "lotSize:long tickSize:float multiplier:long settlCurrency:symbol "
+            "front:timestamp expiry:timestamp settle:timestamp listedSettle:timestamp "
+            "relistInterval:timespan positionCurrency:symbol underlying:symbol "
+            "quoteCurrency:symbol underlyingSymbol:symbol reference:symbol referenceSymbol:symbol "
+            "calcInterval:timespan publishInterval:timespan publishTime:timespan maxOrderQty:long "
+            "maxPrice:float lotSize:long tickSize:float multiplier:long settlCurrency:symbol "
             "underlyingToPositionMultiplier:long underlyingToSettleMultiplier:long "
             "quoteToSettleMultiplier:long isQuanto:boolean isInverse:boolean initMargin:float "
             "maintMargin:float riskLimit:long riskStep:long limit:float taxed:boolean "
@@ -111,37 +123,30 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "fundingBaseSymbol:symbol fundingQuoteSymbol:symbol fundingPremiumSymbol:symbol "
             "fundingTimestamp:timestamp fundingInterval:timespan fundingRate:float "
             "indicativeFundingRate:float rebalanceTimestamp:timestamp rebalanceInterval:timespan "
-            "prevClosePrice:float limitDownPrice:float limitUpPrice:float totalVolume:long "
-            "volume:long volume24h:long prevTotalTurnover:long totalTurnover:long turnover:long "
-            "turnover24h:long homeNotional24h:float foreignNotional24h:float prevPrice24h:float "
-            "vwap:float highPrice:float lowPrice:float lastPrice:float lastPriceProtected:float "
-            "lastTickDirection:symbol lastChangePcnt:float bidPrice:float midPrice:float "
-            "askPrice:float impactBidPrice:float impactMidPrice:float impactAskPrice:float "
-            "hasLiquidity:boolean openInterest:long openValue:long fairMethod:symbol "
-            "fairBasisRate:float fairBasis:float fairPrice:float markMethod:symbol markPrice:float "
+            "prevClosePrice:float limitDownPrice:float limitUpPrice:float prevTotalVolume:long "
+            "totalVolume:long volume:long volume24h:long prevTotalTurnover:long "
+            "totalTurnover:long turnover:long turnover24h:long homeNotional24h:float "
+            "foreignNotional24h:float prevPrice24h:float vwap:float highPrice:float "
+            "lowPrice:float lastPrice:float lastPriceProtected:float lastTickDirection:symbol "
+            "lastChangePcnt:float bidPrice:float midPrice:float askPrice:float "
+            "impactBidPrice:float impactMidPrice:float impactAskPrice:float hasLiquidity:boolean "
+            "openInterest:long openValue:long fairMethod:symbol fairBasisRate:float "
+            "fairBasis:float fairPrice:float markMethod:symbol markPrice:float "
             "indicativeSettlePrice:float settledPriceAdjustmentRate:float settledPrice:float "
-            "instantPnl:boolean minTick:float timestamp:timestamp"
+            "instantPnl:boolean minTick:float fundingBaseRate:float fundingQuoteRate:float "
+            "timestamp:timestamp"
         ),
-        {},
-        {"symbol": "grouped"},
     ),
     "orderBookL2": TableSchema(
         ("symbol", "id", "side"),
         _types(_BOOK_TYPES + " timestamp:timestamp transactTime:timestamp"),
-        dict(_SIDE_FK),
-        {"symbol": "grouped"},
     ),
     "orderBookL2_25": TableSchema(
         ("symbol", "id", "side"),
         _types(_BOOK_TYPES + " timestamp:timestamp transactTime:timestamp"),
-        dict(_SIDE_FK),
-        {"symbol": "grouped"},
     ),
     "orderBook10": TableSchema(
-        ("symbol",),
-        _types("symbol:symbol bids: asks: timestamp:timestamp"),
-        {"symbol": "instrument"},
-        {"symbol": "sorted"},
+        ("symbol",), _types("symbol:symbol bids: asks: timestamp:timestamp")
     ),
     "trade": TableSchema(
         (),
@@ -150,32 +155,18 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "tickDirection:symbol trdMatchID:guid grossValue:long homeNotional:float "
             "foreignNotional:float trdType:symbol"
         ),
-        dict(_SIDE_FK),
-        dict(_TS_SORTED),
     ),
-    "quote": TableSchema(
-        (),
-        _types(
-            "timestamp:timestamp symbol:symbol bidSize:long bidPrice:float askPrice:float "
-            "askSize:long"
-        ),
-        {"symbol": "instrument"},
-        dict(_TS_SORTED),
-    ),
+    "quote": TableSchema((), _types(_QUOTE_TYPES)),
     "funding": TableSchema(
         ("timestamp", "symbol"),
         _types(
             "timestamp:timestamp symbol:symbol fundingInterval:timespan fundingRate:float "
             "fundingRateDaily:float"
         ),
-        {"symbol": "instrument"},
-        dict(_TS_SORTED),
     ),
     "liquidation": TableSchema(
         ("orderID",),
         _types("orderID:guid symbol:symbol side:symbol price:float leavesQty:long"),
-        dict(_SIDE_FK),
-        {"orderID": "grouped"},
     ),
     "settlement": TableSchema(
         ("timestamp", "symbol"),
@@ -184,33 +175,27 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "optionStrikePrice:float optionUnderlyingPrice:float bankrupt:long taxBase:long "
             "taxRate:float"
         ),
-        {"symbol": "instrument"},
-        dict(_TS_SORTED),
     ),
     "insurance": TableSchema(
         ("currency", "timestamp"),
         _types("currency:symbol timestamp:timestamp walletBalance:long"),
-        {},
-        {"currency": "grouped", "timestamp": "sorted"},
     ),
+    **{f"tradeBin{size}": TableSchema((), _types(_BIN_TYPES)) for size in ("1m", "5m", "1h", "1d")},
+    **{
+        f"quoteBin{size}": TableSchema((), _types(_QUOTE_TYPES))
+        for size in ("1m", "5m", "1h", "1d")
+    },
     "order": TableSchema(
         ("orderID",),
         _types(
             "orderID:guid clOrdID:string clOrdLinkID:symbol account:long symbol:symbol "
-            "side:symbol orderQty:long price:float displayQty:long stopPx:float "
+            "strategy:symbol side:symbol orderQty:long price:float displayQty:long stopPx:float "
             "pegOffsetValue:float pegPriceType:symbol currency:symbol settlCurrency:symbol "
             "ordType:symbol timeInForce:symbol execInst:symbol contingencyType:symbol "
             "ordStatus:symbol triggered:symbol workingIndicator:boolean ordRejReason:symbol "
             "leavesQty:long cumQty:long avgPx:float text:string transactTime:timestamp "
             "timestamp:timestamp"
         ),
-        {"symbol": "instrument", "side": "side", "ordStatus": "ordStatus"},
-        {
-            "orderID": "grouped",
-            "account": "grouped",
-            "ordStatus": "grouped",
-            "workingIndicator": "grouped",
-        },
     ),
     "execution": TableSchema(
         (),
@@ -226,13 +211,6 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "execComm:long brokerExecComm:long homeNotional:float foreignNotional:float "
             "transactTime:timestamp timestamp:timestamp realisedPnl:long trdType:symbol"
         ),
-        {"symbol": "instrument", "side": "side", "ordStatus": "ordStatus"},
-        {
-            "execID": "grouped",
-            "account": "grouped",
-            "execType": "grouped",
-            "transactTime": "sorted",
-        },
     ),
     "position": TableSchema(
         ("account", "symbol", "strategy"),
@@ -240,41 +218,32 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "account:long symbol:symbol strategy:symbol currency:symbol underlying:symbol "
             "quoteCurrency:symbol commission:float initMarginReq:float maintMarginReq:float "
             "riskLimit:long leverage:float crossMargin:boolean deleveragePercentile:float "
-            "rebalancedPnl:long prevRealisedPnl:long openingQty:long openOrderBuyQty:long "
-            "openOrderBuyCost:long openOrderBuyPremium:long openOrderSellQty:long "
-            "openOrderSellCost:long openOrderSellPremium:long currentQty:long currentCost:long "
-            "currentComm:long realisedCost:long unrealisedCost:long grossOpenPremium:long "
-            "isOpen:boolean markPrice:float markValue:long riskValue:long homeNotional:float "
-            "foreignNotional:float posState:symbol posCost:long posCross:long posComm:long "
-            "posLoss:long posMargin:long posMaint:long initMargin:long maintMargin:long "
-            "realisedPnl:long unrealisedPnl:long unrealisedPnlPcnt:float unrealisedRoePcnt:float "
-            "avgCostPrice:float avgEntryPrice:float breakEvenPrice:float marginCallPrice:float "
-            "liquidationPrice:float bankruptPrice:float timestamp:timestamp"
+            "rebalancedPnl:long prevRealisedPnl:long prevUnrealisedPnl:long openingQty:long "
+            "openOrderBuyQty:long openOrderBuyCost:long openOrderBuyPremium:long "
+            "openOrderSellQty:long openOrderSellCost:long openOrderSellPremium:long "
+            "currentQty:long currentCost:long currentComm:long realisedCost:long "
+            "unrealisedCost:long grossOpenPremium:long isOpen:boolean markPrice:float "
+            "markValue:long riskValue:long homeNotional:float foreignNotional:float "
+            "posState:symbol posCost:long posCross:long posComm:long posLoss:long "
+            "posMargin:long posMaint:long posInit:long initMargin:long maintMargin:long "
+            "realisedPnl:long unrealisedPnl:long unrealisedPnlPcnt:float "
+            "unrealisedRoePcnt:float avgCostPrice:float avgEntryPrice:float "
+            "breakEvenPrice:float marginCallPrice:float liquidationPrice:float "
+            "bankruptPrice:float timestamp:timestamp"
         ),
-        {"symbol": "instrument"},
-        {
-            "account": "sorted",
-            "symbol": "grouped",
-            "strategy": "grouped",
-            "currency": "grouped",
-            "underlying": "grouped",
-            "quoteCurrency": "grouped",
-        },
     ),
     "margin": TableSchema(
         ("account", "currency"),
         _types(
-            "account:long currency:symbol riskLimit:long amount:long prevRealisedPnl:long "
-            "grossComm:long grossOpenCost:long grossOpenPremium:long grossExecCost:long "
-            "grossMarkValue:long riskValue:long initMargin:long maintMargin:long "
-            "targetExcessMargin:long realisedPnl:long unrealisedPnl:long walletBalance:long "
-            "marginBalance:long marginLeverage:float marginUsedPcnt:float excessMargin:long "
-            "availableMargin:long withdrawableMargin:long makerFeeDiscount:float "
-            "takerFeeDiscount:float timestamp:timestamp foreignMarginBalance:long "
-            "foreignRequirement:long"
+            "account:long currency:symbol riskLimit:long state:symbol amount:long "
+            "prevRealisedPnl:long grossComm:long grossOpenCost:long grossOpenPremium:long "
+            "grossExecCost:long grossMarkValue:long riskValue:long initMargin:long "
+            "maintMargin:long targetExcessMargin:long realisedPnl:long unrealisedPnl:long "
+            "walletBalance:long marginBalance:long marginLeverage:float marginUsedPcnt:float "
+            "excessMargin:long availableMargin:long withdrawableMargin:long "
+            "systemWithdrawableMargin:long makerFeeDiscount:float takerFeeDiscount:float "
+            "timestamp:timestamp foreignMarginBalance:long foreignRequirement:long"
         ),
-        {},
-        {"account": "sorted", "currency": "grouped"},
     ),
     "wallet": TableSchema(
         ("account", "currency"),
@@ -284,25 +253,27 @@ TABLE_SCHEMAS: Final[dict[str, TableSchema]] = {
             "confirmedDebit:long timestamp:timestamp addr:symbol script:symbol "
             "withdrawalLock:symbols"
         ),
-        {},
-        {"account": "sorted", "currency": "grouped"},
     ),
 }
 
 # Pre-2023 order-book partials: no timestamp/transactTime, and the 2021 attributes.
 LEGACY_BOOK_SCHEMA: Final = TableSchema(
-    ("symbol", "id", "side"), _types(_BOOK_TYPES), dict(_SIDE_FK),
+    ("symbol", "id", "side"), _types(_BOOK_TYPES), {"symbol": "instrument", "side": "side"},
     {"symbol": "parted", "id": "sorted"},
 )  # fmt: skip
 
+BIN_TABLES: Final = frozenset(
+    f"{kind}Bin{size}" for kind in ("trade", "quote") for size in ("1m", "5m", "1h", "1d")
+)
 PUBLIC_TABLES_SERVED: Final = frozenset(
     {
         "instrument", "orderBookL2", "orderBookL2_25", "orderBook10", "trade", "quote",
         "funding", "liquidation", "settlement", "insurance",
     }
+    | BIN_TABLES
 )  # fmt: skip
 PRIVATE_TABLES_SERVED: Final = frozenset({"order", "execution", "position", "margin", "wallet"})
-KEYLESS_TABLES: Final = frozenset({"trade", "quote", "execution"})
+KEYLESS_TABLES: Final = frozenset({"trade", "quote", "execution"} | BIN_TABLES)
 # Tables computed from the order book only when enabled (someone subscribed).
 DERIVED_TABLES: Final = frozenset({"orderBookL2_25", "orderBook10"})
 
