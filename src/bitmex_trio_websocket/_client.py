@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import CloseReason
@@ -37,30 +38,59 @@ from ._storage import Change, Storage
 from ._subscriptions import Subscriptions, Topic
 from ._supervisor import Supervisor
 
-__all__ = ["NETWORKS", "BitMEXWebsocket", "open_bitmex_websocket", "resolve_network"]
+__all__ = [
+    "NETWORKS",
+    "BitMEXWebsocket",
+    "Driver",
+    "is_replay_server_url",
+    "open_bitmex_websocket",
+    "open_client",
+    "resolve_network",
+]
 
 # Large multi-symbol partials exceed trio-websocket's 1 MiB default (the 2021 library died on
 # them); 64 MiB still bounds memory against a hostile server.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_BUFFER = 256
+ClientT = TypeVar("ClientT", bound="BitMEXWebsocket")
+
+
+class Driver(Protocol):
+    """What feeds a ``BitMEXWebsocket``: the live supervisor, or a replay of files."""
+
+    closed: BaseException | None  # once set, new listeners raise it
+    finished: bool  # the data ended (a replay): new listeners end at once
+
+    def check_listener(self, table: str, symbol: str | None) -> None:
+        """``ValueError`` for a topic this connection cannot serve."""
+
+    def demand_changed(self) -> None:
+        """A listener came or left (``Subscriptions`` holds the demand)."""
 
 
 class BitMEXWebsocket:
     """A live, self-healing view of BitMEX. Create it with ``open_bitmex_websocket``."""
 
     def __init__(
-        self, url: str, credentials: Credentials | None, options: ClientOptions, storage: Storage
+        self,
+        url: str,
+        storage: Storage,
+        *,
+        stats: ConnectionStats,
+        router: Router,
+        subscriptions: Subscriptions,
+        driver: Driver,
+        buffer: int,
+        credentials: Credentials | None = None,
     ) -> None:
         self.url = url
         self.storage = storage
-        self.stats = ConnectionStats()
+        self.stats = stats
         self._credentials = credentials
-        self._opts = options
-        self._router = Router()
-        self._subscriptions = Subscriptions()
-        self._supervisor = Supervisor(
-            url, credentials, options, storage, self.stats, self._router, self._subscriptions
-        )
+        self._buffer = buffer
+        self._router = router
+        self._subscriptions = subscriptions
+        self._driver = driver
 
     @property
     def authenticated(self) -> bool:
@@ -84,6 +114,8 @@ class BitMEXWebsocket:
         try:
             while True:
                 item = await listener.next()
+                if item is None:
+                    return  # the end of a replay's data
                 # Once awake, hand over everything already queued without a checkpoint per
                 # item: one wake-up per read of the socket instead of one per change (the
                 # queue is bounded, so this never runs long).
@@ -111,7 +143,10 @@ class BitMEXWebsocket:
         receive_nowait = listener.receive.receive_nowait
         try:
             while True:
-                yield await listener.next()
+                item = await listener.next()
+                if item is None:
+                    return  # the end of a replay's data
+                yield item
                 while True:  # drain what is queued, as listen() does
                     try:
                         item = receive_nowait()
@@ -135,30 +170,31 @@ class BitMEXWebsocket:
         lifecycle: bool,
     ) -> Listener:
         proto.make_topic(table, symbol)  # validates names before anything is registered
-        if table in proto.PRIVATE_TABLES and self._credentials is None:
-            raise ValueError(f"{table!r} is a private table: pass api_key and api_secret")
         if overflow not in ("block", "drop"):
             raise ValueError("overflow must be 'block' or 'drop'")
-        if self._supervisor.closed is not None:
-            raise self._supervisor.closed
+        driver = self._driver
+        driver.check_listener(table, symbol)
+        if driver.closed is not None:
+            raise driver.closed
         topic: Topic = (table, symbol)
-        listener = Listener(
-            topic, self._opts.buffer if buffer is None else buffer, overflow, lifecycle
-        )
+        listener = Listener(topic, self._buffer if buffer is None else buffer, overflow, lifecycle)
+        if driver.finished:
+            listener.finish()  # after the end of a replay's data: nothing more is coming
+            return listener
         # No checkpoint from the snapshot to registration (see the module docstring).
         if self._subscriptions.covers(topic) and self.storage.has_partial(table, symbol):
             rows = tuple(self.storage.rows(table, symbol))
             listener.send.send_nowait(Change(table, "partial", symbol, rows))
         self._router.add(listener)
         self._subscriptions.want(topic)
-        self._supervisor.demand_changed()
+        driver.demand_changed()
         return listener
 
     def _remove_listener(self, listener: Listener) -> None:
-        # A failed listener was unregistered (and its demand dropped) when it failed.
+        # A failed or finished listener was unregistered (its demand moot) when it ended.
         if self._router.remove(listener):
             self._subscriptions.unwant(listener.topic)
-            self._supervisor.demand_changed()
+            self._driver.demand_changed()
 
 
 @asynccontextmanager
@@ -180,6 +216,7 @@ async def open_bitmex_websocket(
     backoff_max: float = 60.0,
     storage: Storage | None = None,
     frame_hook: FrameHook | None = None,
+    replay_server: bool | None = None,
 ) -> AsyncIterator[BitMEXWebsocket]:
     """Connect to BitMEX (``"mainnet"``, ``"testnet"`` or a ws/wss URL) and yield the client.
 
@@ -187,6 +224,11 @@ async def open_bitmex_websocket(
     the dead man's switch is armed when asked for). ``connect`` replaces TCP with any stream
     (tests run the emulator in memory this way). On exit the dead man's switch is disarmed and
     the socket closed with a close frame.
+
+    ``replay_server``: the URL is a replay server of BitMEX's history (tardis-machine's
+    ``/ws-replay``): no welcome, one subscribe in its first 2 s, no acks, no text pings, and the
+    end of its data ends every listener instead of a reconnect. ``None`` (the default) decides
+    by the URL: a path ending in ``/ws-replay`` is one.
     """
     url = resolve_network(network)
     if (api_key is None) != (api_secret is None):
@@ -201,21 +243,54 @@ async def open_bitmex_websocket(
     ):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a positive number of seconds")
+    if replay_server is None:
+        replay_server = is_replay_server_url(url)
+    if replay_server and dead_mans_switch:
+        raise ValueError("a replay server has no dead man's switch")
     options = ClientOptions(
         dead_mans_switch, reconnect, ssl_context, connect, timeout, heartbeat_interval,
         heartbeat_timeout, max_message_size, buffer, backoff_initial, backoff_max, frame_hook,
+        replay_server,
     )  # fmt: skip
-    bws = BitMEXWebsocket(url, credentials, options, Storage() if storage is None else storage)
+    async with open_client(BitMEXWebsocket, url, credentials, options, storage) as bws:
+        yield bws
+
+
+def is_replay_server_url(url: str) -> bool:
+    """Whether ``url`` names tardis-machine's replay endpoint (its path ends in ``/ws-replay``)."""
+    return urlsplit(url).path.rstrip("/").endswith("/ws-replay")
+
+
+@asynccontextmanager
+async def open_client(
+    client_class: type[ClientT],
+    url: str,
+    credentials: Credentials | None,
+    options: ClientOptions,
+    storage: Storage | None,
+    topics: Iterable[Topic] = (),
+) -> AsyncIterator[ClientT]:
+    """Build a connection's parts, start its supervisor and yield ``client_class`` over them;
+    ``topics`` are demanded for the whole connection (as if listened to from the start)."""
+    storage = Storage() if storage is None else storage
+    stats, router, subscriptions = ConnectionStats(), Router(), Subscriptions()
+    for topic in topics:
+        subscriptions.want(topic)
+    supervisor = Supervisor(url, credentials, options, storage, stats, router, subscriptions)
+    bws = client_class(
+        url, storage, stats=stats, router=router, subscriptions=subscriptions, driver=supervisor,
+        buffer=options.buffer, credentials=credentials,
+    )  # fmt: skip
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(bws._supervisor.run)
+            await nursery.start(supervisor.run)
             try:
                 yield bws
             finally:
                 graceful = trio.current_effective_deadline() != -math.inf
                 with trio.CancelScope(shield=True):
-                    await bws._supervisor.close(graceful=graceful)
-                bws._supervisor.shutdown(ConnectionClosed(CloseReason(1000, "client closed")))
+                    await supervisor.close(graceful=graceful)
+                supervisor.shutdown(ConnectionClosed(CloseReason(1000, "client closed")))
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Users catch AuthenticationError, not a group around it (as trio-websocket does). The

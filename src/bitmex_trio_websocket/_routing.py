@@ -7,7 +7,8 @@ the listeners of ``(table, symbol)`` and of ``(table, None)`` with ``offer_chang
 awaits: a plain loop of ``send_nowait`` (no coroutine per frame). Only when a ``block`` listener
 is full does the reader await, in ``route_rest``, which keeps each listener's order: nothing after
 the stuck change is offered until every listener owed it has it. With ``overflow="drop"`` a full
-listener loses the item instead and counts it.
+listener loses the item instead and counts it. At the end of a replay's data every listener is
+*finished*: it hands out what it holds, then its iteration ends normally.
 
 While the reader waits for a slow listener, ``Router.on_wait`` is told (True, then False), so the
 session's liveness does not mistake backpressure for a silent server. ``ConnectionStats`` are the
@@ -55,7 +56,16 @@ class ConnectionStats:
 class Listener:
     """One consumer: a bounded channel plus the bookkeeping to fail or drop into it."""
 
-    __slots__ = ("dropped", "error", "overflow", "receive", "send", "topic", "want_lifecycle")
+    __slots__ = (
+        "dropped",
+        "error",
+        "finished",
+        "overflow",
+        "receive",
+        "send",
+        "topic",
+        "want_lifecycle",
+    )
 
     def __init__(self, topic: Topic, buffer: int, overflow: Overflow, want_lifecycle: bool) -> None:
         self.topic = topic
@@ -63,21 +73,30 @@ class Listener:
         self.overflow = overflow
         self.want_lifecycle = want_lifecycle
         self.error: BaseException | None = None
+        self.finished = False
         self.dropped = 0
 
-    async def next(self) -> Item:
-        """The next item; once failed and drained, the error it was failed with."""
+    async def next(self) -> Item | None:
+        """The next item; ``None`` once finished and drained (the end of a replay's data); once
+        failed and drained, the error it was failed with."""
         try:
             return await self.receive.receive()
         except trio.EndOfChannel:
             if self.error is not None:
                 raise self.error from None
+            if self.finished:
+                return None
             raise RuntimeError("listener channel closed without an error") from None
 
     def fail(self, error: BaseException) -> None:
         # Buffered items are still delivered; the error is raised once they are drained.
         if self.error is None:
             self.error = error
+        self.send.close()
+
+    def finish(self) -> None:
+        """The data ended: buffered items are still delivered, then the iteration ends."""
+        self.finished = True
         self.send.close()
 
     def close(self) -> None:
@@ -121,6 +140,13 @@ class Router:
     def fail_all(self, error: BaseException) -> None:
         for topic in list(self.routes):
             self.fail(topic, error)
+
+    def finish_all(self) -> None:
+        """The end of the data (a replay): every listener ends normally once drained."""
+        for listeners in self.routes.values():
+            for listener in listeners:
+                listener.finish()
+        self.routes.clear()
 
     def listener_stats(self) -> list[tuple[str, int, int]]:
         """``(topic, queued items, dropped items)`` for every live listener."""

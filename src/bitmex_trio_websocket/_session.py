@@ -94,6 +94,7 @@ class ClientOptions:
     backoff_initial: float
     backoff_max: float
     frame_hook: FrameHook | None
+    replay_server: bool = False  # tardis-machine's /ws-replay (see _supervisor)
 
 
 class _SessionDied(Exception):

@@ -133,8 +133,13 @@ class Supervisor:
         self.clock_offset = 0.0  # server clock - ours, from the welcome (auth expiry)
         self.session: Session | None = None
         self.closed: BaseException | None = None  # what listeners raise, once closed for good
+        self.finished = False  # a replay server's data ended: new listeners end at once
         self._closing = False
         self._random = random.Random()
+
+    def check_listener(self, table: str, symbol: str | None) -> None:
+        if table in proto.PRIVATE_TABLES and self.credentials is None:
+            raise ValueError(f"{table!r} is a private table: pass api_key and api_secret")
 
     def demand_changed(self) -> None:
         # Between sessions nobody is told: a new session plans from the whole demand.
