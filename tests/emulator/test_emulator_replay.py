@@ -1,9 +1,11 @@
-"""Replay: recordings load, cut into topics, pace, and replay to the same table state."""
+"""Replay: recordings and Tardis slices load, cut into topics, pace, and replay to the same
+table state, for our client and a bare websocket client alike."""
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from trio_websocket import WebSocketConnection
+from trio_websocket import WebSocketConnection, open_websocket_url
 
+from bitmex_trio_websocket import ReplaySourceError, open_bitmex_websocket
 from bitmex_trio_websocket._auth import realtime_signature
 from bitmex_trio_websocket._storage import Storage
 from bitmex_trio_websocket.emulator import (
@@ -22,6 +25,16 @@ from bitmex_trio_websocket.emulator import (
     open_emulator,
     parse_recording,
 )
+
+from ..replay.helpers import (
+    book_levels,
+    captured_session,
+    reference_book,
+    stretched,
+    write_cache_folder,
+    write_slices,
+)
+from ..replay.helpers import table_frames as table_frames_of
 
 EPOCH = 1_735_689_600.0
 TIMEOUT = 60
@@ -187,7 +200,7 @@ async def test_replay_serves_topics_with_pacing(
     ]
     assert seen[2][1]["table"] == "quote" and seen[2][1]["data"] == []
     assert seen[3][1] == partial and seen[4][1] == update
-    assert bad["status"] == 400 and bad["error"] == "Unknown or expired symbol: NOPE"
+    assert bad["status"] == 400 and bad["error"] == "Unknown or expired symbol."
 
 
 async def test_replay_round_trip_gives_the_same_storage(
@@ -287,3 +300,104 @@ async def test_replay_unsubscribe_stops_a_topic(
                 await trio.sleep(100)
                 await nothing_more(ws)
     assert [f["action"] for f in received] == ["partial", "insert", "insert"]
+
+
+# --------------------------------------------------------------------------- Tardis history
+
+
+def slice_folder(tmp_path: Path, compression: str = "zst") -> tuple[Path, list[tuple[float, str]]]:
+    """cryptofeed's 2021 capture as a Tardis cache folder, stretched over several minutes."""
+    frames = stretched(captured_session(), 10.0)  # about 5 minutes: one file per minute
+    return write_cache_folder(tmp_path, frames, compression=compression), frames
+
+
+def test_load_recording_reads_tardis_slices_and_folders(tmp_path: Path) -> None:
+    folder, frames = slice_folder(tmp_path)
+    recording = load_recording(folder)
+    assert len(list(folder.rglob("*.json.zst"))) >= 4
+    expected = [text for _, text in table_frames_of(frames)]
+    assert [frame.text for frame in recording.frames] == expected
+    one_file = write_slices(tmp_path / "day.txt.gz", frames, "gz")
+    assert [frame.text for frame in load_recording(one_file).frames] == expected
+    # A list of sources is replayed in the order given: the same frames again.
+    files = sorted(folder.rglob("*.json.zst"))
+    assert len(load_recording(files)) == len(recording)
+    with pytest.raises(ReplaySourceError):
+        load_recording(tmp_path / "missing")
+
+
+async def test_our_client_consumes_a_slice_folder_through_the_emulator(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    folder, frames = slice_folder(tmp_path)
+    recording = load_recording(folder)
+    book_messages = len(list(recording.topic_frames("orderBookL2", "XBTUSD")))
+    trade_rows = sum(len(f.message["data"]) for f in recording.topic_frames("trade", "XBTUSD"))
+    trades: list[dict[str, Any]] = []
+    span = frames[-1][0] - frames[0][0]
+    with trio.fail_after(span * 2):
+        async with open_emulator(listen=False, replay=str(folder), speed=1.0) as emulator:
+            async with open_bitmex_websocket(
+                "ws://emulator/realtime", connect=emulator.connect_in_memory
+            ) as bws:
+                started = trio.current_time()
+                elapsed = 0.0
+
+                async def book() -> None:
+                    nonlocal elapsed
+                    seen = 0
+                    async with aclosing(bws.events("orderBookL2", "XBTUSD")) as events:
+                        async for _ in events:
+                            seen += 1
+                            if seen == book_messages:
+                                elapsed = trio.current_time() - started
+                                levels = book_levels(bws.storage, "XBTUSD")
+                                assert levels == reference_book(frames, "XBTUSD")
+                                break
+                        with trio.move_on_after(span):  # nothing more: each message once
+                            async for event in events:
+                                raise AssertionError(f"more than the data: {event}")
+
+                async def trade() -> None:
+                    async with aclosing(bws.listen("trade", "XBTUSD")) as rows:
+                        async for row in rows:
+                            trades.append(row)
+                            if len(trades) == trade_rows:
+                                assert bws.storage.rows("trade", "XBTUSD") == trades
+                                return
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(book)
+                    nursery.start_soon(trade)
+    assert bws.stats.reconnects == 0
+    # Paced at speed 1 by the recorded (stretched) receive times, on trio's clock.
+    assert span * 0.5 < elapsed <= span + 1
+    assert trade_rows > 1 and book_messages > 100
+
+
+async def test_a_bare_websocket_client_consumes_a_slice_folder(tmp_path: Path) -> None:
+    folder, frames = slice_folder(tmp_path, compression="gz")
+    recording = load_recording(folder)
+    count = len(list(recording.topic_frames("orderBookL2", None)))
+    received: list[tuple[float, str]] = []
+    with trio.fail_after(TIMEOUT):
+        async with open_emulator(replay=folder) as emulator:
+            async with open_websocket_url(emulator.url) as ws:
+                welcome = orjson.loads(await ws.get_message())
+                assert welcome["info"] == "Welcome to the BitMEX Realtime API."
+                await send(ws, {"op": "subscribe", "args": ["orderBookL2"]})
+                ack = orjson.loads(await ws.get_message())
+                assert ack == {"success": True, "subscribe": "orderBookL2",
+                               "request": {"op": "subscribe", "args": ["orderBookL2"]}}  # fmt: skip
+                while len(received) < count:
+                    text = await ws.get_message()
+                    assert isinstance(text, str)
+                    received.append((0.0, text))
+                await nothing_more(ws)
+    # The frames are BitMEX's own text, unchanged, and rebuild every book of the data.
+    assert [text for _, text in received] == [
+        f.text for f in recording.topic_frames("orderBookL2", None)
+    ]
+    for symbol in sorted(recording.symbols):
+        assert reference_book(received, symbol) == reference_book(frames, symbol), symbol
+    assert len(reference_book(received, "XBTUSD")[0]) > 1000

@@ -80,7 +80,11 @@ def add_emulator(commands: Subparsers) -> None:
         default=None,
         help="stop the market after N changes (state converges); default: never",
     )
-    parser.add_argument("--replay", metavar="FILE", help="serve this recording (JSON Lines)")
+    parser.add_argument(
+        "--replay",
+        metavar="SOURCE",
+        help="serve history instead: a recording, a Tardis slice file or a folder of slices",
+    )
     parser.add_argument(
         "--speed",
         type=_non_negative_float,

@@ -1,12 +1,21 @@
-"""Recordings: load a JSON Lines session and cut it into per-topic frame streams for replay.
+"""Replay sources for the emulator: load recorded history and cut it into per-topic streams.
 
-Theory of operation: a recording is one JSON object per websocket frame,
-``{"t": <epoch seconds>, "dir": "recv"|"send", "frame": "<text>"}`` (gzip when the name ends in
-``.gz``). Only received frames that are table messages are data; welcomes, acks, errors and our own
-commands are skipped. The capture shape used by other projects' test data
-(``{"ts": ..., "dir": "server", "raw": "<text>"}`` or a pre-parsed ``"msg"``) is accepted too, so
-real BitMEX sessions replay as they are, pre-2023 price-less book updates included: frames are
-passed through unchanged whenever possible, never re-derived.
+Theory of operation: ``load_recording`` reads any source the client's replay reads
+(``_replay.iter_frames``): a recording (JSON Lines, one object per websocket frame,
+``{"t": <epoch seconds>, "dir": "recv"|"send", "frame": "<text>"}``, plain or gzip; the capture
+shape of other projects' test data, ``"ts"``/``"server"``/``"raw"`` or ``"msg"``, too), a Tardis
+raw slice file (``<timestamp> <message>`` lines, plain, gzip or zstd), a folder of slices such as a
+Tardis client's cache folder (in time order), or a list of these. Formats are told by content, and
+unreadable input is a ``ReplaySourceError`` naming the file and line. Only received frames that
+are table messages are data; welcomes, acks, errors and our own commands are skipped (the
+emulator sends its own welcome and acks, as BitMEX did, so any BitMEX client can consume the
+history). Real BitMEX sessions replay as they are, pre-2023 price-less book updates included:
+frames are passed through unchanged whenever possible, never re-derived. ``parse_recording``
+reads recording lines already in memory.
+
+The whole source is held in memory, decoded (each session replays it from its start, topic by
+topic), which suits recordings and hours of slices; for days of history use
+``open_bitmex_replay``, which streams.
 
 Replaying a subscription ``(table, symbol)`` walks the table's frames in recorded order and yields a
 frame only once the slice it concerns has *started*, i.e. after its recorded partial: a partial
@@ -19,8 +28,6 @@ the partial's filter narrowed to the symbol, as BitMEX would have sent it).
 
 from __future__ import annotations
 
-import gzip
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,7 @@ from typing import Any
 import orjson
 
 from .._protocol import ACTIONS
+from .._replay import ReplaySource, iter_frames
 
 __all__ = ["RecordedFrame", "Recording", "load_recording", "parse_recording"]
 
@@ -206,10 +214,12 @@ def parse_recording(lines: Iterable[str | bytes]) -> Recording:
     return Recording(frames)
 
 
-def load_recording(path: str | os.PathLike[str]) -> Recording:
-    """Read a recording file (gzip-compressed when its name ends in ``.gz``)."""
-    if os.fspath(path).endswith(".gz"):
-        with gzip.open(path, "rb") as compressed:
-            return parse_recording(compressed)
-    with open(path, "rb") as plain:
-        return parse_recording(plain)
+def load_recording(source: ReplaySource) -> Recording:
+    """Read a replay source: a recording, Tardis slices, a folder of them or a list (see the
+    module docstring); ``ReplaySourceError`` naming the file and line for what cannot be read."""
+    frames: list[RecordedFrame] = []
+    for received in iter_frames(source):
+        frame = _frame_of(len(frames), received.received_at, received.text)
+        if frame is not None:
+            frames.append(frame)
+    return Recording(frames)
