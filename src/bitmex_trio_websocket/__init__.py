@@ -30,6 +30,7 @@ from ._exceptions import (
     ReplaySourceError,
     SubscriptionError,
 )
+from ._replay import BitMEXReplay, ReplayStats, open_bitmex_replay
 from ._routing import ConnectionStats
 from ._storage import ApplyResult, BookSide, Change, OrderBook, Storage, Violation
 from ._version import __version__
@@ -40,6 +41,7 @@ __all__ = [
     "AuthenticationError",
     "BitMEXAPIError",
     "BitMEXError",
+    "BitMEXReplay",
     "BitMEXWebsocket",
     "BookSide",
     "Change",
@@ -62,10 +64,12 @@ __all__ = [
     "ReplayInterrupted",
     "ReplayRefused",
     "ReplaySourceError",
+    "ReplayStats",
     "Resyncing",
     "Storage",
     "SubscriptionError",
     "Violation",
     "__version__",
+    "open_bitmex_replay",
     "open_bitmex_websocket",
 ]

@@ -67,6 +67,9 @@ class Driver(Protocol):
     def demand_changed(self) -> None:
         """A listener came or left (``Subscriptions`` holds the demand)."""
 
+    async def wait_finished(self) -> None:
+        """Return at the end of a replay's data; raise what closed the connection otherwise."""
+
 
 class BitMEXWebsocket:
     """A live, self-healing view of BitMEX. Create it with ``open_bitmex_websocket``."""
@@ -269,11 +272,13 @@ async def open_client(
     options: ClientOptions,
     storage: Storage | None,
     topics: Iterable[Topic] = (),
+    stats: ConnectionStats | None = None,
 ) -> AsyncIterator[ClientT]:
     """Build a connection's parts, start its supervisor and yield ``client_class`` over them;
     ``topics`` are demanded for the whole connection (as if listened to from the start)."""
     storage = Storage() if storage is None else storage
-    stats, router, subscriptions = ConnectionStats(), Router(), Subscriptions()
+    stats = ConnectionStats() if stats is None else stats
+    router, subscriptions = Router(), Subscriptions()
     for topic in topics:
         subscriptions.want(topic)
     supervisor = Supervisor(url, credentials, options, storage, stats, router, subscriptions)

@@ -148,3 +148,41 @@ def reference_book(
 def book_levels(storage: Storage, symbol: str) -> tuple[list[Any], list[Any]]:
     book = storage.book(symbol)
     return [tuple(level) for level in book.bids], [tuple(level) for level in book.asks]
+
+
+def expected_rows(frames: Iterable[Frame], table: str, symbol: str) -> list[dict[str, Any]]:
+    """What ``listen(table, symbol)`` must yield over the whole data, recomputed with plain
+    dicts: from the symbol's first partial on, the partial's rows, inserted rows and updated
+    rows merged with their stored state (deletes are not yielded)."""
+    stored: dict[Any, dict[str, Any]] | None = None
+    out: list[dict[str, Any]] = []
+    for _, text in frames:
+        message = orjson.loads(text)
+        if not isinstance(message, dict) or message.get("table") != table:
+            continue
+        rows = [row for row in message["data"] if row.get("symbol") == symbol]
+        keys = ("id", "side") if table.startswith("orderBook") else None
+        action = message["action"]
+        if action == "partial":
+            filt = message.get("filter") or {}
+            if filt.get("symbol", symbol) != symbol:
+                continue
+            stored = {}
+            for n, row in enumerate(rows):
+                stored[tuple(row[k] for k in keys) if keys else n] = row
+            out.extend(rows)
+        elif stored is None:
+            continue
+        elif action == "insert":
+            out.extend(rows)
+            if keys:
+                stored.update({tuple(row[k] for k in keys): row for row in rows})
+        elif action == "update" and keys:
+            for row in rows:
+                key = tuple(row[k] for k in keys)
+                stored[key] = {**stored[key], **row}
+                out.append(stored[key])
+        elif action == "delete" and keys:
+            for row in rows:
+                stored.pop(tuple(row[k] for k in keys))
+    return out
