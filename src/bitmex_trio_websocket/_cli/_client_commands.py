@@ -144,11 +144,16 @@ def _run_listen(args: argparse.Namespace) -> int:
                     nonlocal printed
                     async with aclosing(bws.listen(table, symbol)) as rows:
                         async for row in rows:
+                            # A partial's rows come without a checkpoint: stop here, not at
+                            # the cancel's next checkpoint, thousands of rows later.
+                            if args.count is not None and printed >= args.count:
+                                return
                             out.write(orjson.dumps(row).decode() + "\n")
                             out.flush()
                             printed += 1
                             if args.count is not None and printed >= args.count:
                                 nursery.cancel_scope.cancel()
+                                return
 
                 for table, symbol in topics:
                     nursery.start_soon(pump, table, symbol)

@@ -4,7 +4,8 @@ Theory of operation: ``main(argv)`` builds one argparse parser with a sub-parser
 calls the chosen command's handler, which returns the exit status. Each command lives in one
 ``add_<command>`` function that registers its arguments and sets ``handler``: the client
 commands (``listen``, ``record``, ``demo``) in ``_client_commands``, the ``emulator`` command in
-``_emulator_command``. Adding a command means writing one such function and listing it in
+``_emulator_command``, ``replay`` (history: rows, Parquet, snapshots, plots) in
+``_replay_command``. Adding a command means writing one such function and listing it in
 ``_COMMANDS``. Handlers check what can be checked before connecting (exit status 2 with a
 one-line error), then run one ``trio.run`` through ``_run.run_command``, which treats Ctrl-C as a
 normal way to stop (status 0, no traceback) and prints the library's errors as one line
@@ -21,6 +22,7 @@ from typing import Final
 from .._version import __version__
 from ._client_commands import add_demo, add_listen, add_record
 from ._emulator_command import add_emulator
+from ._replay_command import add_replay
 from ._run import PROG, Subparsers
 
 __all__ = ["build_parser", "main", "main_entry"]
@@ -30,12 +32,14 @@ _COMMANDS: Final[tuple[Callable[[Subparsers], None], ...]] = (
     add_listen,
     add_record,
     add_demo,
+    add_replay,
 )
 
 _EPILOG: Final = (
     "BitMEX closed on 2026-09-23: its mainnet and testnet servers no longer serve a market.\n"
-    "The emulator (and recordings it replays) is what still speaks BitMEX's realtime protocol:\n"
-    "start with 'demo', or run 'emulator' and pass its URL as --network."
+    "What remains is its history and this project's emulator: 'replay' reads recordings,\n"
+    "Tardis slices and tardis-machine; 'emulator' serves them (or a synthetic market) to any\n"
+    "BitMEX client; start with 'demo'."
 )
 
 
