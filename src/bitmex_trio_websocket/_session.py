@@ -19,6 +19,9 @@ it (options, store, counters, routes, subscription state) through a ``SessionHos
   while a large frame keeps arriving at the minimum rate or the reader waits for a slow
   listener). The session it kills is aborted at once: a peer that does not answer pings will not
   answer a close frame either;
+* with a replay server (``replay_server``, tardis-machine's ``/ws-replay``): the reader and
+  ``_manage_replay_subscriptions`` only, since it sends no welcome, acks or pongs; how its end
+  and its failures are told apart is ``_supervisor``'s;
 * the dead man's switch (if asked for): ``cancelAllAfter`` every 15 s on a fixed schedule, each
   reply checked: ``DeadMansSwitchError`` if refused, or if BitMEX answered a ping sent after it
   but never the command. A late reply is still taken; a dead socket is the heartbeat's to find.
@@ -40,6 +43,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
+import orjson
 import trio
 import trio_websocket
 from trio_websocket import CloseReason
@@ -58,7 +62,7 @@ from ._exceptions import (
 from ._liveness import Liveness, LivenessAction
 from ._routing import ConnectionStats, Router
 from ._storage import Storage
-from ._subscriptions import Failed, Subscriptions, Topic
+from ._subscriptions import Failed, Subscriptions, Topic, TopicInput, TopicState, server_topics
 from ._websocket import ClientWebSocket
 
 __all__ = ["ClientOptions", "FrameHook", "FrameRecorder", "Session", "SessionHost", "StreamFactory"]
@@ -70,6 +74,9 @@ DMS_REFRESH = 15.0
 DISARM_TIMEOUT = 5.0
 # When the user's code is cancelled we can still send, but no longer read replies.
 CANCELLED_CLOSE_GRACE = 0.25
+# A replay server's subscribe waits this long after the first demand, for listeners started
+# together with the first one (tardis-machine counts only subscribes of its first 2 s).
+REPLAY_SUBSCRIBE_GRACE = 0.5
 # Recordings never hold a signature: the authKeyExpires command is written as this instead.
 _REDACTED_AUTH = '{"op":"authKeyExpires","args":"<redacted>"}'
 
@@ -189,6 +196,11 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader)
+                if self._opts.replay_server:
+                    # No text pings (unanswered there); its websocket pings are answered below us.
+                    nursery.start_soon(self._manage_replay_subscriptions)
+                    task_status.started()
+                    return
                 nursery.start_soon(self._heartbeat)  # auth and arming need a live socket too
                 if self._supervisor.credentials is not None:
                     await self._authenticate(self._supervisor.credentials)
@@ -334,6 +346,8 @@ class Session:
     async def _resync(self, slices: Iterable[Topic], reason: str) -> None:
         """Re-fetch the server topics serving ``slices``; the manager re-subscribes each once
         its unsubscribe is acknowledged."""
+        if self._opts.replay_server:
+            return  # a replay cannot be re-fetched: counted; the data's next partial heals
         resync = self._subs.resync(slices, trio.current_time())
         if resync.fatal is not None:
             # A topic that keeps breaking points at the connection, not the topic.
@@ -362,6 +376,43 @@ class Session:
                 await self._send(frame)
             if plan.subscribe:
                 nursery.start_soon(self._expire_unacknowledged, plan.batch, self._pings_so_far())
+
+    async def _manage_replay_subscriptions(self) -> None:
+        """A replay server (tardis-machine): one subscribe with every topic, sent a moment after
+        the first demand and inside its 2 s window; no acks (topics are active at once), no
+        unsubscribes (it ignores them: left topics keep flowing into the store). A topic asked
+        for after that subscribe is refused to its listeners: a second subscribe would make the
+        server close the whole replay."""
+        subs = self._subs
+        while not subs.demanded():
+            self._replan = trio.Event()
+            await self._replan.wait()
+        await trio.sleep(REPLAY_SUBSCRIBE_GRACE)  # listeners started together join this one
+        plan = subs.plan()
+        await self._send(orjson.dumps({"op": "subscribe", "args": list(plan.subscribe)}).decode())
+        for topic in plan.subscribe:
+            subs.subscribed(topic)
+        served = set(plan.subscribe)
+        while True:
+            self._replan = trio.Event()
+            await self._replan.wait()
+            for topic in server_topics(subs.demanded()):
+                if subs.state(topic) is TopicState.ACTIVE:
+                    continue
+                subs.process(topic, TopicInput.WANT)
+                if topic in served or proto.parse_topic(topic)[0] in served:
+                    subs.subscribed(topic)  # still served: its rows keep coming
+                    continue
+                message = (
+                    f"{topic} was asked for after the replay's subscribe: a replay server takes "
+                    "subscriptions only in the first 2 s of a connection (start every listener "
+                    "together, or pass topics=...)"
+                )
+                error = SubscriptionError(
+                    None, message, request={"op": "subscribe", "args": [topic]}
+                )
+                for failed in subs.refused([topic], message, unsubscribe=False):
+                    self._fail(failed, error)
 
     async def _expire_unacknowledged(self, batch: int, pings: int) -> None:
         """Fail the listeners of subscriptions BitMEX never answered (heartbeats alone would

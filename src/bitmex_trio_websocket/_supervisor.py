@@ -9,6 +9,12 @@ with ``ConnectionClosed`` instead. Which failures are retried, and how long to w
 session is up). The supervisor owns what outlives a socket (options, store, counters, routes,
 subscription state, the clock offset learned from the welcome): sessions reach it as their
 ``SessionHost``.
+
+A replay server (``replay_server``: tardis-machine's ``/ws-replay``) is never reconnected to: every
+connection replays its window from the start, so a reconnect would deliver every row again. Its
+close 1000 (``WS replay finished``) is the end of the data: every listener ends normally
+(``finish``). A 1011 close is ``ReplayRefused`` (no subscription in its 2 s window, or a table it
+cannot replay), anything else ``ReplayInterrupted``: raised in every listener and by the block.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from ._exceptions import (
     ConnectionTimeout,
     ExchangeClosedError,
     RemoteProtocolError,
+    ReplayInterrupted,
+    ReplayRefused,
 )
 from ._networks import CLOSED_NOTICE, is_closed_exchange
 from ._retry import backoff_delay, collapse, retry_after_seconds, should_retry, stops
@@ -54,8 +62,9 @@ logger = logging.getLogger("bitmex_trio_websocket")
 
 async def open_socket(
     url: str, opts: ClientOptions, recorder: FrameRecorder | None
-) -> tuple[ClientWebSocket, proto.Welcome]:
-    """Connect, upgrade and wait for BitMEX's welcome, each within ``opts.timeout``."""
+) -> tuple[ClientWebSocket, proto.Welcome | None]:
+    """Connect, upgrade and wait for BitMEX's welcome, each within ``opts.timeout`` (a replay
+    server sends no welcome: ``None``)."""
     parts = urlsplit(url)
     resource = (parts.path or "/realtime") + (f"?{parts.query}" if parts.query else "")
     with trio.move_on_after(opts.timeout) as scope:
@@ -69,6 +78,8 @@ async def open_socket(
             raise
     if scope.cancelled_caught:
         raise ConnectionTimeout(f"could not connect within {opts.timeout} s")
+    if opts.replay_server:
+        return ws, None
     try:
         with trio.move_on_after(opts.timeout):
             frame = await ws.get_message()
@@ -134,6 +145,7 @@ class Supervisor:
         self.session: Session | None = None
         self.closed: BaseException | None = None  # what listeners raise, once closed for good
         self.finished = False  # a replay server's data ended: new listeners end at once
+        self._ended = trio.Event()  # finished or closed for good
         self._closing = False
         self._random = random.Random()
 
@@ -156,7 +168,8 @@ class Supervisor:
             close: CloseReason | None = None
             try:
                 ws, welcome = await open_socket(self.url, self.opts, self.recorder)
-                self._learn_clock_offset(welcome)
+                if welcome is not None:
+                    self._learn_clock_offset(welcome)
                 session = self.session = Session(ws, self)
                 try:
                     async with trio.open_nursery() as nursery:
@@ -180,6 +193,9 @@ class Supervisor:
                 error = collapse(exc)
                 if stops(error):
                     raise error from error.__cause__  # being shut down: the rest is moot
+                if self.opts.replay_server and started and not self._closing:
+                    self._end_replay(error)  # never a reconnect: it would replay the window again
+                    return
                 if isinstance(error, _SessionDied):
                     if error.unanswered and not started:
                         raise ConnectionTimeout(f"BitMEX stopped answering: {error}") from None
@@ -205,6 +221,21 @@ class Supervisor:
             logger.warning("connection lost (%s); reconnecting in %.2f s", close, delay)
             await trio.sleep(delay)
 
+    def _end_replay(self, error: BaseException) -> None:
+        """A replay server's connection ended: the end of its data, or a typed error."""
+        close = error.close if isinstance(error, _SessionDied) else None
+        if close is not None and close.code == 1000:
+            self.finish()  # "WS replay finished": every listener ends normally
+            return
+        if close is not None and close.code == 1011:
+            failure: ConnectionClosed = ReplayRefused(close, _refusal(close.reason or ""))
+        else:
+            if close is None:
+                close = CloseReason(1006, str(error) or type(error).__name__)
+            failure = ReplayInterrupted(close, self.stats.messages)
+        self.shutdown(failure)
+        raise failure
+
     def _reached_closed_exchange(self, error: BaseException, *, started: bool) -> bool:
         # Only our own attempt to reach BitMEX's hosts: a user's ``connect`` goes elsewhere.
         return (
@@ -229,9 +260,39 @@ class Supervisor:
         self.closed = error
         self.router.fail_all(error)
         self.subscriptions.discard_demand()
+        self._ended.set()
+
+    def finish(self) -> None:
+        """A replay server's data ended: every listener ends normally, new ones at once."""
+        self.finished = True
+        self.router.finish_all()
+        self.subscriptions.discard_demand()
+        self._ended.set()
+
+    async def wait_finished(self) -> None:
+        """Return once a replay server's data ended; raise what closed the connection first."""
+        await self._ended.wait()
+        if not self.finished and self.closed is not None:
+            raise self.closed
 
     async def close(self, *, graceful: bool) -> None:
         """The user's exit: no reconnect after this; disarm and close the current socket."""
         self._closing = True
         if self.session is not None:
             await self.session.close(graceful=graceful)
+
+
+def _refusal(reason: str) -> str:
+    """Why tardis-machine closed with 1011, and what to do about it."""
+    if reason.startswith("Error: No subscriptions received"):
+        return (
+            "the replay server received no subscription in the first 2 s of the connection "
+            "(tardis-machine starts the replay then): start the listeners, or pass topics=..., "
+            f"as soon as the connection is open ({reason})"
+        )
+    if "filters[].channel" in reason:
+        return (
+            "the replay server cannot replay a table asked for: private tables (order, position, "
+            f"...) and unknown names have no public history ({reason})"
+        )
+    return f"the replay server refused the replay: {reason}"
