@@ -152,7 +152,7 @@ def test_default_market_and_specs() -> None:
     assert {"XBTUSD", "ETHUSD"} <= set(market.symbols)
     assert market.instruments["XBTUSD"].tick_size == 0.1
     assert market.instruments["XBTUSD"].lot_size == 100
-    assert market.instruments["ETHUSD"].tick_size == 0.05
+    assert market.instruments["ETHUSD"].tick_size == 0.01  # since 2024-07-31
     assert market.events == 0
     generic = spec_for("FOOUSD")
     assert generic == spec_for("FOOUSD")  # stable across calls (and processes: crc32)
@@ -375,18 +375,20 @@ def test_trades_consume_book_levels() -> None:
             model.apply(delta)
         after = levels() if traded else {}
         for delta in deltas:
-            if delta.table != "trade":
+            if delta.table != "trade" or delta.symbol in market.indices:
                 continue
             trades += 1
             match_ids = [row["trdMatchID"] for row in delta.rows]
             assert len(set(match_ids)) == len(match_ids)
             assert len({row["timestamp"] for row in delta.rows}) == 1
-            for row in delta.rows:
+            taken = collections.Counter[tuple[str, str, float]]()
+            for row in delta.rows:  # one row per resting order filled: several per level
                 assert row["trdType"] == "Regular" and row["size"] > 0
                 passive = "Sell" if row["side"] == "Buy" else "Buy"
-                key = (row["symbol"], passive, row["price"])
-                assert before[key] >= row["size"]
-                assert after.get(key, 0) == before[key] - row["size"]
+                taken[(row["symbol"], passive, row["price"])] += row["size"]
+            for key, size in taken.items():
+                assert before[key] >= size
+                assert after.get(key, 0) == before[key] - size
             prices = [row["price"] for row in delta.rows]
             assert prices == sorted(prices, reverse=delta.rows[0]["side"] == "Sell")
     assert trades > 50
@@ -398,8 +400,13 @@ def test_quote_follows_the_top_of_the_book() -> None:
     for index, deltas in enumerate(run(market, 3000)):
         for delta in deltas:
             if delta.table == "quote":
+                # one message a second per symbol, every top change of that second in it: the
+                # last row is the top of the book as it is when the message goes out
                 quotes += 1
-                (row,) = delta.rows
+                assert len({row["symbol"] for row in delta.rows}) == 1
+                stamps = [row["timestamp"] for row in delta.rows]
+                assert stamps == sorted(stamps)
+                row = delta.rows[-1]
                 bids, asks = sides(market.book_levels(row["symbol"]))
                 assert (row["bidPrice"], row["bidSize"]) == (bids[0]["price"], bids[0]["size"])
                 assert (row["askPrice"], row["askSize"]) == (asks[0]["price"], asks[0]["size"])
@@ -434,8 +441,6 @@ def test_instrument_follows_trades() -> None:
         "volume",
         "turnover",
         "bidPrice",
-        "fundingRate",
-        "fundingTimestamp",
     ):
         assert fields[name] > 0, name
     for symbol in market.symbols:
@@ -444,28 +449,34 @@ def test_instrument_follows_trades() -> None:
         assert row["tickSize"] == market.instruments[symbol].tick_size
 
 
-def test_funding_and_liquidations_happen_now_and_then() -> None:
-    market = Market(seed=20)
-    model = public_model(market, ["funding", "liquidation"])
+def test_funding_on_the_8_hour_schedule_and_liquidations_now_and_then() -> None:
+    # the market opens at 03:58:20 UTC: funding is paid at 04:00:00, dated then, once
+    start = T0 + 4 * 3600 - 100
+    market = Market(seed=20, start_time=start)
+    (row,) = market.snapshot("instrument", "XBTUSD").rows
+    assert row["fundingTimestamp"] == "2025-01-01T04:00:00.000Z"
+    history = market.snapshot("funding", "XBTUSD").rows
+    assert [r["timestamp"] for r in history] == ["2024-12-31T20:00:00.000Z"]
+    model = public_model(market, ["funding", "liquidation", "instrument"])
     seen = collections.Counter[tuple[str, str]]()
-    for deltas in run(market, 20_000):
-        for delta in deltas:
+    for index in range(20_000):
+        for delta in market.step(start + 0.01 * (index + 1)):
             model.apply(delta)
             seen[(delta.table, delta.action)] += 1
-    for kind in [
-        ("funding", "insert"),
-        *(("liquidation", a) for a in ("insert", "update", "delete")),
-    ]:
+    assert seen[("funding", "insert")] == len(market.symbols)
+    for kind in [("liquidation", a) for a in ("insert", "update", "delete")]:
         assert 0 < seen[kind] < 400, kind
-    for table in ("funding", "liquidation"):
+    for table in ("funding", "liquidation", "instrument"):
         assert model.dump(table) == dump_rows(market.snapshot(table).rows)
     funding = market.snapshot("funding", "XBTUSD").rows
     assert all(row["fundingInterval"] == "2000-01-01T08:00:00.000Z" for row in funding)
-    assert [row["timestamp"][11:] for row in funding[:3]] == [
-        "04:00:00.000Z",
-        "12:00:00.000Z",
-        "20:00:00.000Z",
+    assert [row["timestamp"] for row in funding] == [
+        "2024-12-31T20:00:00.000Z",
+        "2025-01-01T04:00:00.000Z",
     ]
+    assert funding[-1]["fundingRateDaily"] == funding[-1]["fundingRate"] * 3  # unrounded
+    (row,) = market.snapshot("instrument", "XBTUSD").rows
+    assert row["fundingTimestamp"] == "2025-01-01T12:00:00.000Z"  # the next one
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -485,7 +496,31 @@ def test_snapshot_shapes() -> None:
     assert market.snapshot("funding").keys == ["timestamp", "symbol"]
     assert market.snapshot("liquidation").keys == ["orderID"]
     assert market.snapshot("instrument").keys == ["symbol"]
-    assert market.snapshot("settlement").rows == [] and market.snapshot("insurance").rows == []
+    # settlement and insurance partials are history (quarterly futures settled, the fund daily)
+    settlement = market.snapshot("settlement").rows
+    assert settlement and {row["settlementType"] for row in settlement} == {"Settlement"}
+    assert {row["symbol"] for row in settlement} >= {"XBTZ24", "ETHUSDZ24"}
+    insurance = market.snapshot("insurance").rows
+    assert {row["currency"] for row in insurance} == {"XBt", "USDt"} and len(insurance) == 60
+    assert all(row["timestamp"].endswith("T12:00:00.000Z") for row in insurance)
+    # index instruments: an instrument row and a Referential trade, no book
+    assert market.indices == (".BXBT", ".BETH", ".BSOL")
+    (index,) = market.snapshot("instrument", ".BXBT").rows
+    assert (index["typ"], index["state"], index["markMethod"]) == (
+        "MRCXXX",
+        "Unlisted",
+        "LastPrice",
+    )
+    (print_,) = market.snapshot("trade", ".BXBT").rows
+    assert (print_["size"], print_["trdType"]) == (0, "Referential") and "trdMatchID" not in print_
+    assert market.snapshot("orderBookL2", ".BXBT").rows == []
+    (xbt,) = market.snapshot("instrument", "XBTUSD").rows
+    assert xbt["referenceSymbol"] == ".BXBT" and xbt["underlyingToSettleMultiplier"] == -(10**8)
+    # bins: the last closed bin, dated at its end
+    (candle,) = market.snapshot("tradeBin1h", "XBTUSD").rows
+    assert candle["timestamp"] == "2025-01-01T00:00:00.000Z" and candle["trades"] == 0
+    (quote_bin,) = market.snapshot("quoteBin1m", "XBTUSD").rows
+    assert quote_bin["timestamp"] == "2025-01-01T00:00:00.000Z"
     position = market.snapshot("position", "XBTUSD", DEFAULT_ACCOUNT)
     assert position.keys == ["account", "symbol", "strategy"]
     assert position.filter == {"account": DEFAULT_ACCOUNT, "symbol": "XBTUSD"}
@@ -759,26 +794,31 @@ def test_marketable_order_takes_liquidity() -> None:
     tables = [(d.table, d.action) for d in deltas]
     assert tables[:2] == [("order", "insert"), ("execution", "insert")]
     (trade,) = [d for d in deltas if d.table == "trade"]
-    assert [(r["side"], r["price"]) for r in trade.rows] == [
-        ("Buy", asks[0]["price"]),
-        ("Buy", asks[1]["price"]),
-        ("Buy", asks[2]["price"]),
-    ]
-    assert [r["size"] for r in trade.rows] == [asks[0]["size"], asks[1]["size"], 100]
+    by_price: dict[float, int] = {}  # one row per resting order: group them by level
+    for row in trade.rows:
+        assert row["side"] == "Buy"
+        by_price[row["price"]] = by_price.get(row["price"], 0) + row["size"]
+    assert by_price == {
+        asks[0]["price"]: asks[0]["size"],
+        asks[1]["price"]: asks[1]["size"],
+        asks[2]["price"]: 100,
+    }
     fills = [
         r for d in deltas if d.table == "execution" for r in d.rows if r["execType"] == "Trade"
     ]
-    assert [f["trdMatchID"] for f in fills] == [r["trdMatchID"] for r in trade.rows]
+    last_per_level = {row["price"]: row["trdMatchID"] for row in trade.rows}
+    assert [f["trdMatchID"] for f in fills] == list(last_per_level.values())
     assert {f["lastLiquidityInd"] for f in fills} == {"RemovedLiquidity"}
     assert fills[-1]["ordStatus"] == "Filled" and fills[-1]["leavesQty"] == 0
     assert fills[-1]["execComm"] > 0 and fills[-1]["execCost"] < 0  # inverse long costs XBt
     (position,) = market.snapshot("position", "XBTUSD", 7).rows
     assert position["currentQty"] == wanted
     assert market.open_orders(7) == []
-    assert ("quote", "insert") in tables and ("instrument", "update") in tables
+    assert ("instrument", "update") in tables
     new_bids, new_asks = sides(market.book_levels("XBTUSD"))
     assert new_asks[0]["price"] == asks[2]["price"] and new_bids == bids
     assert (market.snapshot("order", account=7).rows[0]["orderID"], order_id) == (order_id,) * 2
+    assert any(d.table == "quote" for d in market.step(T0 + 6))  # quotes go out each second
 
 
 def test_resting_orders_get_filled_by_the_market() -> None:
@@ -789,7 +829,7 @@ def test_resting_orders_get_filled_by_the_market() -> None:
     sell_id, _ = market.place_order(7, "XBTUSD", "Sell", 500, ask, T0)
     fills: list[dict[str, Any]] = []
     statuses: dict[str, str] = {}
-    for deltas in run(market, 20_000):
+    for deltas in run(market, 200_000):
         for delta in deltas:
             if delta.account == 7 and delta.table == "execution":
                 fills.extend(r for r in delta.rows if r["execType"] == "Trade")
@@ -946,5 +986,35 @@ def test_speed_and_message_mix() -> None:
         f"{messages} messages, {book_share:.1%} orderBookL2, {rows / messages:.2f} rows/message;"
         f" {dict(counts.most_common())}"
     )
-    assert 0.75 < book_share < 0.95
-    assert 2.0 < rows / messages < 4.5
+    assert 0.75 < book_share < 0.97
+    assert 1.1 < rows / messages < 2.0
+
+
+def test_bins_close_on_the_clock_and_indices_print() -> None:
+    # from 00:00:30 to 00:05:30: five 1m closes and one 5m close per symbol, dated at the bin's
+    # end; the partial is then the last closed bin; index prints every 5 s, Referential
+    market = Market(seed=31, start_time=T0 + 30)
+    closes = collections.defaultdict[tuple[str, str | None], list[str]](list)
+    prints = 0
+    volume = 0
+    for index in range(1, 300 * 20 + 1):
+        for delta in market.step(T0 + 30 + index * 0.05):
+            if delta.table.startswith(("tradeBin", "quoteBin")):
+                (row,) = delta.rows
+                closes[(delta.table, delta.symbol)].append(row["timestamp"][11:19])
+                if delta.table == "tradeBin1m" and delta.symbol == "XBTUSD":
+                    volume += row["volume"]
+            elif delta.table == "trade" and delta.symbol == ".BXBT":
+                prints += 1
+                assert delta.rows[0]["trdType"] == "Referential"
+    minutes = ["00:01:00", "00:02:00", "00:03:00", "00:04:00", "00:05:00"]
+    for symbol in (*market.symbols, *market.indices):
+        assert closes[("tradeBin1m", symbol)] == minutes
+        assert closes[("tradeBin5m", symbol)] == ["00:05:00"]
+        assert ("tradeBin1h", symbol) not in closes
+    for symbol in market.symbols:
+        assert closes[("quoteBin1m", symbol)] == minutes
+    assert 55 <= prints <= 61 and volume > 0
+    (last,) = market.snapshot("tradeBin1m", "XBTUSD").rows
+    assert last["timestamp"] == "2025-01-01T00:05:00.000Z"
+    assert last["low"] <= last["open"] <= last["high"] and last["low"] <= last["close"]

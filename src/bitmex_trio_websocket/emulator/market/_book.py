@@ -12,12 +12,16 @@ so ``rows`` (a partial's image) at any moment equals the first image with every 
 applied. Derived tables cost nothing until enabled: ``orderBookL2_25`` forwards size changes
 inside the top 25 and otherwise diffs the top 25 levels of the side an event touched (only when
 the event reached into them), and ``orderBook10`` is a full top-10 row whenever an event reached
-into the top 10. A quote is sent whenever the best level of either side changes.
+into the top 10. A quote row is made whenever the best level of either side changes; quote rows
+wait in ``pending_quotes`` and the market sends them once a second, one message per symbol, as
+BitMEX did (2021 capture: one ``quote`` message a second carrying every change of that second,
+``../shared/captures/cryptofeed_BITMEX.ws.1.0.jsonl`` lines 256, 403, 564...).
 
 ``consume`` is the one way liquidity is taken, by the synthetic flow (``_flow``) and by
 account orders alike: the levels go or shrink, then come the derived tables and quote, the
-trade rows (one per level, with BitMEX's tick directions) and the instrument's new last price
-and volumes, in the order a server sends them.
+trade rows (one per resting order filled, so a level can print several rows at one price, as in
+the 2021 capture's ``[100, 900]`` at one price, line 344; BitMEX's tick directions) and the
+instrument's new last price and volumes, in the order a server sends them.
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ class Book:
     __slots__ = (
         "anchor", "asks", "bids", "contract", "depth", "fair", "ids", "insert_offset",
         "instrument", "last_direction", "last_tick", "legacy_base", "legacy_factor",
-        "liquidations", "lot", "ob10_ts", "quote", "spec", "symbol", "trade", "trend",
-        "typical", "volatility",
+        "liquidations", "lot", "ob10_ts", "pending_quotes", "quote", "spec", "symbol", "trade",
+        "trend", "typical", "volatility",
     )  # fmt: skip
 
     def __init__(self, spec: InstrumentSpec) -> None:
@@ -87,7 +91,7 @@ class Book:
         self.typical = spec.typical_lots
         self.depth = spec.depth
         self.insert_offset = 6.0 * spec.spacing  # mean offset of a new level from the best
-        self.volatility = 1.5 * spec.spacing  # fair price move per trade event, in ticks
+        self.volatility = 0.4 * spec.spacing  # fair price move per trade event, in ticks
         self.trend = 0.0  # -1..1: the current drift of the fair price
         self.anchor = round(spec.start_price / spec.tick_size)  # price reverts to it, ticks
         self.fair = float(self.anchor)  # where trades push the price, in ticks
@@ -102,6 +106,7 @@ class Book:
         self.ob10_ts = ""
         self.trade: dict[str, Any] = {}
         self.quote: dict[str, Any] = {}
+        self.pending_quotes: list[dict[str, Any]] = []  # sent by the market once a second
         self.liquidations: dict[str, dict[str, Any]] = {}
 
 
@@ -132,7 +137,7 @@ class Books:
             for index in range(spec.depth):
                 tick = first - offset if side.buy else first + offset
                 self.add_level(book, side, tick, self.level_size(book), ts)
-                gap = spec.spacing * (0.3 + index / 60)
+                gap = spec.spacing * (1 + index / spec.spacing_growth) - 0.5
                 offset += 1 + int(-gap * _log(1.0 - rng.random()))
         contract = book.contract
         bid, ask = book.bids.best(), book.asks.best()
@@ -273,7 +278,7 @@ class Books:
                 out.append(Delta("orderBook10", "update", book.symbol, [self.ob10_row(book)]))
         if min_rank == 0:
             book.quote = self.quote_row(book, ts)
-            out.append(Delta("quote", "insert", book.symbol, [dict(book.quote)]))
+            book.pending_quotes.append(dict(book.quote))
 
     def top25(self, side: Side, min_rank: int) -> list[int] | None:
         """The keys of the top 25 levels before a change at ``min_rank``, if L2_25 needs them."""
@@ -380,6 +385,8 @@ class Books:
         volume = turnover = 0
         home_total = foreign_total = 0.0
         direction = book.last_direction
+        rng = self.rng
+        lot = book.lot
         for level, take in plan:
             if level.tick > book.last_tick:
                 direction = "PlusTick"
@@ -389,19 +396,27 @@ class Books:
                 direction = "ZeroPlusTick" if direction == "PlusTick" else "ZeroMinusTick"
             book.last_tick = level.tick
             price = contract.price(level.tick)
-            gross, home, foreign = contract.notionals(take, price)
-            match_id = self.next_match_id()
-            match_ids.append(match_id)
-            rows.append({
-                "timestamp": ts, "symbol": symbol, "side": aggressor, "size": take,
-                "price": price, "tickDirection": direction, "trdMatchID": match_id,
-                "grossValue": gross, "homeNotional": home, "foreignNotional": foreign,
-                "trdType": "Regular",
-            })  # fmt: skip
-            volume += take
-            turnover += gross
-            home_total += home
-            foreign_total += foreign
+            # the resting orders this take filled, oldest first: one trade row each
+            lots = take // lot
+            makers = min(lots, 1 + int(-0.7 * _log(1.0 - rng.random())))
+            for maker in range(makers, 0, -1):
+                part = lots if maker == 1 else 1 + int(rng.random() * (lots - maker))
+                lots -= part
+                size = part * lot
+                gross, home, foreign = contract.notionals(size, price)
+                rows.append({
+                    "timestamp": ts, "symbol": symbol, "side": aggressor, "size": size,
+                    "price": price, "tickDirection": direction,
+                    "trdMatchID": self.next_match_id(), "grossValue": gross,
+                    "homeNotional": home, "foreignNotional": foreign, "trdType": "Regular",
+                })  # fmt: skip
+                volume += size
+                turnover += gross
+                home_total += home
+                foreign_total += foreign
+                if direction in ("PlusTick", "MinusTick"):
+                    direction = "ZeroPlusTick" if direction == "PlusTick" else "ZeroMinusTick"
+            match_ids.append(rows[-1]["trdMatchID"])
         book.last_direction = direction
         book.trade = dict(rows[-1])
         out.append(Delta("trade", "insert", symbol, rows))

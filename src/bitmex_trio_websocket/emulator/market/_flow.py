@@ -1,12 +1,15 @@
 """The synthetic order flow: what one market step does to a book, drawn from a seeded ``Random``.
 
 Theory of operation: ``Market.step`` picks a symbol and an event kind and calls one of these.
-Shares of steps: level changes (94.5%: a cluster of nearby levels, 3.4 on average and biased to
-the top of the book, changes size, or new levels appear, or levels go), trades (2.5%: a latent
-fair price random-walks with drift regimes and reverts to the start price; the aggressor takes
-the levels between the touch and it, one trade row per level), instrument mark and funding
-events (see ``_instruments``) and rare liquidation lifecycles. With derived tables off that is
-~86% ``orderBookL2`` messages of ~3.4 rows (~3.1 rows per message overall). The book never
+Level changes are most steps: a cluster of nearby levels (one 78% of the time, 1.3 on average,
+as in the 2021 capture: 79% of XBTUSD ``orderBookL2`` messages had one row, mean 1.32;
+``../shared/captures/cryptofeed_BITMEX.ws.1.0.jsonl``), biased to the top of the book, changes
+size, or new levels appear, or levels go. While the spread is wider than one tick, most level
+events instead refill it (a new level one tick from the other side's best), so XBTUSD sits at
+one tick nearly always, as every captured quote did (280 of 285 XBTUSD quotes in 2021; the
+2024-11 orderBook10 row). Trades: a latent fair price random-walks with drift regimes and
+reverts to the start price; the aggressor takes the levels between the touch and it. Then
+instrument mark events (see ``_instruments``) and rare liquidation lifecycles. The book never
 crosses and never gets thinner than ``MIN_LEVELS`` a side.
 
 The draws from ``Random`` are the market's identity: the same seed and the same calls always give
@@ -27,7 +30,12 @@ from ._schemas import Delta, random_guid
 
 __all__ = ["OrderFlow", "Trade"]
 
-_ROWS_MEAN: Final = 3.0  # a book message changes 1 + floor(Exp(mean)) levels
+_ROWS_MEAN: Final = 0.65  # a book message changes 1 + floor(Exp(mean)) levels: 1.3 on average
+_REFILL: Final = 0.98  # chance that a level event refills a spread wider than one tick
+# A fifth of level events change a best level: ~6 quote rows a second for XBTUSD at the default
+# rate (2021: ~10 a second, the capture above); deletes spare the best level nearly always.
+_TOP_SHARE: Final = 0.2
+_KEEP_BEST: Final = 0.95
 _TOP_MEAN_RANK: Final = 45.0  # mean rank of a top-biased level pick
 _CLUSTER_GAP: Final = 3.0  # mean extra rank gap between the levels one book message changes
 
@@ -52,6 +60,9 @@ class OrderFlow:
         """Size changes, new levels or removed levels on one side (the hot path: inlined)."""
         books = self._books
         random = self._rng.random
+        if book.asks.keys[0] + book.bids.keys[0] > 1 and random() < _REFILL:
+            self.refill(book, random() < 0.5, ts, out)
+            return
         side = book.bids if random() < 0.5 else book.asks
         keys = side.keys
         n = len(keys)
@@ -63,10 +74,15 @@ class OrderFlow:
             return
         deleting = choice < insert_share + 0.16 * n / book.depth and n - count >= MIN_LEVELS
         # a cluster of nearby levels, starting at a rank biased to the top of the book
-        if random() < 0.75:
+        pick = random()
+        if pick < _TOP_SHARE:  # the best level: what the quote table is made of
+            rank = 1 if deleting and random() < _KEEP_BEST else 0
+        elif pick < 0.75:
             rank = int(-_TOP_MEAN_RANK * _log(1.0 - random())) % n
         else:
             rank = int(random() * n)
+        if rank == 0 and deleting and random() < _KEEP_BEST:
+            rank = 1  # makers rarely pull the touch outright: the spread stays at one tick
         ranks = [rank]
         for _ in range(count - 1):
             rank += 1 + int(-_CLUSTER_GAP * _log(1.0 - random()))
@@ -114,6 +130,17 @@ class OrderFlow:
             books.after_book(book, side, before, first, ts, out, gone)
         elif before is not None:
             books.emit_l2_25(book, side, before, gone, (), ts, out)
+
+    def refill(self, book: Book, buy: bool, ts: str, out: list[Delta]) -> None:
+        """A market maker closes a spread wider than one tick: a new best level one tick from
+        the other side's best."""
+        books = self._books
+        side = book.bids if buy else book.asks
+        tick = book.asks.keys[0] - 1 if buy else -book.bids.keys[0] + 1
+        before = books.top25(side, 0)
+        level = books.add_level(book, side, tick, books.level_size(book), ts)
+        out.append(Delta("orderBookL2", "insert", book.symbol, [books.full_row(book, side, level)]))
+        books.after_book(book, side, before, 0, ts, out)
 
     def insert_levels(self, book: Book, side: Side, count: int, ts: str, out: list[Delta]) -> None:
         """New levels: mostly just behind the best, some inside the spread, some deep."""

@@ -52,9 +52,9 @@ class InstrumentSpec:
     ``multiplier`` is BitMEX's (negative for inverse contracts); linear contracts count
     ``underlying_to_position`` position units per unit of the underlying. ``depth`` is the
     number of book levels each side starts with (and hovers around), ``spacing`` the mean gap
-    between levels near the top of the book in ticks (the book thins out further down),
-    ``typical_lots`` the scale of a level's size, ``weight`` the instrument's share of market
-    activity.
+    between levels near the top of the book in ticks, growing by one ``spacing`` every
+    ``spacing_growth`` levels further down (the book thins out), ``typical_lots`` the scale of a
+    level's size, ``weight`` the instrument's share of market activity.
     """
 
     symbol: str
@@ -69,6 +69,7 @@ class InstrumentSpec:
     underlying_to_position: int = 1
     depth: int = 300
     spacing: float = 1.0
+    spacing_growth: float = 60.0
     typical_lots: int = 100
     weight: float = 1.0
     legacy_index: int = 400  # instrument index of the pre-2023 id formula (§10.2)
@@ -82,20 +83,39 @@ class InstrumentSpec:
         inverse = 1 / self.tick_size
         if abs(inverse - round(inverse)) > 1e-6 * inverse:
             raise ValueError(f"tick size {self.tick_size} must divide 1 evenly")
-        if self.start_price / self.tick_size < 20 * self.depth * max(1.0, self.spacing):
+        reach = self.depth * max(1.0, self.spacing) * (2 + self.depth / self.spacing_growth)
+        if self.start_price / self.tick_size < 4 * reach:
             raise ValueError(f"start price of {self.symbol!r} is too few ticks above zero")
 
+    @property
+    def index_symbol(self) -> str:
+        """The index the contract references (``.BXBT``; ``.B<root>T`` for USDT contracts, as
+        TRXUSDT referenced ``.BTRXT`` in the roq-bitmex instrument partial, 2025-09)."""
+        return f".B{self.underlying}{'T' if self.kind == 'linear' else ''}"
+
+
+# Contract specs as BitMEX listed them last. Sources: XBTUSD tick 0.1 and lot 100 (2024-11
+# orderBookL2/orderBook10/trade rows, ../shared/captures/nautilus_trader_bitmex_ws_rows.jsonl
+# lines 10-11 and 15: prices 98459.9, sizes in hundreds); ETHUSD tick 0.01 since 2024-07-31
+# (2024-11 liquidation price 3208.61, unresolved_liquidation-capture-2024.jsonl line 32);
+# XBTUSDT lot 1000 and multiplier 1 with underlyingToPositionMultiplier 10^6 (the linear formula
+# of the 2025 TRXUSDT row: multiplier = quoteToSettleMultiplier / underlyingToPositionMultiplier,
+# roq-bitmex_tests.jsonl line 8); XBTUSD's book shape (1-tick spread, top-10 levels spread over
+# ~140 ticks, sizes 200..60,000) from the same 2024-11 orderBook10 row. Other symbols' sizes
+# and spacings are scaled from these.
 
 _KNOWN_SPECS: Final = {
     spec.symbol: spec
     for spec in (
         InstrumentSpec("XBTUSD", 0.1, 100, 95_000.0, "inverse", -100_000_000, "XBT",
-                       depth=500, spacing=6.0, typical_lots=200, weight=5.0, legacy_index=88,
-                       legacy_tick=0.01),
-        InstrumentSpec("ETHUSD", 0.05, 1, 3_300.0, "quanto", 100, "ETH", depth=400,
-                       spacing=2.0, typical_lots=300, weight=3.0, legacy_index=297),
+                       depth=500, spacing=12.0, spacing_growth=400.0, typical_lots=60,
+                       weight=6.0, legacy_index=88, legacy_tick=0.01),
+        InstrumentSpec("ETHUSD", 0.01, 1, 3_300.0, "quanto", 100, "ETH", depth=400,
+                       spacing=8.0, spacing_growth=200.0, typical_lots=300, weight=2.5,
+                       legacy_index=297),
         InstrumentSpec("SOLUSD", 0.01, 1, 190.0, "quanto", 100, "SOL", depth=300,
-                       typical_lots=200, weight=2.0, legacy_index=330),
+                       spacing=2.0, spacing_growth=150.0, typical_lots=200, weight=1.5,
+                       legacy_index=330),
         InstrumentSpec("XBTUSDT", 0.5, 1000, 95_000.0, "linear", 1, "XBT", "USDT", "USDt",
                        1_000_000, depth=400, spacing=2.0, typical_lots=100, weight=2.0,
                        legacy_index=360),
@@ -198,7 +218,7 @@ class Instrument:
     instrument at that book's prices).
     """
 
-    __slots__ = ("basis", "contract", "funding_time", "row", "spec", "symbol")
+    __slots__ = ("basis", "contract", "funding_time", "index", "row", "spec", "symbol")
 
     def __init__(self, spec: InstrumentSpec, contract: Contract) -> None:
         self.spec = spec
@@ -206,6 +226,7 @@ class Instrument:
         self.contract = contract
         self.basis = 0.0  # index premium over the book's mid, a slow random walk
         self.funding_time = 0.0  # epoch seconds of the next funding
+        self.index = 0.0  # the underlying's index price (published by its index instrument)
         self.row: dict[str, Any] = {}
 
     def open(
@@ -222,6 +243,7 @@ class Instrument:
         contract = self.contract
         lot = spec.lot_size
         mid = contract.round_price((bid_price + ask_price) / 2, 1)
+        self.index = mid
         start_price = contract.round_price(spec.start_price)
         # the next funding time at 04:00, 12:00 or 20:00 UTC
         self.funding_time = (
@@ -235,10 +257,11 @@ class Instrument:
             "positionCurrency": "USD" if spec.kind != "linear" else underlying,
             "underlying": underlying, "quoteCurrency": spec.quote_currency,
             "underlyingSymbol": f"{underlying}=", "reference": "BMEX",
-            "referenceSymbol": f".B{underlying}", "maxOrderQty": 10_000_000 * lot,
+            "referenceSymbol": spec.index_symbol, "maxOrderQty": 10_000_000 * lot,
             "maxPrice": 1_000_000.0, "lotSize": lot, "tickSize": spec.tick_size,
             "multiplier": spec.multiplier, "settlCurrency": spec.settl_currency,
             "underlyingToPositionMultiplier": spec.underlying_to_position,
+            **self._multipliers(),
             "isQuanto": spec.kind == "quanto", "isInverse": spec.kind == "inverse",
             "initMargin": 0.01, "maintMargin": 0.005, "riskLimit": 20_000_000_000,
             "riskStep": 15_000_000_000, "taxed": True, "deleverage": True,
@@ -248,7 +271,8 @@ class Instrument:
             "fundingPremiumSymbol": f".{spec.symbol}PI8H",
             "fundingTimestamp": fmt(self.funding_time),
             "fundingInterval": _FUNDING_INTERVAL_TEXT, "fundingRate": 0.0001,
-            "indicativeFundingRate": 0.0001, "prevClosePrice": start_price, "totalVolume": 0,
+            "indicativeFundingRate": 0.0001, "prevClosePrice": start_price,
+            "prevTotalVolume": 0, "totalVolume": 0,
             "volume": 0, "volume24h": 0, "prevTotalTurnover": 0, "totalTurnover": 0,
             "turnover": 0, "turnover24h": 0, "homeNotional24h": 0.0, "foreignNotional24h": 0.0,
             "prevPrice24h": start_price, "vwap": start_price, "highPrice": bid_price,
@@ -259,8 +283,21 @@ class Instrument:
             "openInterest": open_interest,
             "openValue": abs(contract.value(open_interest, mid)), "fairMethod": "FundingRate",
             "fairBasisRate": 0.1095, "fairBasis": 0.0, "fairPrice": mid, "markMethod": "FairPrice",
-            "markPrice": mid, "indicativeSettlePrice": mid, "instantPnl": True, "timestamp": ts,
+            "markPrice": mid, "indicativeSettlePrice": mid, "instantPnl": True,
+            "minTick": spec.tick_size / 10, "fundingBaseRate": 0.0003,
+            "fundingQuoteRate": 0.0006, "timestamp": ts,
         }  # fmt: skip
+
+    def _multipliers(self) -> dict[str, int]:
+        """``underlyingToSettleMultiplier`` (inverse: the multiplier) or
+        ``quoteToSettleMultiplier`` (linear: 10^6 USDt per USDT, as in the 2025 TRXUSDT row);
+        BitMEX omitted the one that does not apply (nulls are omitted since 2023)."""
+        spec = self.spec
+        if spec.kind == "inverse":
+            return {"underlyingToSettleMultiplier": spec.multiplier}
+        if spec.kind == "linear":
+            return {"quoteToSettleMultiplier": spec.multiplier * spec.underlying_to_position}
+        return {}
 
     def update(self, fields: dict[str, Any], ts: str, out: list[Delta]) -> None:
         """Send (and apply) the ``fields`` whose values differ from the row's; nothing if none."""
@@ -314,6 +351,7 @@ class Instrument:
         mid = (bid_price + ask_price) / 2
         self.basis = 0.9 * self.basis + rng.gauss(0.0, 0.0002)
         index = contract.round_price(mid * (1 + self.basis), 1)
+        self.index = index
         fair_basis = contract.round_price(index * row["fundingRate"] / 2, 1)
         mark = contract.round_price(index + fair_basis, 1)
         fields: dict[str, Any] = {
@@ -336,18 +374,25 @@ class Instrument:
         self.update(fields, ts, out)
         return mark
 
+    def funding_row(self, fmt: Callable[[float], str], when: float) -> dict[str, Any]:
+        """The ``funding`` row of a payment at ``when`` at the current rate. The daily rate is
+        the rate times 3 in floating point, unrounded, as BitMEX computed it (2024-05 funding
+        partial: ``"fundingRateDaily":3.0000000000000003E-4``, roq-bitmex line 7)."""
+        rate = self.row["fundingRate"]
+        return {
+            "timestamp": fmt(when), "symbol": self.symbol,
+            "fundingInterval": _FUNDING_INTERVAL_TEXT, "fundingRate": rate,
+            "fundingRateDaily": rate * 3,
+        }  # fmt: skip
+
     def funding_event(
         self, rng: Random, fmt: Callable[[float], str], ts: str, out: list[Delta]
     ) -> dict[str, Any]:
-        """Funding is paid at the current rate: a ``funding`` insert, then the next funding
-        time, rate and predicted rate. Returns (a copy of) the funding row."""
+        """Funding is paid at the current rate at ``funding_time`` (04:00, 12:00 or 20:00 UTC):
+        a ``funding`` insert dated then, then the next funding time, rate and predicted rate.
+        Returns (a copy of) the funding row."""
         row = self.row
-        rate = row["fundingRate"]
-        funding = {
-            "timestamp": fmt(self.funding_time), "symbol": self.symbol,
-            "fundingInterval": _FUNDING_INTERVAL_TEXT, "fundingRate": rate,
-            "fundingRateDaily": round(rate * 3, 8),
-        }  # fmt: skip
+        funding = self.funding_row(fmt, self.funding_time)
         kept = dict(funding)
         out.append(Delta("funding", "insert", self.symbol, [funding]))
         self.funding_time += FUNDING_INTERVAL

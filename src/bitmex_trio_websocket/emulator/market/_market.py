@@ -7,11 +7,16 @@ instrument and funding (``_instruments``) and the accounts with their private ta
 (epoch seconds) and all chance comes from ``random.Random(seed)``, so the same seed and the same
 sequence of calls always give byte-identical output.
 
-Each ``step(now)`` makes ONE market event and returns every ``Delta`` it caused, in the order a
-server should send them. Events, by share of steps: level changes (94.5%), trades (2.5%, after
-which resting account orders the trade printed through are filled), instrument mark/fair/index/
-open-interest/funding-rate updates (2.5%, which also revalue positions), and rare liquidation
-lifecycles (0.4%) and funding events (0.1%). See ``_flow`` for what each does to a book.
+Each ``step(now)`` first makes what the clock brings (``_clock``: the second's quote messages,
+index prints every 5 s, bin closes, funding at 04:00, 12:00 and 20:00 UTC, the daily insurance
+row), then ONE random market event, and returns every ``Delta`` caused, in the order a server
+should send them. Random events, by share of steps: level changes (96.6%), trades (1.5%, after
+which resting account orders the trade printed through are filled), instrument mark/fair/open-
+interest/predicted-funding updates (1.5%, which also revalue positions) and rare liquidation
+lifecycles (0.4%). See ``_flow`` for what each does to a book. The market opens at
+``start_time`` (the emulator passes its clock's time), so funding and bins fall where BitMEX's
+did. ``symbols`` are the contracts; ``indices`` the index instruments they reference
+(``.BXBT``...), which have instrument rows and Referential trades but no book.
 
 Every state change is applied to the stored rows exactly as the emitted delta describes it, so
 ``snapshot()`` at any moment equals the initial snapshot with all later deltas applied (the
@@ -34,7 +39,8 @@ from random import Random
 from typing import Any, Final
 
 from ._accounts import DEFAULT_ACCOUNT, Accounts
-from ._book import Books
+from ._book import Book, Books
+from ._clock import Timed
 from ._flow import OrderFlow
 from ._instruments import DEFAULT_SYMBOLS, InstrumentSpec, spec_for
 from ._schemas import (
@@ -51,11 +57,10 @@ from ._schemas import (
 
 __all__ = ["Market"]
 
-# Cumulative thresholds of the event kind drawn by step().
-_P_BOOK: Final = 0.945
-_P_TRADE: Final = _P_BOOK + 0.025
-_P_MARK: Final = _P_TRADE + 0.025
-_P_LIQUIDATION: Final = _P_MARK + 0.004  # the rest (0.1%): funding
+# Cumulative thresholds of the event kind drawn by step(); the rest (0.4%): liquidations.
+_P_BOOK: Final = 0.966
+_P_TRADE: Final = _P_BOOK + 0.015
+_P_MARK: Final = _P_TRADE + 0.015
 
 
 class Market:
@@ -93,7 +98,8 @@ class Market:
             self._books.open(spec, start_time, ts, self._fmt)
         self._book_list = list(self._books.by_symbol.values())
         self._cumulative = list(accumulate(spec.weight for spec in specs.values()))
-        self._funding: list[dict[str, Any]] = []
+        self._timed = Timed(self._book_list, self._rng, self._fmt, start_time, seed)
+        self.indices: tuple[str, ...] = tuple(self._timed.indices)
         self._marks: dict[str, float] = {
             book.symbol: book.instrument.row["markPrice"] for book in self._book_list
         }
@@ -132,6 +138,9 @@ class Market:
         ts = self._fmt(now)
         out: list[Delta] = []
         rng = self._rng
+        if now >= self._timed.next_due:
+            for symbol in self._timed.advance(now, out):
+                self._accounts.on_mark(symbol, ts, out)
         books = self._book_list
         if len(books) == 1:
             book = books[0]
@@ -141,8 +150,10 @@ class Market:
         if kind < _P_BOOK:
             self._flow.book_event(book, ts, out)
         elif kind < _P_TRADE:
+            first = len(out)
             trade = self._flow.trade_event(book, ts, out)
             if trade is not None:
+                self._record_trades(book, out, first)
                 self._accounts.on_trade(
                     book.symbol, trade.buy, trade.worst_tick, trade.qty, ts,
                     self._books.next_match_id, out,
@@ -154,10 +165,12 @@ class Market:
             if self._marks[book.symbol] != mark:
                 self._marks[book.symbol] = mark
                 self._accounts.on_mark(book.symbol, ts, out)
-        elif kind < _P_LIQUIDATION:
-            self._flow.liquidation_event(book, ts, out)
         else:
-            self._funding.append(book.instrument.funding_event(rng, self._fmt, ts, out))
+            self._flow.liquidation_event(book, ts, out)
+        if self.max_events is not None and self.events >= self.max_events:
+            self._timed.flush_quotes(out)  # a still market has no next second
+        elif now >= self._timed.next_quotes:
+            self._timed.quotes_due(now, out)
         return out
 
     def snapshot(
@@ -177,17 +190,31 @@ class Market:
         if table not in PUBLIC_TABLES_SERVED:
             raise UnknownTableError(f"unknown table {table!r}")
         by_symbol = self._books.by_symbol
+        timed = self._timed
+        indices = timed.indices
         if symbol is None:
             books = self._book_list
+            index_rows = list(indices.values())
         else:
             books = [by_symbol[symbol]] if symbol in by_symbol else []
+            index_rows = [indices[symbol]] if symbol in indices else []
+        wanted = {book.symbol for book in books} | {index.symbol for index in index_rows}
         rows: list[dict[str, Any]] = []
         if table == "instrument":
             rows = [dict(book.instrument.row) for book in books]
+            rows.extend(dict(index.row) for index in index_rows)
+        elif table == "trade":
+            rows = [dict(book.trade) for book in books]
+            rows.extend(dict(index.trade) for index in index_rows)
         elif table == "funding":
-            wanted = {book.symbol for book in books}
-            rows = [dict(row) for row in self._funding if row["symbol"] in wanted]
-        elif table not in ("settlement", "insurance") and table not in BIN_TABLES:
+            rows = [dict(row) for row in timed.funding if row["symbol"] in wanted]
+        elif table in BIN_TABLES:
+            rows = timed.bins.rows(table, sorted(wanted, key=self._order))
+        elif table == "settlement":
+            rows = timed.history.settlement_rows(None if symbol is None else {symbol})
+        elif table == "insurance":
+            rows = [dict(row) for row in timed.history.insurance]
+        else:
             rows = self._books.public_rows(table, books)
         legacy = self._books.legacy and table in ("orderBookL2", "orderBookL2_25")
         schema = LEGACY_BOOK_SCHEMA if legacy else TABLE_SCHEMAS[table]
@@ -247,11 +274,15 @@ class Market:
             plan = books.crossing_plan(book, order.buy, tick, order.leaves)
             if plan:
                 passive = book.asks if order.buy else book.bids
+                first = len(out)
                 match_ids = books.consume(book, passive, plan, order.buy, ts, out)
+                self._record_trades(book, out, first)
                 for (level, take), match_id in zip(plan, match_ids, strict=True):
                     price_out = book.contract.price(level.tick)
                     self._accounts.fill(order, take, price_out, False, match_id, ts, out)
         self._accounts.refresh(account, symbol, ts, out)
+        if self._still():  # nobody will step the market again: its quotes go out now
+            self._timed.flush_quotes(out)
         return order.order_id, out
 
     def cancel_order(
@@ -305,6 +336,21 @@ class Market:
         return out
 
     # ------------------------------------------------------------------ internals
+
+    def _order(self, symbol: str) -> tuple[int, str]:
+        """Contracts first, in market order, then indices."""
+        if symbol in self._books.by_symbol:
+            return (self.symbols.index(symbol), symbol)
+        return (len(self.symbols), symbol)
+
+    def _record_trades(self, book: Book, out: list[Delta], start: int) -> None:
+        """Feed the trade rows made since ``out[start]`` to the bins."""
+        for delta in out[start:]:
+            if delta.table == "trade" and delta.symbol == book.symbol:
+                self._timed.bins.record(book.symbol, delta.rows)
+
+    def _still(self) -> bool:
+        return self.max_events is not None and self.events >= self.max_events
 
     def _seed_default_account(self, ts: str) -> None:
         """The default account: a long position and a few resting orders, one near the touch
