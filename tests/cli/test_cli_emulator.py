@@ -93,3 +93,35 @@ async def test_serves_and_stops_cleanly(stop: signal.Signals) -> None:
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     await pipe.aclose()
+
+
+async def test_serves_a_tardis_slice_folder_to_a_bare_client(tmp_path: Path) -> None:
+    from ..replay.helpers import captured_session, stretched, write_cache_folder
+
+    frames = stretched(captured_session(), 10.0)
+    folder = write_cache_folder(tmp_path, frames, compression="zst")
+    partial = next(
+        text for _, text in frames if text.startswith('{"table":"trade","action":"partial"')
+    )
+    command = [sys.executable, "-m", "bitmex_trio_websocket", "emulator", "--replay", str(folder)]
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            url = (await read_line(process)).decode().strip()
+            async with open_websocket_url(url) as ws:
+                welcome = orjson.loads(await ws.get_message())
+                assert welcome["info"] == "Welcome to the BitMEX Realtime API."
+                await ws.send_message('{"op":"subscribe","args":["trade"]}')
+                assert orjson.loads(await ws.get_message())["subscribe"] == "trade"
+                assert await ws.get_message() == partial  # BitMEX's own text, unchanged
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    await pipe.aclose()
