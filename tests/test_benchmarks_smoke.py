@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from benchmarks import (
@@ -73,3 +74,19 @@ def test_summary_marks_targets() -> None:
 def test_profile_groups_layers(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_profile.main(["--stream", str(stream), "--top", "3"]) == 0
     assert "storage" in capsys.readouterr().out
+
+
+def test_replay_benchmark_runs_every_path(tmp_path: Path) -> None:
+    from benchmarks import replay
+
+    path = tmp_path / "day.json"
+    replay.write_day_file(path, MESSAGES, seed=3)
+    results = replay.measure(path, runs=1)
+    assert [r.path for r in results] == list(replay.PATHS)
+    assert all(r.median > 0 and r.messages == MESSAGES for r in results)
+    # The three listeners took every row listen() yields: all but deletes.
+    from bitmex_trio_websocket._replay import iter_frames
+
+    messages = [orjson.loads(frame.text) for frame in iter_frames(path)]
+    expected = sum(len(m["data"]) for m in messages if m["action"] != "delete")
+    assert results[-1].extra["rows_delivered"] == expected

@@ -1,0 +1,149 @@
+"""Replay throughput: a "day file" of Tardis slice lines through ``open_bitmex_replay``.
+
+Theory of operation: the seeded benchmark stream (``gen_stream``: the emulator's market, ~93%
+order-book deltas) is written once as a plain Tardis raw slice file (``<28-char timestamp>
+<message>`` lines, the times spread over one day). Each run then measures, interleaved so drift
+hits every path alike:
+
+* ``orjson parse``: ``orjson.loads`` of every line's message, in memory (the ceiling);
+* ``parse + Storage.apply``: the same plus a fresh ``Storage`` (the work no replay can avoid);
+* ``read slices (iter_frames)``: reading the file into frames (the source's own cost);
+* ``open_bitmex_replay, 3 listeners``: the whole replay from the file, with three ``listen``
+  listeners (``orderBookL2``, ``trade``, ``instrument``) taking every row, as fast as they can.
+
+The replay's ratios to the first two are printed with its figures.
+
+    python -m benchmarks.replay --messages 200000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+from pathlib import Path
+
+import orjson
+import trio
+
+from bitmex_trio_websocket import BitMEXReplay, Storage, open_bitmex_replay
+from bitmex_trio_websocket._replay import iter_frames
+
+from ._common import BENCH_TABLES, Result, add_common_arguments, cache_dir, emit
+from .gen_stream import generate
+
+__all__ = ["day_file", "main", "measure", "write_day_file"]
+
+DAY = 86_400.0
+
+
+def _stamp(t: float) -> str:
+    moment = datetime.datetime.fromtimestamp(t, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def write_day_file(path: str | os.PathLike[str], messages: int, seed: int = 1) -> None:
+    """``messages`` frames of the seeded stream as Tardis slice lines over one day."""
+    frames = generate(messages, seed, rate=max(1.0, messages / DAY))
+    tmp = Path(f"{os.fspath(path)}.tmp")
+    tmp.write_bytes(b"".join(f"{_stamp(t)} {text}\n".encode() for t, text in frames))
+    tmp.replace(path)
+
+
+def day_file(messages: int, seed: int = 1) -> Path:
+    """The cached day file for ``(messages, seed)``, written on first use."""
+    path = cache_dir() / f"day-{messages}-seed{seed}.json"
+    if not path.exists():
+        write_day_file(path, messages, seed)
+    return path
+
+
+def _messages_of(path: Path) -> list[str]:
+    return [frame.text for frame in iter_frames(path)]
+
+
+def _parse(path: Path, texts: Sequence[str]) -> int:
+    loads = orjson.loads
+    for text in texts:
+        loads(text)
+    return 0
+
+
+def _parse_store(path: Path, texts: Sequence[str]) -> int:
+    loads = orjson.loads
+    apply = Storage().apply
+    for text in texts:
+        apply(loads(text))
+    return 0
+
+
+def _read(path: Path, texts: Sequence[str]) -> int:
+    count = 0
+    for _ in iter_frames(path):
+        count += 1
+    assert count == len(texts)
+    return 0
+
+
+def _replay(path: Path, texts: Sequence[str]) -> int:
+    """The replay with three listeners; returns the rows they took."""
+    counts = dict.fromkeys(BENCH_TABLES, 0)
+
+    async def take(bws: BitMEXReplay, table: str) -> None:
+        async with aclosing(bws.listen(table)) as rows:
+            for_table = 0
+            async for _ in rows:
+                for_table += 1
+            counts[table] = for_table
+
+    async def main() -> None:
+        async with open_bitmex_replay(path) as bws:
+            async with trio.open_nursery() as nursery:
+                for table in BENCH_TABLES:
+                    nursery.start_soon(take, bws, table)
+            assert bws.stats.messages == len(texts)
+
+    trio.run(main)
+    return sum(counts.values())
+
+
+PATHS: dict[str, Callable[[Path, Sequence[str]], int]] = {
+    "orjson parse": _parse,
+    "parse + Storage.apply": _parse_store,
+    "read slices (iter_frames)": _read,
+    "open_bitmex_replay, 3 listeners": _replay,
+}
+
+
+def measure(path: Path, runs: int) -> list[Result]:
+    texts = _messages_of(path)
+    results = {name: Result(name, [], len(texts)) for name in PATHS}
+    rows = 0
+    for _ in range(runs):
+        for name, run in PATHS.items():
+            gc.collect()
+            start = time.perf_counter()
+            rows = run(path, texts) or rows
+            results[name].rates.append(len(texts) / (time.perf_counter() - start))
+    replay = results["open_bitmex_replay, 3 listeners"]
+    replay.extra["rows_delivered"] = rows
+    for name in ("orjson parse", "parse + Storage.apply"):
+        replay.extra[f"ratio to {name}"] = round(replay.median / results[name].median, 3)
+    return list(results.values())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__)
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    path = Path(args.stream) if args.stream else day_file(args.messages, args.seed)
+    emit(measure(path, args.runs), args.json, f"Replay of a day file ({path.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
