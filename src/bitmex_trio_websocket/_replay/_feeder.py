@@ -43,7 +43,6 @@ for unknown rows, crossed books) cannot be repaired by a resync here: they are c
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -302,9 +301,3 @@ def _narrowed(message: dict[str, Any], symbols: frozenset[str]) -> list[dict[str
     if len(rows) == len(data):
         return [message] if rows else []
     return [{**message, "data": rows}] if rows else []
-
-
-def _finite_speed(speed: float | None) -> float | None:
-    if speed is not None and not (speed > 0 and math.isfinite(speed)):
-        raise ValueError("speed must be None or a positive number")
-    return speed
