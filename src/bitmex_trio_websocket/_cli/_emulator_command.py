@@ -24,6 +24,18 @@ from ._run import Subparsers, run_command
 __all__ = ["add_emulator"]
 
 
+# The names of emulator.SCENARIOS, here so that --help does not import the emulator (a test
+# checks they agree).
+SCENARIO_NAMES = (
+    "quiet",
+    "trending",
+    "flash_crash",
+    "funding_flip",
+    "thin_book",
+    "exchange_deploy",
+)
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -100,6 +112,19 @@ def add_emulator(commands: Subparsers) -> None:
         help=f"API secret (default: {DEFAULT_API_SECRET})",
     )
     parser.add_argument(
+        "--scenario",
+        metavar="NAME",
+        default=None,
+        help=f"a named market regime: {', '.join(SCENARIO_NAMES)} (default: none)",
+    )
+    parser.add_argument(
+        "--bye-every",
+        type=_non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="close every connection with 1000 Bye at random intervals of this mean (default: off)",
+    )
+    parser.add_argument(
         "--legacy-book",
         action="store_true",
         help="emit the 2019-2021 order book format (no price on update/delete)",
@@ -108,8 +133,12 @@ def add_emulator(commands: Subparsers) -> None:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from ..emulator import DEFAULT_ACCOUNT, open_emulator
+    from ..emulator import DEFAULT_ACCOUNT, SCENARIOS, open_emulator
 
+    if args.scenario is not None and args.scenario not in SCENARIOS:
+        known = ", ".join(SCENARIOS)
+        print(f"error: unknown scenario {args.scenario!r} (known: {known})", file=sys.stderr)
+        return 2
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
 
     async def serve() -> None:
@@ -124,6 +153,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
             speed=args.speed,
             accounts={args.api_key: (args.api_secret, DEFAULT_ACCOUNT)},
             legacy_book=args.legacy_book,
+            scenario=args.scenario,
+            bye_every=args.bye_every or None,
         ) as emulator:
             print(emulator.url, flush=True)
             await _wait_for_termination()

@@ -39,7 +39,7 @@ from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from ._limits import Limits
 from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._server import Emulator, open_emulator
-from .market import DEFAULT_ACCOUNT, Market
+from .market import DEFAULT_ACCOUNT, SCENARIOS, Market, Scenario
 
 __all__ = [
     "DEFAULT_ACCOUNT",
@@ -54,6 +54,8 @@ __all__ = [
     "Market",
     "RandomFaults",
     "RecordedFrame",
+    "SCENARIOS",
+    "Scenario",
     "Recording",
     "ScheduledFault",
     "load_recording",

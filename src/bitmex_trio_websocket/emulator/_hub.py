@@ -86,7 +86,7 @@ class Hub:
             self.symbols: frozenset[str] = recording.symbols
         else:
             assert market is not None
-            self.symbols = frozenset(market.symbols)
+            self.symbols = frozenset(market.symbols) | frozenset(market.indices)
 
     # ------------------------------------------------------------------ ConnectionHost
 

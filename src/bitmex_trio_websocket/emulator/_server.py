@@ -55,7 +55,8 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording, load_recording
 from ._texts import iso_timestamp
 from ._transport import FaultStream
-from .market import DEFAULT_ACCOUNT, Delta, Market
+from .market import DEFAULT_ACCOUNT, Delta, Market, Scenario, scenario_named
+from .market._instruments import FUNDING_INTERVAL
 
 __all__ = ["Emulator", "open_emulator"]
 
@@ -350,6 +351,16 @@ class Emulator:
             for connection in list(self.connections):
                 connection.close_nowait(1000, "Bye")
 
+    async def _run_deploys(self, scenario: Scenario) -> None:
+        """The exchange_deploy scenario: 1000 "Bye" to everyone and a 503 window, repeated."""
+        assert scenario.deploy_after is not None
+        await trio.sleep(scenario.deploy_after)
+        while True:
+            await self.deploy(down_for=scenario.deploy_down)
+            if scenario.deploy_every is None:
+                return
+            await trio.sleep(scenario.deploy_every)
+
     async def _run_market(self) -> None:
         market = self._hub.market
         if market is None:
@@ -469,6 +480,7 @@ async def open_emulator(
     max_queued_frames: int = 10_000,
     limits: Limits = DEFAULT_LIMITS,
     bye_every: float | None = None,
+    scenario: Scenario | str | None = None,
 ) -> AsyncIterator[Emulator]:
     """Run a local BitMEX realtime emulator for the duration of the ``async with`` block.
 
@@ -482,7 +494,10 @@ async def open_emulator(
     ``listen=False`` no TCP port is opened and only the in-memory variant is available.
     ``limits`` sets BitMEX's in-band limits (429 bursts, 503 pending, the error limit);
     ``bye_every`` (seconds, default off) closes every connection with 1000 "Bye" at seeded
-    random intervals of that mean, as BitMEX's deploys did.
+    random intervals of that mean, as BitMEX's deploys did. ``scenario`` (a ``Scenario`` or
+    one of the names in ``SCENARIOS``) bends the synthetic market into a regime; the
+    ``funding_flip`` one moves the emulator's clock to just before a funding time and
+    ``exchange_deploy`` makes the server close every connection now and then.
     """
     if max_events is not None and max_events < 0:
         raise ValueError("max_events must be non-negative")
@@ -493,6 +508,20 @@ async def open_emulator(
     if bye_every is not None and bye_every <= 0:
         raise ValueError("bye_every must be positive (or None: off)")
     wall = clock or time.time
+    if isinstance(scenario, str):
+        scenario = scenario_named(scenario)
+    if scenario is not None and scenario.funding_in is not None and replay is None:
+        # the market opens funding_in seconds before the next funding time (04/12/20 UTC)
+        opened = wall()
+        base = wall
+        funding = ((opened - 4 * 3600) // FUNDING_INTERVAL + 1) * FUNDING_INTERVAL + 4 * 3600
+        offset = funding - scenario.funding_in - opened
+        if offset < 0:
+            offset += FUNDING_INTERVAL
+
+        def wall() -> float:
+            return base() + offset
+
     account_map = (
         dict(accounts) if accounts else {DEFAULT_API_KEY: (DEFAULT_API_SECRET, DEFAULT_ACCOUNT)}
     )
@@ -504,6 +533,7 @@ async def open_emulator(
             symbols=list(symbols) if symbols is not None else None,
             start_time=wall(),
             legacy_book=legacy_book,
+            scenario=scenario,
         )
         for _, account in account_map.values():
             if account != DEFAULT_ACCOUNT:
@@ -527,6 +557,8 @@ async def open_emulator(
             nursery.start_soon(emulator._run_market)
             if bye_every is not None:
                 nursery.start_soon(emulator._run_byes, bye_every, seed)
+            if scenario is not None and scenario.deploy_after is not None:
+                nursery.start_soon(emulator._run_deploys, scenario)
             try:
                 yield emulator
             finally:

@@ -9,7 +9,9 @@ an account as BitMEX's REST API would. Its parts, one module each:
 * ``_flow``: the random order flow that changes them, step by step;
 * ``_instruments``: contract specs and arithmetic, the ``instrument`` rows, funding;
 * ``_accounts``: accounts and their private tables (order, execution, position, margin, wallet);
-* ``_schemas``: the shapes of the messages (deltas, partials, table schemas, text formats).
+* ``_schemas``: the shapes of the messages (deltas, partials, table schemas, text formats);
+* ``_clock`` (what the clock brings: quote messages, ``_indices`` prints, ``_bins`` closes,
+  funding, ``_history``'s insurance rows) and ``_scenarios`` (named market regimes).
 
 Dependencies point one way: ``_market`` -> ``_flow`` -> ``_book`` -> ``_instruments`` ->
 ``_schemas``, and ``_accounts`` -> ``_instruments``.
@@ -18,6 +20,7 @@ Dependencies point one way: ``_market`` -> ``_flow`` -> ``_book`` -> ``_instrume
 from ._accounts import DEFAULT_ACCOUNT
 from ._instruments import DEFAULT_SYMBOLS, Contract, InstrumentSpec, spec_for
 from ._market import Market
+from ._scenarios import SCENARIOS, Scenario, scenario_named
 from ._schemas import (
     KEYLESS_TABLES,
     PRIVATE_TABLES_SERVED,
@@ -33,11 +36,14 @@ __all__ = [
     "KEYLESS_TABLES",
     "PRIVATE_TABLES_SERVED",
     "PUBLIC_TABLES_SERVED",
+    "SCENARIOS",
     "Contract",
     "Delta",
     "InstrumentSpec",
     "Market",
+    "Scenario",
     "Snapshot",
     "UnknownTableError",
+    "scenario_named",
     "spec_for",
 ]

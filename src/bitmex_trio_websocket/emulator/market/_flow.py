@@ -55,6 +55,7 @@ class OrderFlow:
     def __init__(self, books: Books, rng: Random) -> None:
         self._books = books
         self._rng = rng
+        self.fixed_trend: float | None = None  # a scenario's drift, never redrawn
 
     def book_event(self, book: Book, ts: str, out: list[Delta]) -> None:
         """Size changes, new levels or removed levels on one side (the hot path: inlined)."""
@@ -179,22 +180,27 @@ class OrderFlow:
         out.append(Delta("orderBookL2", "insert", book.symbol, rows))
         books.after_book(book, side, before, first, ts, out)
 
-    def trade_event(self, book: Book, ts: str, out: list[Delta]) -> Trade | None:
+    def trade_event(
+        self, book: Book, ts: str, out: list[Delta], *, max_levels: int = 12
+    ) -> Trade | None:
         """The fair price moves (a random walk with drift regimes, reverting to the start
         price); an aggressor takes the levels between the touch and the fair price (at least
         one, part of the last one half of the time)."""
         random = self._rng.random
         if random() < 0.05:
-            book.trend = 2 * random() - 1
+            book.trend = 2 * random() - 1 if self.fixed_trend is None else self.fixed_trend
         noise = (random() + random() + random() - 1.5) * 2  # mean 0, sd 1
         book.fair += book.volatility * (noise + 0.5 * book.trend)
-        book.fair += (book.anchor - book.fair) * 0.002
+        if self.fixed_trend is None:
+            book.fair += (book.anchor - book.fair) * 0.002
+        else:  # a trend that stays: the price does not revert
+            book.anchor = round(book.fair)
         bid, ask = -book.bids.keys[0], book.asks.keys[0]
         fair = book.fair
         buy = fair >= ask or (fair > bid and random() < (fair - bid) / (ask - bid))
         passive = book.asks if buy else book.bids
         spare = len(passive.keys) - MIN_LEVELS
-        limit = min(12, spare)
+        limit = min(max_levels, spare)
         plan: list[tuple[Level, int]] = []
         for level in passive.top(limit):
             if plan and ((level.tick > fair) if buy else (level.tick < fair)):
@@ -211,13 +217,15 @@ class OrderFlow:
         self._books.consume(book, passive, plan, buy, ts, out)
         return Trade(buy, last.tick, sum(take for _, take in plan))
 
-    def liquidation_event(self, book: Book, ts: str, out: list[Delta]) -> None:
+    def liquidation_event(
+        self, book: Book, ts: str, out: list[Delta], *, cascade: float = 0.0
+    ) -> None:
         """A new liquidation order near the touch, or one of the live ones shrinks, moves or
         goes."""
         rng = self._rng
         liquidations = book.liquidations
         symbol = book.symbol
-        if liquidations and (len(liquidations) >= 3 or rng.random() < 0.7):
+        if not cascade and liquidations and (len(liquidations) >= 3 or rng.random() < 0.7):
             order_id = next(iter(liquidations))
             row = liquidations[order_id]
             choice = rng.random()
@@ -242,14 +250,16 @@ class OrderFlow:
             row.update(update)
             out.append(Delta("liquidation", "update", symbol, [update]))
             return
-        buy = rng.random() < 0.5
+        buy = rng.random() < 0.5 and not cascade  # a cascade liquidates longs: sells
         offset = 1 + int(rng.random() * 10)
         tick = book.asks.keys[0] + offset if buy else -book.bids.keys[0] - offset
         order_id = random_guid(rng)
         new = {
             "orderID": order_id, "symbol": symbol, "side": "Buy" if buy else "Sell",
             "price": book.contract.price(tick),
-            "leavesQty": book.lot * (1 + int(rng.expovariate(1.0 / (3 * book.typical)))),
+            "leavesQty": book.lot * int(
+                (1 + int(rng.expovariate(1.0 / (3 * book.typical)))) * (1 + 10 * cascade)
+            ),
         }  # fmt: skip
         liquidations[order_id] = dict(new)
         out.append(Delta("liquidation", "insert", symbol, [new]))

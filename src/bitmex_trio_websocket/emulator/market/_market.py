@@ -36,13 +36,14 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from random import Random
-from typing import Any, Final
+from typing import Any
 
 from ._accounts import DEFAULT_ACCOUNT, Accounts
 from ._book import Book, Books
 from ._clock import Timed
 from ._flow import OrderFlow
 from ._instruments import DEFAULT_SYMBOLS, InstrumentSpec, spec_for
+from ._scenarios import Scenario, scenario_named
 from ._schemas import (
     BIN_TABLES,
     LEGACY_BOOK_SCHEMA,
@@ -57,10 +58,7 @@ from ._schemas import (
 
 __all__ = ["Market"]
 
-# Cumulative thresholds of the event kind drawn by step(); the rest (0.4%): liquidations.
-_P_BOOK: Final = 0.966
-_P_TRADE: Final = _P_BOOK + 0.015
-_P_MARK: Final = _P_TRADE + 0.015
+_CRASH_TRADE = -1.0  # the event kind of a crash's sell trade (taken with more levels)
 
 
 class Market:
@@ -75,10 +73,16 @@ class Market:
         legacy_book: bool = False,
         derive: Iterable[str] = (),
         max_events: int | None = None,
+        scenario: Scenario | str | None = None,
     ) -> None:
+        if isinstance(scenario, str):
+            scenario = scenario_named(scenario)
+        self.scenario = scenario
         specs: dict[str, InstrumentSpec] = {}
         for item in DEFAULT_SYMBOLS if symbols is None else symbols:
             spec = item if isinstance(item, InstrumentSpec) else spec_for(item)
+            if scenario is not None:
+                spec = scenario.adjust(spec)
             specs.setdefault(spec.symbol, spec)
         if not specs:
             raise ValueError("a market needs at least one symbol")
@@ -98,6 +102,20 @@ class Market:
             self._books.open(spec, start_time, ts, self._fmt)
         self._book_list = list(self._books.by_symbol.values())
         self._cumulative = list(accumulate(spec.weight for spec in specs.values()))
+        self._start = start_time
+        self._anchors = {book.symbol: book.anchor for book in self._book_list}
+        trade_share = 0.015 * (1.0 if scenario is None else scenario.trade_share)
+        self._p_book = 1.0 - trade_share - 0.015 - 0.004
+        self._p_trade = self._p_book + trade_share
+        self._p_mark = self._p_trade + 0.015
+        if scenario is not None:
+            self._flow.fixed_trend = scenario.trend
+            current, predicted = scenario.funding_rates
+            for book in self._book_list:
+                book.volatility *= scenario.volatility
+                if scenario.trend is not None:
+                    book.trend = scenario.trend
+                book.instrument.row.update(fundingRate=current, indicativeFundingRate=predicted)
         self._timed = Timed(self._book_list, self._rng, self._fmt, start_time, seed)
         self.indices: tuple[str, ...] = tuple(self._timed.indices)
         self._marks: dict[str, float] = {
@@ -146,19 +164,25 @@ class Market:
             book = books[0]
         else:
             book = books[bisect_right(self._cumulative, rng.random() * self._cumulative[-1])]
-        kind = rng.random()
-        if kind < _P_BOOK:
+        kind: float | None = rng.random()
+        scenario = self.scenario
+        if scenario is not None and scenario.crash_after is not None:
+            kind = self._crash(book, now, ts, rng.random(), out)
+        if kind is None:
+            pass
+        elif kind < self._p_book and kind != _CRASH_TRADE:
             self._flow.book_event(book, ts, out)
-        elif kind < _P_TRADE:
+        elif kind < self._p_trade:
             first = len(out)
-            trade = self._flow.trade_event(book, ts, out)
+            crashing = kind == _CRASH_TRADE
+            trade = self._flow.trade_event(book, ts, out, max_levels=120 if crashing else 12)
             if trade is not None:
                 self._record_trades(book, out, first)
                 self._accounts.on_trade(
                     book.symbol, trade.buy, trade.worst_tick, trade.qty, ts,
                     self._books.next_match_id, out,
                 )  # fmt: skip
-        elif kind < _P_MARK:
+        elif kind < self._p_mark:
             price = book.contract.price
             bid, ask = price(book.bids.best().tick), price(book.asks.best().tick)
             mark = book.instrument.mark_event(bid, ask, rng, ts, out)
@@ -336,6 +360,38 @@ class Market:
         return out
 
     # ------------------------------------------------------------------ internals
+
+    def _crash(
+        self, book: Book, now: float, ts: str, kind: float, out: list[Delta]
+    ) -> float | None:
+        """The flash crash scenario: during the crash every contract's fair price and anchor
+        slide down, a third of the steps are sell trades and some add a growing sell
+        liquidation; afterwards the market settles half way back. Returns the event kind to
+        make (``None``: the step is done)."""
+        scenario = self.scenario
+        assert scenario is not None and scenario.crash_after is not None
+        begin = self._start + scenario.crash_after
+        if now < begin:
+            return kind
+        progress = min(1.0, (now - begin) / scenario.crash_seconds)
+        anchor = self._anchors[book.symbol]
+        if progress >= 1.0:
+            book.anchor = round(anchor * (1 - scenario.crash_depth / 2))
+            if book.trend < 0:  # the crash is over: buyers come back half way
+                book.trend = 0.5
+                book.fair = float(book.anchor)
+            return kind
+        book.anchor = round(anchor * (1 - scenario.crash_depth * progress))
+        book.fair = min(book.fair, float(book.anchor))
+        book.trend = -1.0
+        if kind < 0.1:
+            self._flow.liquidation_event(book, ts, out, cascade=progress)
+            return None
+        if kind < 0.35:
+            if len(book.bids.keys) < book.depth // 2:  # new bids below, for sellers to hit
+                self._flow.insert_levels(book, book.bids, 60, ts, out)
+            return _CRASH_TRADE  # a trade: the aggressor sells into the falling fair price
+        return kind * self._p_book / 0.35 % self._p_book  # otherwise a level event
 
     def _order(self, symbol: str) -> tuple[int, str]:
         """Contracts first, in market order, then indices."""
