@@ -526,10 +526,10 @@ class Accounts:
         balance = wallet + unrealised
         excess = balance - maint - order_margin
         available = max(0, excess)
-        return {
+        row: dict[str, Any] = {
             "account": acct.id, "currency": currency, "riskLimit": 1_000_000_000_000,
-            "amount": deposit, "prevRealisedPnl": 0, "grossComm": comm,
-            "grossOpenCost": open_cost, "grossOpenPremium": 0, "grossExecCost": exec_cost,
+            "amount": deposit, "grossComm": comm, "grossOpenCost": open_cost,
+            "grossOpenPremium": 0,
             "grossMarkValue": mark_value, "riskValue": mark_value + open_cost,
             "initMargin": order_margin, "maintMargin": maint, "targetExcessMargin": 0,
             "realisedPnl": realised, "unrealisedPnl": unrealised, "walletBalance": wallet,
@@ -537,10 +537,14 @@ class Accounts:
             "marginLeverage": round(mark_value / balance, 4) if balance > 0 else 0.0,
             "marginUsedPcnt": round((maint + order_margin) / balance, 4) if balance > 0 else 0.0,
             "excessMargin": excess, "availableMargin": available,
-            "withdrawableMargin": min(available, max(0, wallet)), "makerFeeDiscount": 0.0,
-            "takerFeeDiscount": 0.0, "timestamp": ts, "foreignMarginBalance": 0,
-            "foreignRequirement": 0,
+            "withdrawableMargin": min(available, max(0, wallet)), "timestamp": ts,
+            "foreignMarginBalance": 0, "foreignRequirement": 0,
         }  # fmt: skip
+        # the 2024-09 margin partial (roq-bitmex line 10) omits prevRealisedPnl, grossExecCost
+        # and the fee discounts (null); grossExecCost is sent once a position is open
+        if exec_cost:
+            row["grossExecCost"] = exec_cost
+        return row
 
     def _wallet_row(self, acct: _Account, currency: str, ts: str) -> dict[str, Any]:
         deposit = acct.deposits[currency]

@@ -4,7 +4,7 @@ Theory of operation: every contract references an index (``referenceSymbol``); t
 one ``IndexInstrument`` per index, which publishes the contract's current index price every
 ``INDEX_PUBLISH_INTERVAL`` seconds on the clock (the market calls ``publish`` when the time
 comes): an ``instrument`` update (``lastPrice``, ``markPrice``, ``lastChangePcnt``,
-``lastTickDirection``, ``timestamp``) and a ``trade`` insert with ``size`` 0 and ``trdType``
+``timestamp``) and a ``trade`` insert with ``size`` 0 and ``trdType``
 ``Referential``. Row shapes follow the 2025 captures: the ``.BPENGUT_NEXT`` instrument row
 (``typ`` ``MRCXXX``, ``state`` ``Unlisted``, ``reference`` ``BMI``, ``markMethod`` ``LastPrice``;
 roq-bitmex instrument partial, ``../shared/captures/roq-bitmex_tests.jsonl`` line 8) and its
@@ -33,7 +33,7 @@ def _round(price: float) -> float:
 class IndexInstrument:
     """One index, fed by the contract ``source`` (its ``Instrument.index``)."""
 
-    __slots__ = ("last", "row", "source", "symbol", "trade")
+    __slots__ = ("direction", "last", "row", "source", "symbol", "trade")
 
     def __init__(self, source: Instrument, ts: str) -> None:
         spec = source.spec
@@ -41,6 +41,7 @@ class IndexInstrument:
         self.symbol = spec.index_symbol
         price = _round(source.index)
         self.last = price
+        self.direction = "ZeroPlusTick"  # of the Referential prints (the row has none)
         quote = spec.quote_currency
         self.row: dict[str, Any] = {
             "symbol": self.symbol, "rootSymbol": spec.underlying, "state": "Unlisted",
@@ -49,9 +50,9 @@ class IndexInstrument:
             "reference": "BMI", "referenceSymbol": self.symbol,
             "publishInterval": timespan(INDEX_PUBLISH_INTERVAL), "tickSize": INDEX_TICK,
             "isQuanto": False, "isInverse": False, "taxed": False, "deleverage": False,
-            "prevPrice24h": price, "lastPrice": price, "lastTickDirection": "ZeroPlusTick",
-            "lastChangePcnt": 0.0, "hasLiquidity": False, "markMethod": "LastPrice",
-            "markPrice": price, "instantPnl": False, "timestamp": ts,
+            "prevPrice24h": price, "lastPrice": price, "lastChangePcnt": 0.0,
+            "hasLiquidity": False, "markMethod": "LastPrice", "markPrice": price,
+            "instantPnl": False, "timestamp": ts,
         }  # fmt: skip
         self.trade: dict[str, Any] = {
             "timestamp": ts, "symbol": self.symbol, "side": "Buy", "size": 0, "price": price,
@@ -70,12 +71,12 @@ class IndexInstrument:
         else:
             direction = (
                 "ZeroPlusTick"
-                if row["lastTickDirection"] in ("PlusTick", "ZeroPlusTick")
+                if self.direction in ("PlusTick", "ZeroPlusTick")
                 else "ZeroMinusTick"
             )
         self.last = price
+        self.direction = direction
         update: dict[str, Any] = {"symbol": self.symbol, "lastPrice": price, "markPrice": price,
-                                  "lastTickDirection": direction,
                                   "lastChangePcnt": round(price / row["prevPrice24h"] - 1, 4),
                                   "timestamp": ts}  # fmt: skip
         row.update(update)
