@@ -45,6 +45,9 @@ def _partial(market: Market, table: str, symbol: str | None) -> str:
             "action": "partial",
             "keys": snap.keys,
             "types": snap.types,
+            # pre-2023 metadata (empty): the 2021 library reads "attributes" from every partial
+            "foreignKeys": snap.foreign_keys,
+            "attributes": snap.attributes,
             "filter": snap.filter,
             "data": snap.rows,
         }
