@@ -20,8 +20,10 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
    arriving at ``min_progress_rate`` or more: an honest slow link carrying a large partial. On a
    half-dead connection the feed's small frames complete all the time, however finely the network
    splits them, and excuse nothing; a hostile trickle below the rate excuses nothing either.
-   Death is then ``timeout`` after the last progress or the end of the blockage, if that is
-   later than the allowance.
+   Excused time is added to the ping's allowance, and so is the whole transfer time X of a large
+   frame that was still arriving after the ping was sent: the pong waits behind what the server
+   queued during that transfer (at most X seconds of the feed, plus smaller partials), which
+   drains in less than X more over a link that carries the feed with room to spare.
 
 So a connection that stops hearing us is declared dead within
 ``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
@@ -62,7 +64,12 @@ class Liveness:
 
     __slots__ = (
         "_blocked",
+        "_blocked_at",
+        "_episode_length",
+        "_episode_until",
+        "_excused",
         "_frame_bytes",
+        "_frame_started_at",
         "_max_round_trip",
         "_min_rate",
         "_progress_at",
@@ -99,11 +106,16 @@ class Liveness:
         self.pings_answered = 0
         self._round_trip = 0.0
         self._blocked = False
+        self._blocked_at = -math.inf
         self._unblocked_at = -math.inf
+        self._excused = 0.0  # seconds of the outstanding ping's wait excused so far
         self._progress_at = -math.inf  # last read that counted as progress of a frame
         self._progress_mark = now  # start of the current progress measurement
         self._progress_bytes = 0
         self._frame_bytes = 0  # bytes since the last read that completed a frame
+        self._frame_started_at = now  # ... and when that read was
+        self._episode_length = 0.0  # transfer time so far of the latest large frame
+        self._episode_until = -math.inf  # when that large frame last made progress
 
     # ------------------------------------------------------------------ events
 
@@ -113,6 +125,7 @@ class Liveness:
             raise RuntimeError("a ping is already outstanding")
         self.ping_sent_at = now
         self.pings_sent += 1
+        self._excused = 0.0
 
     def pong_received(self, now: float) -> float | None:
         """Record a pong; returns the round trip of the ping it answers (``None``: unsolicited)."""
@@ -132,25 +145,41 @@ class Liveness:
             self._progress_mark = now
             self._progress_bytes = 0
             self._frame_bytes = 0
+            self._frame_started_at = now
             return
         self._progress_bytes += nbytes
         self._frame_bytes += nbytes
         if self._frame_bytes >= LARGE_FRAME and self._progress_bytes >= self._min_rate * (
             now - self._progress_mark
         ):
+            self._excuse(self._progress_mark, now)
+            self._episode_length = now - self._frame_started_at
+            self._episode_until = now
             self._progress_at = now
             self._progress_mark = now
             self._progress_bytes = 0
 
-    def blocked(self) -> None:
+    def blocked(self, now: float) -> None:
         """The reader waits for a full listener: nothing it has not read can be held against us."""
         self._blocked = True
+        self._blocked_at = now
 
     def unblocked(self, now: float) -> None:
         self._blocked = False
         self._unblocked_at = now
+        self._excuse(self._blocked_at, now)
+
+    def _excuse(self, start: float, end: float) -> None:
+        sent = self.ping_sent_at
+        if sent is not None and end > max(start, sent):
+            self._excused += end - max(start, sent)
 
     # ------------------------------------------------------------------ decisions
+
+    @property
+    def excused(self) -> float:
+        """Seconds of the outstanding ping's wait excused so far (progress, backpressure)."""
+        return self._excused
 
     @property
     def allowance(self) -> float:
@@ -164,5 +193,8 @@ class Liveness:
             return LivenessAction.PING, self.last_pong_at + self.interval
         if self._blocked:
             return LivenessAction.DEAD, math.inf
-        excused = max(self._progress_at, self._unblocked_at) + self._timeout
-        return LivenessAction.DEAD, max(sent + self.allowance, excused)
+        extra = self._excused
+        if self._episode_until >= sent:  # a large frame was still arriving after the ping
+            extra = max(extra, self._episode_length)
+        last_excuse = max(self._progress_at, self._unblocked_at) + self._timeout
+        return LivenessAction.DEAD, max(sent + self.allowance + extra, last_excuse)

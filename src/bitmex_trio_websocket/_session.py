@@ -449,6 +449,13 @@ class Session:
                 continue
             self.abort_close = True
             assert live.ping_sent_at is not None
+            logger.warning(
+                "no pong for %.2f s: allowance %.2f s (the last round trip included), %.2f s of "
+                "it excused",
+                now - live.ping_sent_at,
+                live.allowance,
+                live.excused,
+            )
             raise _SessionDied(
                 f"no answer to a ping for {now - live.ping_sent_at:g} s",
                 CloseReason(1006, "heartbeat timeout"),
@@ -457,7 +464,7 @@ class Session:
 
     def _reader_waits(self, waiting: bool) -> None:
         if waiting:
-            self._liveness.blocked()
+            self._liveness.blocked(trio.current_time())
         else:
             self._liveness.unblocked(trio.current_time())
             self._liveness_changed.set()

@@ -54,6 +54,7 @@ def test_the_allowance_adds_the_previous_round_trip_up_to_a_cap() -> None:
 
 def test_progress_of_a_large_frame_excuses_the_wait() -> None:
     live = fresh()
+    live.data_received(105.0, 200, frames=1)  # the large frame starts after this one
     live.ping_sent(105.0)
     now = 105.0
     received = 0
@@ -65,6 +66,19 @@ def test_progress_of_a_large_frame_excuses_the_wait() -> None:
         assert live.due() == (DEAD, expected)
     live.data_received(131.0, 1_000, frames=1)  # the partial completes; the pong is still owed
     assert live.due() == (DEAD, 135.0)
+
+
+def test_a_large_frame_begun_before_the_ping_adds_its_whole_transfer_time() -> None:
+    """The pong waits behind what the server queued while the frame was arriving."""
+    live = fresh()
+    live.data_received(100.0, 200, frames=1)
+    for second in range(1, 5):  # 4 s of a large frame before the ping...
+        live.data_received(100.0 + second, 20_000, frames=0)
+    live.ping_sent(105.0)
+    for second in range(6, 31):  # ...and 25 s after it
+        live.data_received(100.0 + second, 20_000, frames=0)
+    live.data_received(131.0, 20_000, frames=1)  # complete; the queue behind it still drains
+    assert live.due() == (DEAD, 105.0 + 5.0 + 30.0)
 
 
 def test_a_trickle_below_the_minimum_rate_excuses_nothing() -> None:
@@ -83,7 +97,8 @@ def test_progress_is_measured_from_the_last_complete_frame() -> None:
     live.data_received(106.0, 35_000, frames=0)
     assert live.due() == (DEAD, 110.0)
     live.data_received(106.5, 20_000, frames=0)
-    assert live.due() == (DEAD, 111.5)
+    # The frame has been arriving since 104: its whole transfer time (2.5 s) joins the allowance.
+    assert live.due() == (DEAD, 105.0 + 5.0 + 2.5)
     assert 20_000 * 2.5 <= 55_000 and LARGE_FRAME <= 35_000
 
 
@@ -104,7 +119,7 @@ def test_a_busy_feed_split_into_tiny_reads_excuses_nothing() -> None:
 def test_backpressure_suspends_death_then_gives_a_full_timeout() -> None:
     live = fresh()
     live.ping_sent(105.0)
-    live.blocked()
+    live.blocked(106.0)
     assert live.due() == (DEAD, math.inf)
     live.unblocked(140.0)
     assert live.due() == (DEAD, 145.0)
@@ -127,20 +142,34 @@ def test_nonsense_options_are_refused(bad: dict[str, float]) -> None:
 
 
 def simulate(
-    *, link: float, feed: float, partial: int, deaf_from: float | None, until: float
+    *,
+    link: float,
+    feed: float,
+    partial: int,
+    deaf_from: float | None,
+    until: float,
+    others: int = 0,
+    subscribed_at: float = 0.0,
 ) -> tuple[float | None, float]:
     """A server that queues a ``partial`` then a ``feed`` of 200-byte frames (bytes/s), over a
     link of ``link`` bytes/s, read every 0.1 s; pongs queued in order behind the data.
 
+    ``others`` bytes of smaller partials follow the large one; the subscribe (and so the
+    partials) comes ``subscribed_at`` seconds into the session.
+
     Returns (time of death or None, time the partial completed)."""
     step, frame = 0.1, 200
     live = Liveness(0.0, interval=5.0, timeout=5.0)
-    queue: list[list[int]] = [[partial, 1]]  # [bytes left, is data (1) / pong (0)]
+    queue: list[list[int]] = []  # [bytes left, kind: pong 0, data 1, the large partial 2]
     generated = 0.0
     partial_done = math.inf
+    subscribed = False
     now = 0.0
     while now < until:
         now = round(now + step, 6)
+        if not subscribed and now >= subscribed_at:
+            subscribed = True
+            queue += [[partial, 2], *([[others, 1]] if others else [])]
         generated += feed * step
         while generated >= frame:
             generated -= frame
@@ -155,7 +184,7 @@ def simulate(
                 item = queue.pop(0)
                 frames += 1
                 pongs += item[1] == 0
-                if partial_done == math.inf:
+                if item[1] == 2:
                     partial_done = now
         live.data_received(now, nbytes, frames)
         if pongs:
@@ -178,6 +207,23 @@ def test_an_honest_slow_link_completes_a_partial_longer_than_the_heartbeat() -> 
     )
     assert death is None
     assert 11 < partial_done < 12
+
+
+@pytest.mark.parametrize("subscribed_at", [0.0, 2.5, 4.9, 7.5])
+def test_a_slow_link_survives_a_long_partial_whatever_the_ping_phase(subscribed_at: float) -> None:
+    # 400 KB (40 s at 1.3x the feed) then 30 KB of smaller partials, subscribed at any moment of
+    # the ping cycle: the pongs wait behind the partial and the queue it built up.
+    death, partial_done = simulate(
+        link=13_000,
+        feed=10_000,
+        partial=400_000,
+        others=30_000,
+        deaf_from=None,
+        until=240,
+        subscribed_at=subscribed_at,
+    )
+    assert death is None
+    assert partial_done > subscribed_at + 30
 
 
 def test_a_half_dead_connection_is_noticed_within_interval_timeout_and_a_round_trip() -> None:
