@@ -113,23 +113,21 @@ class BitMEXWebsocket:
         same dict may be shared with storage and with other listeners).
         """
         listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=False)
-        receive_nowait = listener.receive.receive_nowait
+        items = listener.items
+        take = items.popleft
+        wait = listener.wait
         try:
-            while True:
-                item = await listener.next()
-                if item is None:
-                    return  # the end of a replay's data
-                # Once awake, hand over everything already queued without a checkpoint per
-                # item: one wake-up per read of the socket instead of one per change (the
-                # queue is bounded, so this never runs long).
-                while True:
+            # One wake-up per batch of queued changes: once awake, hand out everything queued
+            # without a checkpoint per item (the queue is bounded, so this never runs long).
+            while await wait():
+                while items:
+                    item = take()
+                    if listener.blocked:
+                        listener.took()
                     if type(item) is Change and item.action != "delete":
                         for row in item.rows:
                             yield row
-                    try:
-                        item = receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+            # The end of a replay's data.
         finally:
             self._remove_listener(listener)
 
@@ -143,18 +141,15 @@ class BitMEXWebsocket:
     ) -> AsyncGenerator[Change | LifecycleEvent, None]:
         """Typed changes (``Change`` with action, table, symbol, rows) and lifecycle events."""
         listener = self._add_listener(table, symbol, buffer, overflow, lifecycle=True)
-        receive_nowait = listener.receive.receive_nowait
+        items = listener.items
+        take = items.popleft
+        wait = listener.wait
         try:
-            while True:
-                item = await listener.next()
-                if item is None:
-                    return  # the end of a replay's data
-                yield item
-                while True:  # drain what is queued, as listen() does
-                    try:
-                        item = receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+            while await wait():
+                while items:  # drain what is queued, as listen() does
+                    item = take()
+                    if listener.blocked:
+                        listener.took()
                     yield item
         finally:
             self._remove_listener(listener)
@@ -187,7 +182,7 @@ class BitMEXWebsocket:
         # No checkpoint from the snapshot to registration (see the module docstring).
         if self._subscriptions.covers(topic) and self.storage.has_partial(table, symbol):
             rows = tuple(self.storage.rows(table, symbol))
-            listener.send.send_nowait(Change(table, "partial", symbol, rows))
+            listener.items.append(Change(table, "partial", symbol, rows))  # even if buffer=0
         self._router.add(listener)
         self._subscriptions.want(topic)
         driver.demand_changed()

@@ -1,14 +1,24 @@
 """Routing: listeners, the fan-out of changes to them (the hot path), and connection counters.
 
-Theory of operation. A listener is a bounded trio memory channel plus what it needs to be failed or
-dropped into; the session's reader task is its only producer. ``Router.routes`` maps a demand
-topic ``(table, symbol)`` to its listeners. The reader hands each ``Change`` of a stored message to
-the listeners of ``(table, symbol)`` and of ``(table, None)`` with ``offer_changes``, which never
-awaits: a plain loop of ``send_nowait`` (no coroutine per frame). Only when a ``block`` listener
-is full does the reader await, in ``route_rest``, which keeps each listener's order: nothing after
-the stuck change is offered until every listener owed it has it. With ``overflow="drop"`` a full
-listener loses the item instead and counts it. At the end of a replay's data every listener is
-*finished*: it hands out what it holds, then its iteration ends normally.
+Theory of operation. A listener is a bounded queue with one producer (the session's reader task,
+or a replay's feeder) and one consumer (its ``listen``/``events`` generator), plus what it needs
+to be failed, finished or dropped into. ``Router.routes`` maps a demand topic ``(table, symbol)``
+to its listeners; ``Router`` also keeps, per table, the listeners of the whole table and those of
+each symbol, so a change finds its listeners with one dict lookup. The reader hands each
+``Change`` of a stored message to the listeners of ``(table, symbol)`` and of ``(table, None)``
+with ``offer_changes``, which never awaits: appending to a queue and, when its consumer sleeps
+on an empty queue, rescheduling it (no coroutine, no channel object, no task switch per change).
+Only when a ``block`` listener is full does the reader await, in ``route_rest``, which keeps
+each listener's order: nothing after the stuck change is offered until every listener owed it
+has it. With ``overflow="drop"`` a full listener loses the item instead and counts it. At the
+end of a replay's data every listener is *finished*: it hands out what it holds, then its
+iteration ends normally.
+
+The queue keeps a trio memory channel's semantics, without its per-item cost: ``buffer`` items
+wait at most (``0`` hands an item over only to a consumer already waiting), a consumer woken for
+an item has that item handed over (it does not take a buffer place), receiving is a checkpoint,
+items queued before a failure are still delivered, and a producer blocked on a full queue is
+woken by the first item taken.
 
 While the reader waits for a slow listener, ``Router.on_wait`` is told (True, then False), so the
 session's liveness does not mistake backpressure for a silent server. ``ConnectionStats`` are the
@@ -17,6 +27,8 @@ counters users read (``bws.stats``); the session updates them.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -32,6 +44,10 @@ __all__ = ["ConnectionStats", "Listener", "Overflow", "Router"]
 
 Overflow: TypeAlias = Literal["block", "drop"]
 Item: TypeAlias = Change | LifecycleEvent
+# Per table: (listeners of the whole table, symbol -> listeners of that symbol).
+_TableRoute: TypeAlias = tuple[list["Listener"], dict[str, list["Listener"]]]
+
+_reschedule: Callable[[trio.lowlevel.Task], None] = trio.lowlevel.reschedule
 
 
 @dataclass(slots=True)
@@ -53,73 +69,174 @@ class ConnectionStats:
         return None if self.last_message_at is None else trio.current_time() - self.last_message_at
 
 
+def _abort_receive(listener: Listener) -> Callable[[object], trio.lowlevel.Abort]:
+    def abort(_: object) -> trio.lowlevel.Abort:
+        listener.receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    return abort
+
+
 class Listener:
-    """One consumer: a bounded channel plus the bookkeeping to fail or drop into it."""
+    """One consumer: a bounded queue plus the bookkeeping to fail, finish or drop into it.
+
+    ``items`` is the queue, and ``capacity`` its bound (``-1`` once closed for the producer).
+    ``receiver`` is the consumer's task while it sleeps on an empty queue; ``handed`` says that
+    the first queued item was handed to it as it was woken (so it takes no buffer place), and
+    ``blocked`` counts producers waiting for room.
+    """
 
     __slots__ = (
+        "_abort",
+        "_room",
+        "blocked",
+        "capacity",
         "dropped",
         "error",
         "finished",
+        "handed",
+        "items",
         "overflow",
-        "receive",
-        "send",
+        "receiver",
         "topic",
         "want_lifecycle",
     )
 
     def __init__(self, topic: Topic, buffer: int, overflow: Overflow, want_lifecycle: bool) -> None:
+        # As trio.open_memory_channel: an integer >= 0, or math.inf.
+        if buffer != math.inf and not isinstance(buffer, int):
+            raise TypeError("buffer must be an integer or math.inf")
+        if buffer < 0:
+            raise ValueError("buffer must be >= 0")
         self.topic = topic
-        self.send, self.receive = trio.open_memory_channel[Item](buffer)
+        self.items: deque[Item] = deque()
+        self.capacity: float = buffer
         self.overflow = overflow
         self.want_lifecycle = want_lifecycle
         self.error: BaseException | None = None
         self.finished = False
         self.dropped = 0
+        self.receiver: trio.lowlevel.Task | None = None
+        self.handed = False
+        self.blocked = 0
+        self._room = trio.lowlevel.ParkingLot()
+        self._abort = _abort_receive(self)
+
+    # ------------------------------------------------------------------ the producer's side
+
+    def put_nowait(self, item: Item) -> bool:
+        """Queue ``item`` if there is room (True); False if full. A closed listener swallows
+        it (True): nobody will read it."""
+        items = self.items
+        capacity = self.capacity
+        if capacity < 0:
+            return True
+        if len(items) - self.handed < capacity or self.receiver is not None:
+            items.append(item)
+            receiver = self.receiver
+            if receiver is not None:
+                self.receiver = None
+                self.handed = True
+                _reschedule(receiver)
+            return True
+        return False
+
+    async def put(self, item: Item) -> None:
+        """Queue ``item``, waiting for room (a checkpoint, as ``MemorySendChannel.send``)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.put_nowait(item):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        while True:
+            self.blocked += 1
+            try:
+                await self._room.park()
+            finally:
+                self.blocked -= 1
+            if self.put_nowait(item):
+                return
+
+    # ------------------------------------------------------------------ the consumer's side
+
+    async def wait(self) -> bool:
+        """Wait until items are queued (True), or the listener ended: ``False`` once finished and
+        drained (the end of a replay's data); once failed and drained, the error it was failed
+        with. A checkpoint, as ``MemoryReceiveChannel.receive``."""
+        if self.items:
+            await trio.lowlevel.checkpoint()
+            if self.items:
+                return True
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        while not self.items:
+            if self.capacity < 0:
+                if self.error is not None:
+                    raise self.error
+                if self.finished:
+                    return False
+                raise RuntimeError("listener closed without an error")
+            self.receiver = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        self.handed = False  # the consumer runs: it takes the handed item before anyone else
+        return True
+
+    def took(self) -> None:
+        """An item was taken: wake a producer waiting for room (call when ``blocked``)."""
+        self._room.unpark()
 
     async def next(self) -> Item | None:
-        """The next item; ``None`` once finished and drained (the end of a replay's data); once
-        failed and drained, the error it was failed with."""
-        try:
-            return await self.receive.receive()
-        except trio.EndOfChannel:
-            if self.error is not None:
-                raise self.error from None
-            if self.finished:
-                return None
-            raise RuntimeError("listener channel closed without an error") from None
+        """The next item; ``None`` once finished and drained."""
+        if not await self.wait():
+            return None
+        item = self.items.popleft()
+        if self.blocked:
+            self.took()
+        return item
+
+    # ------------------------------------------------------------------ ending
 
     def fail(self, error: BaseException) -> None:
-        # Buffered items are still delivered; the error is raised once they are drained.
+        # Queued items are still delivered; the error is raised once they are drained.
         if self.error is None:
             self.error = error
-        self.send.close()
+        self._close_producer()
 
     def finish(self) -> None:
-        """The data ended: buffered items are still delivered, then the iteration ends."""
+        """The data ended: queued items are still delivered, then the iteration ends."""
         self.finished = True
-        self.send.close()
+        self._close_producer()
 
     def close(self) -> None:
-        self.send.close()
-        self.receive.close()
+        self._close_producer()
+        self.items.clear()
+
+    def _close_producer(self) -> None:
+        self.capacity = -1
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            _reschedule(receiver)
+        self._room.unpark_all()
 
     @property
     def queued(self) -> int:
-        return self.send.statistics().current_buffer_used
+        return len(self.items) - self.handed
 
 
 class Router:
     """Demand topic -> listeners, and delivery to them (see the module docstring)."""
 
-    __slots__ = ("on_wait", "routes")
+    __slots__ = ("_tables", "on_wait", "routes")
 
     def __init__(self) -> None:
         self.routes: dict[Topic, list[Listener]] = {}
+        self._tables: dict[str, _TableRoute] = {}
         # Told True while the reader waits for a full ``block`` listener, then False.
         self.on_wait: Callable[[bool], None] | None = None
 
     def add(self, listener: Listener) -> None:
         self.routes.setdefault(listener.topic, []).append(listener)
+        self._index()
 
     def remove(self, listener: Listener) -> bool:
         """Unregister and close ``listener``; True if it was registered (not already failed)."""
@@ -129,6 +246,7 @@ class Router:
             listeners.remove(listener)
             if not listeners:
                 del self.routes[listener.topic]
+            self._index()
         listener.close()
         return registered
 
@@ -136,6 +254,7 @@ class Router:
         """Fail and unregister every listener of ``topic``."""
         for listener in self.routes.pop(topic, []):
             listener.fail(error)
+        self._index()
 
     def fail_all(self, error: BaseException) -> None:
         for topic in list(self.routes):
@@ -147,6 +266,7 @@ class Router:
             for listener in listeners:
                 listener.finish()
         self.routes.clear()
+        self._index()
 
     def listener_stats(self) -> list[tuple[str, int, int]]:
         """``(topic, queued items, dropped items)`` for every live listener."""
@@ -156,20 +276,36 @@ class Router:
             for listener in listeners
         ]
 
+    def _index(self) -> None:
+        tables: dict[str, _TableRoute] = {}
+        for (table, symbol), listeners in self.routes.items():
+            route = tables.get(table)
+            if route is None:
+                route = tables[table] = ([], {})
+            if symbol is None:
+                route[0].extend(listeners)
+            else:
+                route[1][symbol] = list(listeners)
+        self._tables = tables
+
     # ------------------------------------------------------------------ the hot path
 
     def offer(self, listeners: list[Listener], item: Item) -> int:
         """Deliver without waiting. Returns the index of the first listener that must be
         waited for (full, ``block``), else -1."""
         for index, listener in enumerate(listeners):
-            try:
-                listener.send.send_nowait(item)
-            except trio.WouldBlock:
+            items = listener.items
+            if len(items) < listener.capacity:  # the usual case, put_nowait's first branch
+                items.append(item)
+                receiver = listener.receiver
+                if receiver is not None:
+                    listener.receiver = None
+                    listener.handed = True
+                    _reschedule(receiver)
+            elif not listener.put_nowait(item):
                 if listener.overflow != "drop":
                     return index
                 listener.dropped += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
         return -1
 
     def offer_changes(
@@ -178,15 +314,17 @@ class Router:
         """Offer ``changes[start:]`` to their listeners without waiting. On the first full
         ``block`` listener, stops and returns the change's index and the listeners still owed
         it, in order, for ``route_rest``."""
-        routes = self.routes
-        wide = routes.get((table, None))
+        route = self._tables.get(table)
+        if route is None:
+            return None
+        wide, by_symbol = route
         offer = self.offer
         for index in range(start, len(changes)):
             change = changes[index]
-            if change.symbol is not None:
-                narrow = routes.get((table, change.symbol))
+            if by_symbol and change.symbol is not None:
+                narrow = by_symbol.get(change.symbol)
                 if narrow and (blocked := offer(narrow, change)) >= 0:
-                    return index, [*narrow[blocked:], *(wide or ())]
+                    return index, [*narrow[blocked:], *wide]
             if wide and (blocked := offer(wide, change)) >= 0:
                 return index, wide[blocked:]
         return None
@@ -211,9 +349,7 @@ class Router:
             if on_wait is not None:
                 on_wait(True)
             try:
-                await remaining[blocked].send.send(item)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+                await remaining[blocked].put(item)
             finally:
                 if on_wait is not None:
                     on_wait(False)
