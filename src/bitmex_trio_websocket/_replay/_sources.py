@@ -30,12 +30,23 @@ Rows of a recording that are not received frames (``send``, ``connect``) and emp
 skipped; in Tardis slices an empty line marks a disconnect of Tardis's recorder (``disconnects``).
 A cache holding one minute both as ``.json.zst`` and ``.json.gz`` is read from the zstd file.
 Within one file, times are taken as recorded (pacing never waits for an earlier time).
+
+How it reads, for speed. Files are read (and decompressed: zlib for gzip, ``zstandard`` for zstd)
+in blocks of about 1 MiB of complete lines, so memory stays bounded whatever the file's size and
+there is no Python call per line to split them. ``iter_batches`` yields each block's frames as
+one ``FrameBatch`` (the replay's unit of work): for a block of Tardis slice lines that are all
+plain (ASCII, every line ``<28-character stamp> {...}``, checked by two regular expressions over
+the whole block) the batch holds the lines themselves, and a frame's text (``line[29:]``) and
+receive time are read only when asked for: a replay that decodes a frame gives the bytes to
+orjson as they are, and reads the time only for pacing and ``data_time``. Other blocks (a
+recording, odd stamps, non-ASCII text, a disconnect marker, a bad line) are read line by line as
+before, into frames with their text and time; a bad line ends its batch, and the error is raised
+after the frames before it were handed out. ``iter_frames`` yields the frames of those batches.
 """
 
 from __future__ import annotations
 
 import datetime
-import gzip
 import os
 import re
 import zlib
@@ -43,7 +54,7 @@ from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, BinaryIO, Final, TypeAlias
 
 import orjson
 
@@ -53,9 +64,12 @@ from .._exceptions import ReplaySourceError
 __all__ = [
     "RECORDING",
     "SLICES",
+    "FrameBatch",
+    "Gap",
     "ReplayFrame",
     "ReplaySource",
     "detect_format",
+    "iter_batches",
     "iter_frames",
     "source_files",
 ]
@@ -67,9 +81,22 @@ SLICES: Final = "slices"
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
-_CHUNK: Final = 1 << 20
+_BLOCK: Final = 1 << 20  # decompressed bytes per block of lines
+_INPUT: Final = 1 << 17  # compressed bytes per step: bounds what one step can expand to
 # Tardis writes 7 fractional digits; any count (or none) is read, the "Z" is required.
 _STAMP: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
+# The plain slice line: a 28-character stamp that _STAMP reads and datetime accepts (a real
+# date of years 1-9999, hour < 24, minute < 60; seconds unchecked, as _STAMP), a space, and a
+# JSON object. Only blocks whose every line is plain take the lazy path.
+_DATE: Final = (
+    rb"(?!0000)(?:\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    rb"|(?:0[13578]|1[02])-31)|(?:\d\d(?:0[48]|[2468][048]|[13579][26])"
+    rb"|(?:[02468][048]|[13579][26])00)-02-29)"
+)
+_PLAIN: Final = _DATE + rb"T(?:[01]\d|2[0-3]):[0-5]\d:\d\d\.\d{7}Z \{"
+_PLAIN_FIRST: Final = re.compile(_PLAIN)
+_NOT_PLAIN_NEXT: Final = re.compile(rb"\n(?!" + _PLAIN + rb")")
+_PLAIN_TEXT_AT: Final = 29  # where a plain line's frame text starts
 # <anything>/<64 hex: the subscription set>/YYYY/MM/DD/HH/MM[.size-N].json[.gz|.zst]
 _CACHE_PATH: Final = re.compile(
     r"(?:^|.*/)([0-9a-f]{64})/(\d{4})/(\d\d)/(\d\d)/(\d\d)/(\d\d)((?:\.size-\d+)?)"
@@ -91,6 +118,66 @@ class ReplayFrame:
 _new_frame: Final = fast_constructor(ReplayFrame)
 
 
+class FrameBatch:
+    """Consecutive frames of one file (see the module docstring).
+
+    ``payloads[i]`` holds frame ``i``: its text (``str``), or, when ``times`` is ``None``, a
+    whole plain slice line (``bytes``, the text from ``offset`` on, ASCII). ``lines`` are the
+    frames' line numbers, ``None`` when they follow each other from ``first``.
+    """
+
+    __slots__ = ("first", "lines", "offset", "origin", "payloads", "times")
+
+    def __init__(
+        self,
+        origin: str,
+        payloads: list[bytes] | list[str],
+        offset: int,
+        first: int,
+        lines: list[int] | None = None,
+        times: list[float] | None = None,
+    ) -> None:
+        self.origin = origin
+        self.payloads = payloads
+        self.offset = offset
+        self.first = first
+        self.lines = lines
+        self.times = times
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def time_of(self, index: int) -> float:
+        """Frame ``index``'s receive time (seconds since the Unix epoch)."""
+        if self.times is not None:
+            return self.times[index]
+        return _plain_time(self.payloads[index])  # type: ignore[arg-type]
+
+    def line_of(self, index: int) -> int:
+        return self.first + index if self.lines is None else self.lines[index]
+
+    def text_of(self, index: int) -> str:
+        payload = self.payloads[index]
+        if type(payload) is str:
+            return payload
+        return payload[self.offset :].decode("ascii")  # type: ignore[union-attr]
+
+    def frame(self, index: int) -> ReplayFrame:
+        return _new_frame(
+            self.time_of(index), self.text_of(index), self.origin, self.line_of(index)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A disconnect of Tardis's recorder (an empty line in slices), at the time of the frame
+    before it."""
+
+    received_at: float
+    origin: str
+    line: int
+
+
 def iter_frames(source: ReplaySource, *, disconnects: bool = False) -> Iterator[ReplayFrame]:
     """Server-to-client frames of ``source`` in time order (see the module docstring).
 
@@ -99,27 +186,46 @@ def iter_frames(source: ReplaySource, *, disconnects: bool = False) -> Iterator[
     Tardis slices: its connection to BitMEX dropped, so what follows starts afresh) is yielded
     too, as a frame with empty ``text`` and the time of the frame before it.
     """
-    previous: ReplayFrame | None = None
+    for batch in iter_batches(source, disconnects=disconnects):
+        if type(batch) is Gap:
+            yield _new_frame(batch.received_at, "", batch.origin, batch.line)
+            continue
+        frame = batch.frame  # type: ignore[union-attr]
+        for index in range(len(batch)):  # type: ignore[arg-type]
+            yield frame(index)
+
+
+def iter_batches(source: ReplaySource, *, disconnects: bool = False) -> Iterator[FrameBatch | Gap]:
+    """``iter_frames`` in batches: each ``FrameBatch`` holds one or more frames, a ``Gap``
+    (with ``disconnects``) is a recorder's disconnect."""
+    last_time: float | None = None
+    last_origin, last_line = "", 0
+    after_frame = False  # one marker per gap, and none before the first frame
     for path in source_files(source):
         first = True
-        for frame in _file_frames(path, disconnects):
-            if not frame.text:
-                if previous is not None and previous.text:  # one marker per gap
-                    previous = _new_frame(previous.received_at, "", frame.origin, frame.line)
-                    yield previous
+        for batch in _file_batches(path, disconnects):
+            if type(batch) is Gap:
+                if after_frame and last_time is not None:
+                    after_frame = False
+                    last_origin, last_line = batch.origin, batch.line
+                    yield Gap(last_time, batch.origin, batch.line)
                 continue
+            assert type(batch) is FrameBatch
             if first:
                 first = False
-                if previous is not None and frame.received_at < previous.received_at:
+                start = batch.time_of(0)
+                if last_time is not None and start < last_time:
                     raise ReplaySourceError(
                         f"time goes backwards between files: this file starts at "
-                        f"{frame.received_at:.7f}, before {previous.origin}:{previous.line} "
-                        f"({previous.received_at:.7f}); give files in time order",
-                        path=frame.origin,
-                        line=frame.line,
+                        f"{start:.7f}, before {last_origin}:{last_line} "
+                        f"({last_time:.7f}); give files in time order",
+                        path=batch.origin,
+                        line=batch.line_of(0),
                     )
-            previous = frame
-            yield frame
+            end = len(batch) - 1
+            last_time, last_origin, last_line = batch.time_of(end), path, batch.line_of(end)
+            after_frame = True
+            yield batch
 
 
 # ---------------------------------------------------------------------- files and folders
@@ -185,9 +291,10 @@ def _folder_files(folder: str) -> list[str]:
 
 
 def _first_time(path: str) -> float:
-    with closing(_file_frames(path, False)) as frames:
-        for frame in frames:
-            return frame.received_at
+    with closing(_file_batches(path, False)) as batches:
+        for batch in batches:
+            if type(batch) is FrameBatch:
+                return batch.time_of(0)
     return float("-inf")  # an empty file goes first; it yields nothing
 
 
@@ -203,60 +310,161 @@ def detect_format(first_line: bytes) -> str | None:
     return None
 
 
-def _file_frames(path: str, disconnects: bool = False) -> Generator[ReplayFrame, None, None]:
-    parse = None
-    for number, line in _numbered_lines(path):
-        if not line:
-            if disconnects and parse is _slice_frame:
-                yield _new_frame(0.0, "", path, number)
-            continue
-        if parse is None:
-            kind = detect_format(line)
-            if kind is None:
-                raise ReplaySourceError(
-                    'unknown format: neither a recording (JSON Lines with "dir") nor Tardis '
-                    f'slices ("<timestamp> <message>" lines); the line starts {line[:40]!r}',
-                    path=path,
-                    line=number,
-                )
-            parse = _recording_frame if kind == RECORDING else _slice_frame
-        frame = parse(path, number, line)
-        if frame is not None:
-            yield frame
+def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch | Gap, None, None]:
+    kind: str | None = None
+    for number, block in _blocks(path):
+        if kind is None:
+            kind = _block_format(block)
+        if (
+            kind is SLICES
+            and block.isascii()
+            and b"\r" not in block
+            and _PLAIN_FIRST.match(block) is not None
+            and _NOT_PLAIN_NEXT.search(block) is None
+        ):
+            yield FrameBatch(path, block.split(b"\n"), _PLAIN_TEXT_AT, number)
+        else:
+            kind = yield from _line_by_line(path, number, block, kind, disconnects)
 
 
-def _numbered_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line without its end)`` of a plain, gzip or zstd file."""
-    number = 0
+def _block_format(block: bytes) -> str | None:
+    """The format told by the first non-empty line of ``block`` (None: none, or unknown)."""
+    start = 0
+    while True:
+        end = block.find(b"\n", start)
+        line = block[start : end if end >= 0 else len(block)].rstrip(b"\r\n")
+        if line:
+            return detect_format(line)
+        if end < 0:
+            return None
+        start = end + 1
+
+
+def _line_by_line(
+    path: str, number: int, block: bytes, kind: str | None, disconnects: bool
+) -> Generator[FrameBatch | Gap, None, str | None]:
+    """The frames of ``block`` read one line at a time (any format, any oddity); returns the
+    file's format once known."""
+    texts: list[str] = []
+    times: list[float] = []
+    lines: list[int] = []
+    parse = None if kind is None else _recording_frame if kind is RECORDING else _slice_frame
+    try:
+        for offset, line in enumerate(block.split(b"\n")):
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if disconnects and parse is _slice_frame:
+                    if texts:
+                        yield FrameBatch(path, texts, 0, lines[0], lines, times)
+                        texts, times, lines = [], [], []
+                    yield Gap(0.0, path, number + offset)
+                continue
+            if parse is None:
+                kind = detect_format(line)
+                if kind is None:
+                    raise ReplaySourceError(
+                        'unknown format: neither a recording (JSON Lines with "dir") nor Tardis '
+                        f'slices ("<timestamp> <message>" lines); the line starts {line[:40]!r}',
+                        path=path,
+                        line=number + offset,
+                    )
+                parse = _recording_frame if kind is RECORDING else _slice_frame
+            frame = parse(path, number + offset, line)
+            if frame is not None:
+                texts.append(frame[1])
+                times.append(frame[0])
+                lines.append(number + offset)
+    except ReplaySourceError:
+        # What was read before a bad line is replayed before its error is raised.
+        if texts:
+            yield FrameBatch(path, texts, 0, lines[0], lines, times)
+        raise
+    if texts:
+        yield FrameBatch(path, texts, 0, lines[0], lines, times)
+    return kind
+
+
+def _blocks(path: str) -> Iterator[tuple[int, bytes]]:
+    """``(number of its first line, block)`` for each block of whole lines of a plain, gzip or
+    zstd file: lines joined by ``\\n``, without the last one's; a last line without an end is
+    a block of its own."""
+    number = 1  # of the next line
     try:
         with open(path, "rb") as raw:
             magic = raw.read(4)
             raw.seek(0)
             if magic.startswith(_GZIP_MAGIC):
-                stream: Any = gzip.GzipFile(fileobj=raw, mode="rb")
-                lines: Iterator[bytes] = iter(stream)
+                chunks = _gzip_chunks(raw)
             elif magic == _ZSTD_MAGIC:
-                lines = _zstd_lines(raw)
+                chunks = _zstd_chunks(raw)
             else:
-                lines = iter(raw)
-            for line in lines:
-                number += 1
-                yield number, line.rstrip(b"\r\n")
-    except (EOFError, gzip.BadGzipFile, zlib.error, _ZstdTruncated) as exc:
+                chunks = iter(lambda: raw.read(_BLOCK), b"")
+            pending: list[bytes] = []  # the start of a line longer than what came so far
+            for chunk in chunks:
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    pending.append(chunk)
+                    continue
+                if pending:
+                    block = b"".join([*pending, chunk[:cut]])
+                    pending = []
+                else:
+                    block = chunk[:cut]
+                rest = chunk[cut + 1 :]
+                if rest:
+                    pending.append(rest)
+                yield number, block
+                number += block.count(b"\n") + 1
+            if pending:
+                yield number, b"".join(pending)
+    except (EOFError, zlib.error, _Truncated) as exc:
         raise ReplaySourceError(
-            f"the compressed stream is truncated or corrupt after line {number} ({exc})",
+            f"the compressed stream is truncated or corrupt after line {number - 1} ({exc})",
             path=path,
-            line=number + 1,
+            line=number,
         ) from exc
     except OSError as exc:
         raise ReplaySourceError(f"cannot read the file: {exc}", path=path) from exc
 
 
-class _ZstdTruncated(Exception):
-    """The zstd stream ended inside a frame (never leaves this module)."""
+class _Truncated(Exception):
+    """The compressed stream ended inside a frame or member (never leaves this module)."""
 
 
-def _zstd_lines(raw: Any) -> Iterator[bytes]:
+def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file, any number of members (as ``gzip`` reads them:
+    zero bytes between or after members are padding), at most ``_BLOCK`` at a time."""
+    data = raw.read(_INPUT)
+    while data:
+        member = zlib.decompressobj(31)  # 31: a gzip header and trailer (its CRC is checked)
+        while True:
+            out = member.decompress(data, _BLOCK)
+            if out:
+                yield out
+            if member.eof:
+                data = member.unused_data
+                break
+            data = member.unconsumed_tail or raw.read(_INPUT)
+            if not data:
+                out = member.flush()
+                if out:
+                    yield out
+                if not member.eof:
+                    raise _Truncated(
+                        "Compressed file ended before the end-of-stream marker was reached"
+                    )
+                data = member.unused_data
+                break
+        while True:
+            data = data.lstrip(b"\x00")
+            if data:
+                break
+            data = raw.read(_INPUT)
+            if not data:
+                return
+
+
+def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
     try:
         import zstandard
     except ImportError:  # pragma: no cover (a dependency; only a broken install lacks it)
@@ -265,35 +473,30 @@ def _zstd_lines(raw: Any) -> Iterator[bytes]:
         ) from None
     decompressor = zstandard.ZstdDecompressor()
     frame: Any = None  # the decompressor of the zstd frame in progress
-    pending = tail = b""
+    pending = b""
     while True:
-        chunk = pending or raw.read(_CHUNK)
+        chunk = pending or raw.read(_INPUT)
         pending = b""
         if not chunk:
             if frame is not None:
-                raise _ZstdTruncated("the zstd stream ends inside a frame")
-            break
+                raise _Truncated("the zstd stream ends inside a frame")
+            return
         if frame is None:
             frame = decompressor.decompressobj()
         try:
-            data = tail + frame.decompress(chunk)
+            out = frame.decompress(chunk)
         except zstandard.ZstdError as exc:
-            raise _ZstdTruncated(f"corrupt zstd data: {exc}") from None
+            raise _Truncated(f"corrupt zstd data: {exc}") from None
         if frame.eof:  # a multi-frame file: what follows starts the next frame
             pending, frame = frame.unused_data, None
-        # Complete lines go out as they come, so memory stays bounded for big files.
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield from data[: cut - 1].split(b"\n")
-        tail = data[cut:]
-    if tail:
-        yield tail
+        if out:
+            yield out
 
 
 # ---------------------------------------------------------------------- lines
 
 
-def _recording_frame(path: str, number: int, line: bytes) -> ReplayFrame | None:
+def _recording_frame(path: str, number: int, line: bytes) -> tuple[float, str] | None:
     try:
         row = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -323,13 +526,37 @@ def _recording_frame(path: str, number: int, line: bytes) -> ReplayFrame | None:
         raise ReplaySourceError(
             'a received row without a numeric receive time ("t")', path=path, line=number
         )
-    return _new_frame(float(t), text, path, number)
+    return float(t), text
 
 
 _minute_starts: dict[bytes, float] = {}
 
 
-def _slice_frame(path: str, number: int, line: bytes) -> ReplayFrame:
+def _minute_start(minute: bytes, stamp: re.Match[bytes]) -> float:
+    """The epoch time of a stamp's minute (``ValueError`` for an impossible date), cached."""
+    year, month, day, hour, minute_of_hour = map(int, stamp.groups()[:5])
+    start = datetime.datetime(
+        year, month, day, hour, minute_of_hour, tzinfo=datetime.UTC
+    ).timestamp()
+    if len(_minute_starts) > 4096:  # a day has 1440 minutes; never grow without bound
+        _minute_starts.clear()
+    _minute_starts[minute] = start
+    return start
+
+
+def _plain_time(line: bytes) -> float:
+    """The receive time of a plain slice line (its stamp already checked)."""
+    minute = line[:16]
+    start = _minute_starts.get(minute)
+    if start is None:
+        stamp = _STAMP.match(line)
+        assert stamp is not None
+        start = _minute_start(minute, stamp)
+    # The same arithmetic as _slice_frame, so both paths read the same float.
+    return start + (int(line[17:19]) + int(line[20:27]) / 10**7)
+
+
+def _slice_frame(path: str, number: int, line: bytes) -> tuple[float, str]:
     space = line.find(b" ")
     stamp = _STAMP.fullmatch(line, 0, space) if space > 0 else None
     if stamp is None:
@@ -342,18 +569,13 @@ def _slice_frame(path: str, number: int, line: bytes) -> ReplayFrame:
     start = _minute_starts.get(minute)
     if start is None:
         try:
-            year, month, day, hour, minute_of_hour = map(int, stamp.groups()[:5])
-            moment = datetime.datetime(year, month, day, hour, minute_of_hour, tzinfo=datetime.UTC)
+            start = _minute_start(minute, stamp)
         except ValueError:
             raise ReplaySourceError(
                 f"a slice line with an impossible timestamp {line[:space]!r}",
                 path=path,
                 line=number,
             ) from None
-        start = moment.timestamp()
-        if len(_minute_starts) > 4096:  # a day has 1440 minutes; never grow without bound
-            _minute_starts.clear()
-        _minute_starts[minute] = start
     seconds = int(stamp[6])
     fraction = stamp[7]
     if fraction is not None:
@@ -364,4 +586,4 @@ def _slice_frame(path: str, number: int, line: bytes) -> ReplayFrame:
         raise ReplaySourceError(
             f"a slice line that is not UTF-8 ({exc})", path=path, line=number
         ) from None
-    return _new_frame(start + seconds, text, path, number)
+    return start + seconds, text
