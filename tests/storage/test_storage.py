@@ -17,6 +17,7 @@ from sortedcontainers import SortedDict
 from bitmex_trio_websocket import ApplyResult, Change, RemoteProtocolError, Storage, Violation
 from bitmex_trio_websocket._storage import BOOK_TABLES
 from tests.storage.helpers import BOOK_KEYS, book_partial, level, levels_of, msg, partial
+from tests.support.fuzz_strategies import Deep
 
 
 def state(storage: Storage) -> Any:
@@ -525,11 +526,14 @@ def test_parse_timestamp(text: str, expected: datetime.datetime) -> None:
         None,
         1602521180.255,
         b"2020-10-12T16:46:20.255Z",
+        Deep(5000, "list").build(),  # found by the fuzz campaign: its repr used to recurse
+        "2020-10-12T16:46:20.255Z" * 100_000,
     ],
 )
 def test_parse_timestamp_rejects(text: Any) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as info:
         Storage.parse_timestamp(text)
+    assert len(str(info.value)) < 200
 
 
 # -- a realistic session -------------------------------------------------------------------

@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime
 import heapq
 import re
+import reprlib
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Final
 
@@ -43,6 +44,8 @@ __all__ = ["CLOSED_ORDER_STATUSES", "ClosedOrders", "parse_timestamp"]
 
 CLOSED_ORDER_STATUSES: Final = frozenset({"Filled", "Canceled", "Rejected"})
 _NEVER: Final = -float("inf")
+_REPR: Final = reprlib.Repr()  # for error text about any value, of any depth or size
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
 _TIMESTAMP: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,6}))?(?:Z|\+00:00)"
@@ -53,7 +56,7 @@ def parse_timestamp(text: str) -> datetime.datetime:
     """Parse a BitMEX timestamp (``2020-10-12T16:46:20.255Z``) into an aware UTC datetime."""
     match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"not a BitMEX timestamp: {text!r}")
+        raise ValueError(f"not a BitMEX timestamp: {_REPR.repr(text)}")
     year, month, day, hour, minute, second = (int(f) for f in match.groups()[:6])
     micros = int((match[7] or "").ljust(6, "0"))
     return datetime.datetime(year, month, day, hour, minute, second, micros, datetime.UTC)
