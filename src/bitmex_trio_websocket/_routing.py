@@ -148,11 +148,12 @@ class Listener:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         while True:
-            self.blocked += 1
+            self.blocked += 1  # until woken by took(), or cancelled
             try:
                 await self._room.park()
-            finally:
+            except BaseException:
                 self.blocked -= 1
+                raise
             if self.put_nowait(item):
                 return
 
@@ -182,6 +183,7 @@ class Listener:
 
     def took(self) -> None:
         """An item was taken: wake a producer waiting for room (call when ``blocked``)."""
+        self.blocked -= 1
         self._room.unpark()
 
     async def next(self) -> Item | None:
@@ -212,6 +214,7 @@ class Listener:
 
     def _close_producer(self) -> None:
         self.capacity = -1
+        self.blocked = 0
         receiver = self.receiver
         if receiver is not None:
             self.receiver = None

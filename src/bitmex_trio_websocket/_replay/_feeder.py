@@ -45,17 +45,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
+import orjson
 import trio
 
 from .. import _protocol as proto
-from .._events import Disconnected, Reconnected
+from .._events import ApplyResult, Disconnected, Reconnected
 from .._exceptions import RemoteProtocolError, ReplaySourceError
-from .._routing import ConnectionStats, Router
+from .._protocol import ACTIONS, DENSITY_CHECK_BYTES
+from .._routing import ConnectionStats, Listener, Router
 from .._storage import Storage
 from .._subscriptions import Subscriptions, Topic, server_topics
-from ._sources import ReplayFrame, ReplaySource, iter_frames
+from ._sources import FrameBatch, Gap, ReplaySource, iter_batches
 
 __all__ = ["CHECKPOINT_EVERY", "GRACE_CHECKPOINTS", "ReplayFeeder", "ReplayStats"]
 
@@ -66,6 +68,10 @@ logger = logging.getLogger("bitmex_trio_websocket")
 GRACE_CHECKPOINTS: Final = 3
 CHECKPOINT_EVERY: Final = 256
 _TABLE_PREFIX: Final = '{"table":"'
+_TABLE_PREFIX_BYTES: Final = _TABLE_PREFIX.encode()
+_OFF_PATH: Final = frozenset[str]()  # not None: a table the fast path leaves to _general
+# A message whose changes wait for a full listener, and where (for ``Router.route_rest``).
+_Stuck: TypeAlias = tuple[ApplyResult, tuple[int, list[Listener]]]
 _GAP: Final = "gap in the recorded data (the recorder's connection dropped)"
 
 
@@ -108,6 +114,11 @@ class ReplayFeeder:
         self._router = router
         self._subs = subscriptions
         self._wanted: dict[str, frozenset[str] | None] = {}
+        # '{"table":"NAME"' of every wanted table, for the fast path's one-call test.
+        self._prefixes: tuple[str, ...] = ()
+        self._prefixes_bytes: tuple[bytes, ...] = ()
+        self._origin: tuple[float, float] | None = None  # (trio time, data time) of frame 1
+        self._welcomed = False
         self._replan = True
         self._began = False  # the first frame was read: later subscriptions wait for a partial
         self._start = trio.Event()
@@ -148,7 +159,7 @@ class ReplayFeeder:
         for _ in range(GRACE_CHECKPOINTS):
             await trio.lowlevel.checkpoint()
         try:
-            await self._feed(iter_frames(self._source, disconnects=True))
+            await self._feed(iter_batches(self._source, disconnects=True))
         except ReplaySourceError as error:
             self.closed = error
             self.reported = bool(self._router.routes)
@@ -185,84 +196,205 @@ class ReplayFeeder:
             elif symbols is not None:
                 symbols.add(symbol)
         self._wanted = {t: None if s is None else frozenset(s) for t, s in wanted.items()}
+        self._prefixes = tuple(f'{_TABLE_PREFIX}{table}"' for table in self._wanted)
+        self._prefixes_bytes = tuple(prefix.encode() for prefix in self._prefixes)
 
     # ------------------------------------------------------------------ the hot path
 
-    async def _feed(self, frames: Iterator[ReplayFrame]) -> None:
-        stats = self._stats
-        stats.connected = True
+    async def _feed(self, batches: Iterator[FrameBatch | Gap]) -> None:
+        self._stats.connected = True
         speed = self._speed
-        decode = proto.decode_server_frame_lean
+        for batch in batches:
+            if type(batch) is Gap:
+                await self._marker(batch)
+                continue
+            assert type(batch) is FrameBatch
+            index, end = 0, len(batch)
+            while index < end:
+                if self._replan:
+                    self._plan()
+                self._began = True
+                if speed is None:
+                    stop = min(end, index + CHECKPOINT_EVERY)
+                else:
+                    stop = await self._pace(batch, index, end, speed)
+                index, stuck = self._run(batch, index, stop)
+                if stuck is not None:
+                    result, where = stuck
+                    await self._router.route_rest(result.table, result.changes, where)
+                    self._log_violations(result, batch, index - 1)
+                elif index < stop:
+                    await self._general(batch, index)  # a frame off the fast path
+                    index += 1
+                elif speed is None:
+                    await trio.lowlevel.checkpoint()  # fair, and cancellable, per batch
+
+    async def _pace(self, batch: FrameBatch, index: int, end: int, speed: float) -> int:
+        """Wait until frame ``index`` is due; the end of the frames due with it."""
+        origin = self._origin
+        received_at = batch.time_of(index)
+        if origin is None:
+            origin = self._origin = (trio.current_time(), received_at)
+        due = origin[0] + max(0.0, received_at - origin[1]) / speed
+        if due > trio.current_time():
+            await trio.sleep_until(due)
+        stop = index + 1
+        if self._replan:
+            return stop  # demand changed while it waited: this frame as planned, then replan
+        now = trio.current_time()
+        limit = min(end, index + CHECKPOINT_EVERY)
+        while stop < limit:
+            due = origin[0] + max(0.0, batch.time_of(stop) - origin[1]) / speed
+            if due > now:
+                break
+            stop += 1
+        return stop
+
+    def _run(self, batch: FrameBatch, start: int, stop: int) -> tuple[int, _Stuck | None]:
+        """Frames ``start`` to ``stop`` of ``batch``, without a coroutine, an await or a frame
+        object per frame, up to the first frame that needs more: a full listener (returned
+        with the index after it: the caller awaits ``route_rest``), or anything off the common
+        path (returned at its index, not yet read: the caller hands it to ``_general``)."""
+        payloads = batch.payloads
+        offset = batch.offset
+        plain = batch.times is None  # payloads are bytes (plain slice lines)
+        wanted = self._wanted
+        prefixes = self._prefixes_bytes if plain else self._prefixes
+        table_prefix: Any = _TABLE_PREFIX_BYTES if plain else _TABLE_PREFIX
+        apply = self._storage.apply
         offer_changes = self._router.offer_changes
-        origin: tuple[float, float] | None = None  # (trio time, data time) of the first frame
-        welcomed = False
-        since_checkpoint = 0
-        for frame in frames:
-            if self._replan:
-                self._plan()
-            self._began = True
-            text = frame.text
-            if speed is not None:
-                if origin is None:
-                    origin = (trio.current_time(), frame.received_at)
-                due = origin[0] + max(0.0, frame.received_at - origin[1]) / speed
-                if due > trio.current_time():
-                    await trio.sleep_until(due)
-                    since_checkpoint = 0
-            stats.messages += 1
-            stats.bytes += len(text)
-            stats.data_time = frame.received_at
-            since_checkpoint += 1
-            if since_checkpoint >= CHECKPOINT_EVERY:
-                since_checkpoint = 0
-                await trio.lowlevel.checkpoint()
-            if not text:
-                await self._gap()
-                continue
-            wanted = self._wanted
-            if text.startswith(_TABLE_PREFIX):
-                end = text.find('"', 10)
-                if text[10:end] not in wanted:
-                    stats.skipped += 1
-                    continue
-            try:
-                event = decode(text)
-            except RemoteProtocolError as exc:
-                raise _bad(frame, f"not BitMEX data ({exc})") from None
-            if type(event) is not dict:
-                stats.ignored += 1
-                if isinstance(event, proto.Welcome):
-                    if welcomed:
-                        await self._gap()  # a recording that holds a reconnect
-                    welcomed = True
-                continue
-            table = event["table"]
-            if table not in wanted:
-                stats.skipped += 1
-                continue
-            stats.last_message_at = trio.current_time()
-            symbols = wanted[table]
-            messages = [event] if symbols is None else _narrowed(event, symbols)
-            if not messages:
-                stats.skipped += 1
-            for message in messages:
+        stats = self._stats
+        loads = orjson.loads
+        skipped = 0
+        decoded = False
+        index = start
+        try:
+            while index < stop:
+                payload: Any = payloads[index]
+                if not payload.startswith(prefixes, offset):
+                    if payload.startswith(table_prefix, offset):
+                        skipped += 1  # a table nobody wants: never decoded
+                        index += 1
+                        continue
+                    return index, None
+                text = payload[offset:] if offset else payload
+                if len(text) > DENSITY_CHECK_BYTES:
+                    return index, None
                 try:
-                    result = self._storage.apply(message)
+                    message = loads(text)
+                except orjson.JSONDecodeError:
+                    return index, None
+                if type(message) is not dict:
+                    return index, None
+                table = message.get("table")
+                action = message.get("action")
+                if (
+                    type(table) is not str
+                    or type(action) is not str
+                    or action not in ACTIONS
+                    or type(message.get("data")) is not list
+                    or wanted.get(table, _OFF_PATH) is not None
+                ):
+                    return index, None  # malformed, unwanted (a repeated key) or narrowed
+                index += 1
+                decoded = True
+                try:
+                    result = apply(message)
                 except RemoteProtocolError as exc:
-                    raise _bad(frame, f"a table message the store rejects ({exc})") from None
+                    what = f"a table message the store rejects ({exc})"
+                    raise _bad(batch, index - 1, what) from None
                 if result.dropped:
                     stats.dropped_before_partial += result.dropped
                 if result.changes:
                     stuck = offer_changes(result.table, result.changes, 0)
                     if stuck is not None:
-                        await self._router.route_rest(result.table, result.changes, stuck)
-                        since_checkpoint = 0
+                        return index, (result, stuck)
                 if result.violations:
-                    stats.violations += len(result.violations)
-                    for violation in result.violations:
-                        logger.info(
-                            "%s:%d: consistency violation: %s", frame.origin, frame.line, violation
-                        )
+                    self._log_violations(result, batch, index - 1)
+            return index, None
+        finally:
+            # The counters, as of the last frame read (a frame that raised included).
+            if index > start:
+                stats.messages += index - start
+                stats.bytes += sum(map(len, payloads[start:index])) - offset * (index - start)
+                stats.data_time = batch.time_of(index - 1)
+                stats.skipped += skipped
+                if decoded:
+                    stats.last_message_at = trio.current_time()
+
+    async def _general(self, batch: FrameBatch, index: int) -> None:
+        """One frame the fast path left: not a table message, not written as BitMEX writes
+        them, malformed, or cut to the wanted symbols."""
+        stats = self._stats
+        text = batch.text_of(index)
+        stats.messages += 1
+        stats.bytes += len(text)
+        stats.data_time = batch.time_of(index)
+        wanted = self._wanted
+        if text.startswith(_TABLE_PREFIX):
+            end = text.find('"', 10)
+            if text[10:end] not in wanted:
+                stats.skipped += 1
+                return
+        try:
+            event = proto.decode_server_frame_lean(text)
+        except RemoteProtocolError as exc:
+            raise _bad(batch, index, f"not BitMEX data ({exc})") from None
+        if type(event) is not dict:
+            stats.ignored += 1
+            if isinstance(event, proto.Welcome):
+                if self._welcomed:
+                    await self._gap()  # a recording that holds a reconnect
+                self._welcomed = True
+            return
+        table = event["table"]
+        if table not in wanted:
+            stats.skipped += 1
+            return
+        stats.last_message_at = trio.current_time()
+        symbols = wanted[table]
+        messages = [event] if symbols is None else _narrowed(event, symbols)
+        if not messages:
+            stats.skipped += 1
+        for message in messages:
+            try:
+                result = self._storage.apply(message)
+            except RemoteProtocolError as exc:
+                raise _bad(batch, index, f"a table message the store rejects ({exc})") from None
+            if result.dropped:
+                stats.dropped_before_partial += result.dropped
+            if result.changes:
+                stuck = self._router.offer_changes(result.table, result.changes, 0)
+                if stuck is not None:
+                    await self._router.route_rest(result.table, result.changes, stuck)
+            self._log_violations(result, batch, index)
+
+    async def _marker(self, gap: Gap) -> None:
+        """A recorder's disconnect, counted and paced as a frame."""
+        if self._replan:
+            self._plan()
+        self._began = True
+        speed = self._speed
+        if speed is not None:
+            if self._origin is None:
+                self._origin = (trio.current_time(), gap.received_at)
+            due = self._origin[0] + max(0.0, gap.received_at - self._origin[1]) / speed
+            if due > trio.current_time():
+                await trio.sleep_until(due)
+        self._stats.messages += 1
+        self._stats.data_time = gap.received_at
+        await self._gap()
+
+    def _log_violations(self, result: ApplyResult, batch: FrameBatch, index: int) -> None:
+        if result.violations:
+            self._stats.violations += len(result.violations)
+            for violation in result.violations:
+                logger.info(
+                    "%s:%d: consistency violation: %s",
+                    batch.origin,
+                    batch.line_of(index),
+                    violation,
+                )
 
     async def _gap(self) -> None:
         self._stats.gaps += 1
@@ -272,8 +404,8 @@ class ReplayFeeder:
         await self._router.broadcast(Reconnected(1))
 
 
-def _bad(frame: ReplayFrame, what: str) -> ReplaySourceError:
-    return ReplaySourceError(what, path=frame.origin, line=frame.line)
+def _bad(batch: FrameBatch, index: int, what: str) -> ReplaySourceError:
+    return ReplaySourceError(what, path=batch.origin, line=batch.line_of(index))
 
 
 def _symbol(row: Any) -> Any:
