@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bitmex_trio_websocket import RemoteProtocolError, Storage
-from tests.support.fuzz_model import canon
+from tests.support.fuzz_model import canon, state_of
 
 
 def partial(data: list[dict[str, Any]], symbol: str | None = "XBTUSD") -> dict[str, Any]:
@@ -186,10 +186,10 @@ def test_an_order_removed_then_sent_again_is_timed_from_its_new_row(how: str) ->
 
 def test_a_refused_message_with_closing_rows_changes_nothing() -> None:
     storage = order_storage(closed_order_ttl=0)
-    before = canon(vars(storage))
+    before = canon(state_of(storage))
     with pytest.raises(RemoteProtocolError):  # the second row has no key
         storage.apply(msg("order", "update", order("a", "Filled", "10:00"), {"ordStatus": "New"}))
-    assert canon(vars(storage)) == before
+    assert canon(state_of(storage)) == before
 
 
 @pytest.mark.parametrize("stamp", ["2026-13-45T00:00:00.000Z", "yesterday", 1.5e9, ["x"], None])

@@ -18,7 +18,7 @@ from bitmex_trio_websocket import ApplyResult, RemoteProtocolError, Storage
 from stress import fuzz_campaign
 from tests.support.fuzz_findings import Findings
 from tests.support.fuzz_messages import make_row, table_message, update_row
-from tests.support.fuzz_model import RefModel, canon
+from tests.support.fuzz_model import RefModel, canon, state_of
 from tests.support.fuzz_strategies import SUITE, Deep
 from tests.support.fuzz_targets import apply_checked, storage_case
 
@@ -158,9 +158,9 @@ def test_the_model_evicts_closed_orders_as_the_store_does() -> None:
 def test_canon_sees_private_state_and_survives_deep_values() -> None:
     storage = Storage()
     storage.apply(_book_partial())
-    before = canon(vars(storage))
+    before = canon(state_of(storage))
     storage._books["orderBookL2"].crossed.add("XBTUSD")  # private state, two levels down
-    assert canon(vars(storage)) != before
+    assert canon(state_of(storage)) != before
     deep = Deep(5000, "list").build()
     assert canon({"x": deep}) == canon({"x": deep})
 
@@ -186,10 +186,10 @@ def test_deeply_nested_values_are_a_protocol_error(where: str) -> None:
     else:
         row = {**make_row("orderBookL2", "XBTUSD", 1), "price": deep}
         message = table_message("orderBookL2", "partial", [row], "XBTUSD")
-    before = canon(vars(storage))
+    before = canon(state_of(storage))
     with pytest.raises(RemoteProtocolError):
         storage.apply(message)
-    assert canon(vars(storage)) == before
+    assert canon(state_of(storage)) == before
 
 
 @pytest.mark.parametrize("action", ["partial", "insert"])
@@ -197,12 +197,12 @@ def test_integer_price_beyond_float_range_is_rejected_cleanly(action: str) -> No
     # Used to pass validation and raise OverflowError in float() half way through mutating.
     storage = Storage()
     storage.apply(_book_partial())
-    before = canon(vars(storage))
+    before = canon(state_of(storage))
     row = {**make_row("orderBookL2", "XBTUSD", 40), "price": 10**400}
     message = table_message("orderBookL2", action, [row], "XBTUSD")
     with pytest.raises(RemoteProtocolError):
         storage.apply(message)
-    assert canon(vars(storage)) == before
+    assert canon(state_of(storage)) == before
 
 
 def test_integer_key_beyond_float_range_is_an_ordinary_key() -> None:

@@ -100,13 +100,23 @@ def canon(obj: Any, depth: int = 0) -> Any:
         return (t.__name__, tuple(canon(v, depth + 1) for v in obj))
     if isinstance(obj, set | frozenset):
         return ("set", frozenset(canon(v, depth + 1) for v in obj))
-    slots = getattr(t, "__slots__", None)
+    # A class of the compiled store core (mypyc) lists its attributes in __mypyc_attrs__.
+    slots = getattr(t, "__slots__", None) or getattr(t, "__mypyc_attrs__", None)
     if slots is not None and not hasattr(obj, "__dict__"):
         names = (slots,) if isinstance(slots, str) else slots
         return ("obj", t.__name__, tuple(canon(getattr(obj, n, None), depth + 1) for n in names))
     if hasattr(obj, "__dict__"):
         return ("obj", t.__name__, canon(vars(obj), depth + 1))
     return Ident(obj)
+
+
+def state_of(obj: Any) -> dict[str, Any]:
+    """Every attribute of ``obj`` (a ``Storage``), private ones included, whichever core built
+    it (a compiled class has no ``__dict__``: it lists its attributes in ``__mypyc_attrs__``)."""
+    names = getattr(type(obj), "__mypyc_attrs__", None)
+    if names is None:
+        return dict(vars(obj))
+    return {name: getattr(obj, name) for name in names if hasattr(obj, name)}
 
 
 # --------------------------------------------------------------------------- reference model

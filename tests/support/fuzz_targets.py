@@ -59,7 +59,7 @@ from .fuzz_messages import (
     populated_storage,
     table_message,
 )
-from .fuzz_model import Expected, ModelError, RefModel, canon
+from .fuzz_model import Expected, ModelError, RefModel, canon, state_of
 from .fuzz_strategies import (
     Draw,
     Issued,
@@ -308,14 +308,14 @@ def apply_checked(
 ) -> bool:
     """Apply one message and classify the outcome; ``True`` if it was accepted."""
     findings.inputs[target] += 1
-    before = canon(vars(storage))
+    before = canon(state_of(storage))
     message_before = canon(message)
     try:
         result = storage.apply(message)
     except RemoteProtocolError as exc:
         findings.rejected[target] += 1
         findings.outcomes[f"{target} {_shape(message)} rejected"] += 1
-        if canon(vars(storage)) != before:
+        if canon(state_of(storage)) != before:
             findings.corruption(target, f"rejected but changed: {exc.message[:60]}", short(message))
         problem = _check_error_text(exc)
         if problem is not None:
@@ -325,7 +325,7 @@ def apply_checked(
         return False
     except BaseException as exc:
         findings.crash(target, exc, message)
-        if canon(vars(storage)) != before:
+        if canon(state_of(storage)) != before:
             findings.corruption(target, "crashed half way: state changed", short(message))
         return False
     findings.accepted[target] += 1

@@ -18,8 +18,8 @@ is a ``_Side`` holding:
   price (ids never order anything else: since mid 2023 they say nothing about price).
 
 Rows are built only when handed out: in a ``Change`` (a delete reports the stored level, an
-update the level merged with the update), by ``Storage.rows()``, or by reading a ``_Side``, which
-is the read-only ``Mapping`` at ``storage.data[table][symbol][side]`` (``_views.LevelRows``).
+update the level merged with the update), by ``Storage.rows()``, or by reading the read-only
+``Mapping`` at ``storage.data[table][symbol][side]`` (``_views.LevelRows`` over a ``_Side``).
 Each is a new dict, so a row handed out is a snapshot that later messages cannot alter. Rows of
 a partial or an insert are handed out as BitMEX sent them (the store keeps none of them).
 
@@ -41,6 +41,12 @@ inlined for the common case (a level alone at its price, a side of a plain list)
 ``partial`` is repeated in ``insert`` and ``update``; ``check_levels`` is inlined in ``update``.
 Each inlined copy saves a call per row or per message on the path ``benchmarks.ceilings``
 measures ("parse + Storage.apply").
+
+Compiled: this module is also built with mypyc (``_core``, ``setup.py``), so its classes are
+plain typed classes (constructors, no ``object.__new__`` or ``__class__`` tricks), a ``_Side``
+is not itself a ``Mapping`` (mypyc classes cannot inherit from ABCs: ``BookTable.views`` holds
+the ``LevelRows`` that ``storage.data`` shows), and annotations must hold at run time (a
+compiled function checks them). The typed locals of the hot paths are what mypyc speeds up.
 """
 
 from __future__ import annotations
@@ -52,8 +58,8 @@ from typing import Any, Final
 from sortedcontainers import SortedList
 
 from .._events import ApplyResult, Change, Row, Violation, new_change, new_result
+from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
 from ._validate import FMAX, NFMAX, NUMBER, SIDES, check_level, check_levels
-from ._views import Level, LevelRows
 
 __all__ = ["BOOK_TABLES", "BookTable", "Problem", "changes_of", "violations_of"]
 
@@ -79,7 +85,6 @@ _ABSENT: Final[Any] = _Absent()
 _UNSET: Final[Any] = object()
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
 _SPLIT: Final = 2048  # a side's price list becomes a SortedList beyond this many levels
-_new: Final = object.__new__
 
 
 def changes_of(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:
@@ -116,10 +121,16 @@ class _Level:
 
     __slots__ = ("key", "size", "ts", "tt")
 
-    key: Any  # the sort key: price as sent (asks) or its negation (bids)
-    size: Any
-    ts: Any  # timestamp, or _ABSENT
-    tt: Any  # transactTime, or _ABSENT
+    def __init__(self, key: Any, size: Any, ts: Any, tt: Any) -> None:
+        self.key = key  # the sort key: price as sent (asks) or its negation (bids)
+        self.size = size
+        self.ts = ts  # timestamp, or _ABSENT
+        self.tt = tt  # transactTime, or _ABSENT
+
+    # Copying and pickling (a deep copy of storage.data) call the constructor: mypyc's classes
+    # cannot be made without it.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Level, (self.key, self.size, self.ts, self.tt))
 
 
 class _LevelX(_Level):
@@ -127,35 +138,41 @@ class _LevelX(_Level):
 
     __slots__ = ("extra",)
 
-    extra: dict[str, Any]
+    def __init__(self, key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any]) -> None:
+        super().__init__(key, size, ts, tt)
+        self.extra = extra
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_LevelX, (self.key, self.size, self.ts, self.tt, self.extra))
 
 
 def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
-    level: _Level
     if extra:
-        level = wide = _new(_LevelX)
-        wide.extra = extra
-    else:
-        level = _new(_Level)
-    level.key = key
-    level.size = size
-    level.ts = ts
-    level.tt = tt
-    return level
+        return _LevelX(key, size, ts, tt, extra)
+    return _Level(key, size, ts, tt)
 
 
-class _Side(LevelRows):
-    """One side of one symbol's book; as a ``Mapping`` (``LevelRows``), level id -> row."""
+class _Side:
+    """One side of one symbol's book (``LevelRows`` shows it as a ``Mapping`` id -> row)."""
 
     __slots__ = ("at", "buy", "ids", "prices", "side", "symbol")
 
     def __init__(self, symbol: str, side: str) -> None:
-        self.symbol = symbol
-        self.side = side
-        self.buy = side == "Buy"
+        self.symbol: str = symbol
+        self.side: str = side
+        self.buy: bool = side == "Buy"
         self.ids: dict[int, _Level] = {}
         self.at: dict[Any, Any] = {}  # key -> id, or a list of ids sharing that key
         self.prices: Any = []  # list or SortedList of keys, one per level
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Side, (self.symbol, self.side), (self.ids, self.at, self.prices))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.ids, self.at, self.prices = state
 
     def row(self, level_id: int, level: _Level) -> Row:
         """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
@@ -279,8 +296,7 @@ class _Side(LevelRows):
             yield self.price_level(level)
 
 
-def _new_sides(symbol: str) -> dict[str, _Side]:
-    return {"Buy": _Side(symbol, "Buy"), "Sell": _Side(symbol, "Sell")}
+_NO_SIDE: Final = _Side("", "Sell")  # a typed placeholder, never stored into
 
 
 def _split_row(row: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any] | None]:
@@ -300,22 +316,33 @@ class BookTable:
     nothing changed), then apply it and return its ``ApplyResult``.
     """
 
-    __slots__ = ("books", "crossed", "stamp")
+    __slots__ = ("books", "crossed", "stamp", "views")
 
     def __init__(self) -> None:
         self.books: dict[str, dict[str, _Side]] = {}
+        self.views: dict[str, dict[str, LevelRows]] = {}  # storage.data[table]
         self.crossed: set[str] = set()  # symbols whose book was crossed when last checked
         self.stamp = ""  # the last timestamp stored: equal ones share this string
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BookTable, (), (self.books, self.crossed, self.stamp, self.views))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.books, self.crossed, self.stamp, self.views = state
 
     def sides_of(self, symbol: str) -> dict[str, _Side]:
         """The two sides of ``symbol``'s book, created empty for a symbol not seen before (a new
         symbol inside a whole-table slice)."""
         sides = self.books.get(symbol)
         if sides is None:
-            sides = self.books[symbol] = _new_sides(symbol)
+            sides = self.books[symbol] = {
+                "Buy": _Side(symbol, "Buy"),
+                "Sell": _Side(symbol, "Sell"),
+            }
+            self.views[symbol] = {side: LevelRows(level) for side, level in sides.items()}
         return sides
 
-    def side(self, symbol: str, buy: bool) -> _Side | None:
+    def side(self, symbol: Any, buy: bool) -> _Side | None:
         sides = self.books.get(symbol)
         return None if sides is None else sides["Buy" if buy else "Sell"]
 
@@ -384,8 +411,9 @@ class BookTable:
         problems: list[Problem] | None = None
         dropped = 0
         current: Any = _UNSET
-        bids: Any = None
-        asks: Any = None
+        bids: _Side | None = None
+        asks = _NO_SIDE
+        row: Row
         out: list[Row] = []
         stamp = self.stamp
         for row in data:
@@ -433,14 +461,11 @@ class BookTable:
                 stamp = ts
                 if tt == ts:
                     tt = ts
+            level: _Level
             if extra is None:
-                level = _new(_Level)
-                level.key = key
-                level.size = row["size"]
-                level.ts = ts
-                level.tt = tt
+                level = _Level(key, row["size"], ts, tt)
             else:
-                level = _level(key, row["size"], ts, tt, extra)
+                level = _LevelX(key, row["size"], ts, tt, extra)
             ids[level_id] = level
             at = side.at
             prices = side.prices
@@ -456,35 +481,37 @@ class BookTable:
         return _finish(table, "insert", groups, dropped, problems)
 
     def update(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
-        for row in data:  # check_levels(data, False), inlined: the most common message
-            if type(row) is dict:
+        for item in data:  # check_levels(data, False), inlined: the most common message
+            if type(item) is dict:
                 try:
                     if (
-                        type(row["symbol"]) is str
-                        and type(row["id"]) is int
-                        and row["side"] in SIDES
+                        type(item["symbol"]) is str
+                        and type(item["id"]) is int
+                        and item["side"] in SIDES
                         and (
-                            "price" not in row
-                            or (type(p := row["price"]) in NUMBER and NFMAX <= p <= FMAX)
+                            "price" not in item
+                            or (type(p := item["price"]) in NUMBER and NFMAX <= p <= FMAX)
                         )
                         and (
-                            "size" not in row
-                            or (type(z := row["size"]) in NUMBER and NFMAX <= z <= FMAX)
+                            "size" not in item
+                            or (type(z := item["size"]) in NUMBER and NFMAX <= z <= FMAX)
                         )
                     ):
                         continue
                 except KeyError:
                     pass
-            check_level(row, False)  # raises, explaining what is wrong
+            check_level(item, False)  # raises, explaining what is wrong
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
         moved = False  # only a moved level can cross a book
         current: Any = _UNSET
-        bids: Any = None
-        asks: Any = None
-        bid_ids: Any = None
-        ask_ids: Any = None
+        bids: _Side | None = None
+        asks = _NO_SIDE
+        bid_ids: dict[int, _Level] = {}
+        ask_ids = bid_ids
+        level: _Level | None
+        row: Row
         out: list[Row] | None = None
         stamp = self.stamp
         for row in data:
@@ -558,8 +585,9 @@ class BookTable:
         problems: list[Problem] | None = None
         dropped = 0
         current: Any = _UNSET
-        bids: Any = None
-        asks: Any = None
+        bids: _Side | None = None
+        asks = _NO_SIDE
+        row: Row
         out: list[Row] | None = None
         for row in data:
             symbol = row["symbol"]
@@ -610,6 +638,7 @@ class BookTable:
 
     def reset(self, symbol: str) -> None:
         self.books.pop(symbol, None)
+        self.views.pop(symbol, None)
         self.crossed.discard(symbol)
 
 

@@ -46,13 +46,14 @@ import datetime
 from collections.abc import Mapping
 from typing import Any, Final
 
+from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedDict
 
 from .._events import ApplyResult, Row, Violation, new_result
+from .._storage._orders import CLOSED_ORDER_STATUSES, ClosedOrders, parse_timestamp
+from .._storage._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
 from ._book import BOOK_TABLES, BookTable, Problem, changes_of, violations_of
-from ._orders import CLOSED_ORDER_STATUSES, ClosedOrders, parse_timestamp
 from ._validate import bad, check_book10, check_levels, check_row, row_key
-from ._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
 
 __all__ = ["BOOK_TABLES", "CLOSED_ORDER_STATUSES", "Storage"]
 
@@ -72,6 +73,12 @@ class _Gate:
         self.whole = False
         self.symbols: set[str] = set()
         self.excluded: set[str] = set()  # reset() out of a whole-table slice
+
+    def __reduce__(self) -> tuple[Any, ...]:  # see _book._Level.__reduce__
+        return (_Gate, (), (self.whole, self.symbols, self.excluded))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.whole, self.symbols, self.excluded = state
 
     def accepts(self, symbol: Any) -> bool:
         return symbol in self.symbols or (self.whole and symbol not in self.excluded)
@@ -108,6 +115,8 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
     return groups
 
 
+# Compiled (see _core), it may still be subclassed in Python.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Storage:
     """The current image of every subscribed table, kept up to date by ``apply``.
 
@@ -241,7 +250,7 @@ class Storage:
             books = None if whole else self._books.get(table)
             if books is None:
                 books = self._books[table] = BookTable()
-                self.data[table] = books.books
+                self.data[table] = books.views
             problems: list[Problem] = []
             books.partial(groups, problems)
             violations.extend(violations_of(table, problems))
@@ -357,7 +366,7 @@ class Storage:
             detail = f"best bid {bids[0][0]} >= best ask {asks[0][0]}"
             violations.append(Violation("crossed_book", _BOOK10, symbol, None, detail))
 
-    def _book_side(self, table: str, symbol: str, buy: bool) -> BookSide:
+    def _book_side(self, table: str, symbol: Any, buy: bool) -> BookSide:
         """A side of a book as it stands (what ``OrderBook`` reads)."""
         if table == _BOOK10:
             store: Any = self.data.get(_BOOK10)
@@ -387,7 +396,7 @@ class Storage:
         self._closed.expire(store)
 
     @staticmethod
-    def parse_timestamp(text: str) -> datetime.datetime:
+    def parse_timestamp(text: Any) -> datetime.datetime:  # Any: a non-string is a ValueError
         """Parse a BitMEX timestamp (``2020-10-12T16:46:20.255Z``) into an aware UTC datetime."""
         return parse_timestamp(text)
 

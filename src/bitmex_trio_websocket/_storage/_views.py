@@ -12,8 +12,10 @@ Nothing here stores anything; every view reads the store's current state when us
   index live (``PriceIndex``: indexing O(log n), a slice O(log n + k)); for ``orderBook10`` it
   wraps the row's own levels, sorted (``book10_side``).
 * ``LevelRows`` is the read-only ``Mapping`` level id -> row found at
-  ``storage.data[table][symbol][side]``: the stored side itself (``_book._Side``) inherits it
-  and provides ``ids`` and ``row()``. Each row is built when read, so it is a snapshot.
+  ``storage.data[table][symbol][side]``: it wraps the stored side (``_book._Side``, a
+  ``RowSource``: ``ids`` and ``row()``). Each row is built when read, so it is a snapshot.
+
+Both store cores (``_core``) use these very classes, so views are the same types either way.
 
 This module imports nothing from the rest of the store: ``_book`` and ``_store`` build on it.
 """
@@ -37,31 +39,38 @@ __all__ = [
     "book10_side",
 ]
 
-Level: TypeAlias = tuple[float, int]
+# (price, size): sizes are integers on BitMEX, but a size as sent is kept, float or not.
+Level: TypeAlias = tuple[float, int | float]
+
+
+class RowSource(Protocol):
+    """A stored side of an L2 book (``_book._Side``): its level records and their rows."""
+
+    ids: dict[int, Any]  # level id -> stored level record
+
+    def row(self, level_id: int, level: Any, /) -> Row: ...
 
 
 class LevelRows(Mapping[int, Row]):
     """One side of a stored L2 book as a read-only mapping, level id -> row (built on access)."""
 
-    __slots__ = ()
+    __slots__ = ("_side",)
 
-    ids: dict[int, Any]  # level id -> stored level record
-
-    def row(self, level_id: int, level: Any) -> Row:
-        """The row BitMEX would send for a stored level."""
-        raise NotImplementedError
+    def __init__(self, side: RowSource) -> None:
+        self._side = side
 
     def __getitem__(self, level_id: int) -> Row:
-        return self.row(level_id, self.ids[level_id])
+        side = self._side
+        return side.row(level_id, side.ids[level_id])
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.ids)
+        return iter(self._side.ids)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._side.ids)
 
     def __contains__(self, level_id: object) -> bool:
-        return level_id in self.ids
+        return level_id in self._side.ids
 
     def __repr__(self) -> str:
         return repr(dict(self.items()))
