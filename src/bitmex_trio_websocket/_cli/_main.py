@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from .._storage._core import CORE
 from .._version import __version__
 from ._client_commands import add_demo, add_listen, add_record
 from ._emulator_command import add_emulator
@@ -51,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}\nstore core: {CORE}"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _COMMANDS:
         add(commands)

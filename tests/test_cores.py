@@ -1,0 +1,188 @@
+"""The two store cores: the mypyc-compiled one and pure Python behave identically.
+
+Both are loaded side by side (``_storage._core``: the compiled modules live in their own package,
+so the pure modules are never shadowed) and fed the same messages: fuzzed sequences of valid and
+mutated messages (the fuzzers' generators), and the seeded benchmark stream. After every message
+both must have raised the same error or returned equal results, and hold the same rows and books.
+The comparisons skip where no compiled core is built; ``BITMEX_TRIO_WEBSOCKET_EXPECT_COMPILED=1``
+(set by ``.ci/run``) turns a missing or stale compiled core into a failure instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.gen_stream import generate
+from bitmex_trio_websocket import RemoteProtocolError, Storage
+from bitmex_trio_websocket._cli import main
+from bitmex_trio_websocket._storage import _book, _core, _store
+from tests.support.fuzz_findings import short
+from tests.support.fuzz_messages import SYMBOLS, TABLES, make_row, table_message
+from tests.support.fuzz_model import canon
+from tests.support.fuzz_strategies import SUITE, Issued, between, flip, mutate, valid_message
+
+EXPECT_COMPILED = os.environ.get("BITMEX_TRIO_WEBSOCKET_EXPECT_COMPILED", "") not in ("", "0")
+COMPILED, WHY = _core.compiled_module()
+needs_compiled = pytest.mark.skipif(COMPILED is None, reason=f"no compiled core: {WHY}")
+
+
+def compiled_storage(**options: Any) -> _store.Storage:
+    assert COMPILED is not None
+    storage: _store.Storage = COMPILED.Storage(**options)
+    return storage
+
+
+def test_the_compiled_core_is_there_when_expected() -> None:
+    if not EXPECT_COMPILED:
+        pytest.skip("BITMEX_TRIO_WEBSOCKET_EXPECT_COMPILED is not set")
+    assert COMPILED is not None, WHY
+    pure_variable = os.environ.get(_core.PURE_VARIABLE, "") not in ("", "0")
+    assert (Storage is _store.Storage) == pure_variable
+    pure = "pure Python (BITMEX_TRIO_WEBSOCKET_PURE is set)"
+    assert (pure if pure_variable else "compiled (mypyc)") == _core.CORE
+
+
+def test_the_pure_modules_are_never_shadowed() -> None:
+    assert _book.__file__ is not None and _book.__file__.endswith(".py")
+    assert _store.__file__ is not None and _store.__file__.endswith(".py")
+    if COMPILED is not None:
+        assert COMPILED.__file__ is not None and not COMPILED.__file__.endswith(".py")
+
+
+def test_the_environment_variable_forces_pure_python() -> None:
+    code = "from bitmex_trio_websocket._storage import _core, _store, Storage; "
+    code += "print(_core.CORE); assert Storage is _store.Storage"
+    env = {**os.environ, _core.PURE_VARIABLE: "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pure Python (BITMEX_TRIO_WEBSOCKET_PURE is set)"
+
+
+def test_version_names_the_active_core(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert f"store core: {_core.CORE}" in out
+
+
+@needs_compiled
+def test_a_stale_build_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_core, "source_hash", lambda: "0" * 64)
+    store, why = _core.compiled_module()
+    assert store is None and "stale" in why
+
+
+def _outcome(storage: _store.Storage, message: Any) -> Any:
+    try:
+        return storage.apply(message)
+    except RemoteProtocolError as exc:
+        return ("refused", exc.message, exc.frame)
+
+
+def _image(storage: _store.Storage) -> Any:
+    """What a user can read: every table's rows, keys, and both sides of every book."""
+    books = {
+        (table, symbol): (book.bids[:], book.asks[:])
+        for table in ("orderBookL2", "orderBookL2_25", "orderBook10")
+        for symbol in (*SYMBOLS, "NEWUSD")
+        for book in [storage.book(symbol, table)]
+    }
+    rows = {table: storage.rows(table) for table in storage.data}
+    gates = {table: storage.has_partial(table) for table in TABLES}
+    return rows, dict(storage.keys), books, gates
+
+
+def _same(pure: _store.Storage, fast: _store.Storage, message: Any) -> None:
+    # apply never changes the message (the fuzzers check it), so both take the same one; canon
+    # compares values nested ~1000 deep (beyond depth 9, by identity) without recursing.
+    expected = canon(_outcome(pure, message))
+    assert canon(_outcome(fast, message)) == expected, short(message)
+    assert canon(_image(fast)) == canon(_image(pure))
+
+
+@needs_compiled
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_cores_agree_on_fuzzed_messages(data: st.DataObject) -> None:
+    ttl = data.draw(st.sampled_from([60.0, 0.0, None]))
+    pure = _store.Storage(max_table_len=5, closed_order_ttl=ttl)
+    fast = compiled_storage(max_table_len=5, closed_order_ttl=ttl)
+    tables = data.draw(st.lists(st.sampled_from(TABLES), min_size=1, max_size=3, unique=True))
+    issued: Issued = defaultdict(set)
+    for table in tables:
+        rows = [make_row(table, s, n) for s in SYMBOLS for n in range(3)]
+        if table == "orderBook10":
+            rows = [make_row(table, "XBTUSD", 0)]
+        for s in SYMBOLS:
+            issued[(table, s)].update(range(3))
+        _same(pure, fast, table_message(table, "partial", rows))
+    for _ in range(between(data, 1, 12)):
+        if between(data, 0, 5) == 0:
+            table = data.draw(st.sampled_from(tables))
+            symbol = data.draw(st.sampled_from([None, *SYMBOLS]))
+            pure.reset(table, symbol)
+            fast.reset(table, symbol)
+            continue
+        message: Any = valid_message(data, issued, tables, SUITE)
+        if flip(data):
+            message = mutate(data, message, SUITE)
+        _same(pure, fast, message)
+
+
+@needs_compiled
+def test_cores_agree_on_the_benchmark_stream() -> None:
+    pure, fast = _store.Storage(), compiled_storage()
+    messages = [
+        m for m in (orjson.loads(text) for _, text in generate(3000, seed=3)) if "table" in m
+    ]
+    assert len(messages) > 2000
+    for message in messages:
+        assert fast.apply(message) == pure.apply(message)
+    assert _image(fast) == _image(pure)
+    # Views, copies and pickles of the compiled store are what the pure one gives.
+    assert copy.deepcopy(fast.data) == copy.deepcopy(pure.data)
+    assert pickle.loads(pickle.dumps(fast.data)) == pure.data
+    assert repr(fast.book("XBTUSD")) == repr(pure.book("XBTUSD"))
+
+
+@needs_compiled
+def test_python_subclasses_of_the_compiled_store_work() -> None:
+    assert COMPILED is not None
+
+    class Counting(COMPILED.Storage):  # type: ignore[name-defined,misc]
+        applied = 0
+
+        def apply(self, message: Any) -> Any:
+            self.applied += 1
+            return super().apply(message)
+
+    storage = Counting()
+    storage.apply(table_message("trade", "partial", [make_row("trade", "XBTUSD", 0)]))
+    assert storage.applied == 1 and len(storage.rows("trade")) == 1
+
+
+def test_the_comparison_sees_a_store_that_differs() -> None:
+    class LosesDeletes(_store.Storage):
+        def apply(self, message: Any) -> Any:
+            if isinstance(message, dict) and message.get("action") == "delete":
+                message = {**message, "data": message["data"][1:]}
+            return super().apply(message)
+
+    pure, broken = _store.Storage(), LosesDeletes()
+    rows = [make_row("orderBookL2", "XBTUSD", n) for n in range(3)]
+    _same(pure, broken, table_message("orderBookL2", "partial", rows, "XBTUSD"))
+    with pytest.raises(AssertionError):
+        _same(pure, broken, table_message("orderBookL2", "delete", rows[:1], "XBTUSD"))
