@@ -20,7 +20,7 @@ import gc
 import json
 import random
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -84,14 +84,15 @@ def _apply(storage: Storage, frame: str) -> None:
     assert not result.violations and not result.dropped
 
 
-def measure(levels: int) -> list[Result]:
+def measure(levels: int, factory: Callable[[], Storage] = Storage) -> list[Result]:
+    """Bytes per level of a ``factory()`` store (``benchmarks.cores`` passes each core's)."""
     partial, updates = book_frames(levels)
     gc.collect()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
-        storage = Storage()
+        storage = factory()
         _apply(storage, partial)
         gc.collect()
         after_partial, peak = tracemalloc.get_traced_memory()
