@@ -321,15 +321,26 @@ class Router:
         if route is None:
             return None
         wide, by_symbol = route
-        offer = self.offer
         for index in range(start, len(changes)):
             change = changes[index]
             if by_symbol and change.symbol is not None:
                 narrow = by_symbol.get(change.symbol)
-                if narrow and (blocked := offer(narrow, change)) >= 0:
+                if narrow and (blocked := self.offer(narrow, change)) >= 0:
                     return index, [*narrow[blocked:], *wide]
-            if wide and (blocked := offer(wide, change)) >= 0:
-                return index, wide[blocked:]
+            # offer(wide, change), inlined: most changes go to whole-table listeners only.
+            for position, listener in enumerate(wide):
+                items = listener.items
+                if len(items) < listener.capacity:
+                    items.append(change)
+                    receiver = listener.receiver
+                    if receiver is not None:
+                        listener.receiver = None
+                        listener.handed = True
+                        _reschedule(receiver)
+                elif not listener.put_nowait(change):
+                    if listener.overflow != "drop":
+                        return index, wide[position:]
+                    listener.dropped += 1
         return None
 
     async def route_rest(

@@ -53,7 +53,7 @@ import trio
 from .. import _protocol as proto
 from .._events import ApplyResult, Disconnected, Reconnected
 from .._exceptions import RemoteProtocolError, ReplaySourceError
-from .._protocol import ACTIONS, DENSITY_CHECK_BYTES
+from .._protocol import DENSITY_CHECK_BYTES
 from .._routing import ConnectionStats, Listener, Router
 from .._storage import Storage
 from .._subscriptions import Subscriptions, Topic, server_topics
@@ -282,27 +282,16 @@ class ReplayFeeder:
                     return index, None
                 try:
                     message = loads(text)
-                except orjson.JSONDecodeError:
-                    return index, None
-                if type(message) is not dict:
-                    return index, None
-                table = message.get("table")
-                action = message.get("action")
-                if (
-                    type(table) is not str
-                    or type(action) is not str
-                    or action not in ACTIONS
-                    or type(message.get("data")) is not list
-                    or wanted.get(table, _OFF_PATH) is not None
-                ):
-                    return index, None  # malformed, unwanted (a repeated key) or narrowed
+                    if wanted.get(message["table"], _OFF_PATH) is not None:
+                        return index, None  # cut to some symbols, or a repeated "table" key
+                except (orjson.JSONDecodeError, TypeError, KeyError):
+                    return index, None  # _general says what is wrong with it
                 index += 1
                 decoded = True
                 try:
-                    result = apply(message)
+                    result = apply(message)  # validates the rest (action, data) first
                 except RemoteProtocolError as exc:
-                    what = f"a table message the store rejects ({exc})"
-                    raise _bad(batch, index - 1, what) from None
+                    raise _rejected(batch, index - 1, exc) from None
                 if result.dropped:
                     stats.dropped_before_partial += result.dropped
                 if result.changes:
@@ -406,6 +395,16 @@ class ReplayFeeder:
 
 def _bad(batch: FrameBatch, index: int, what: str) -> ReplaySourceError:
     return ReplaySourceError(what, path=batch.origin, line=batch.line_of(index))
+
+
+def _rejected(batch: FrameBatch, index: int, exc: RemoteProtocolError) -> ReplaySourceError:
+    """The error for a frame the store refused: not BitMEX data if the decoder refuses it too
+    (as ``_general`` would have said, which decodes before it applies)."""
+    try:
+        proto.decode_server_frame_lean(batch.text_of(index))
+    except RemoteProtocolError as bad:
+        return _bad(batch, index, f"not BitMEX data ({bad})")
+    return _bad(batch, index, f"a table message the store rejects ({exc})")
 
 
 def _symbol(row: Any) -> Any:

@@ -312,7 +312,7 @@ def detect_format(first_line: bytes) -> str | None:
 
 def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch | Gap, None, None]:
     kind: str | None = None
-    for number, block in _blocks(path):
+    for number, block, lines in _blocks(path):
         if kind is None:
             kind = _block_format(block)
         if (
@@ -322,9 +322,9 @@ def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch 
             and _PLAIN_FIRST.match(block) is not None
             and _NOT_PLAIN_NEXT.search(block) is None
         ):
-            yield FrameBatch(path, block.split(b"\n"), _PLAIN_TEXT_AT, number)
+            yield FrameBatch(path, lines, _PLAIN_TEXT_AT, number)
         else:
-            kind = yield from _line_by_line(path, number, block, kind, disconnects)
+            kind = yield from _line_by_line(path, number, lines, kind, disconnects)
 
 
 def _block_format(block: bytes) -> str | None:
@@ -341,16 +341,16 @@ def _block_format(block: bytes) -> str | None:
 
 
 def _line_by_line(
-    path: str, number: int, block: bytes, kind: str | None, disconnects: bool
+    path: str, number: int, block: list[bytes], kind: str | None, disconnects: bool
 ) -> Generator[FrameBatch | Gap, None, str | None]:
-    """The frames of ``block`` read one line at a time (any format, any oddity); returns the
-    file's format once known."""
+    """The frames of the lines of ``block`` read one at a time (any format, any oddity);
+    returns the file's format once known."""
     texts: list[str] = []
     times: list[float] = []
     lines: list[int] = []
     parse = None if kind is None else _recording_frame if kind is RECORDING else _slice_frame
     try:
-        for offset, line in enumerate(block.split(b"\n")):
+        for offset, line in enumerate(block):
             line = line.rstrip(b"\r\n")
             if not line:
                 if disconnects and parse is _slice_frame:
@@ -384,10 +384,10 @@ def _line_by_line(
     return kind
 
 
-def _blocks(path: str) -> Iterator[tuple[int, bytes]]:
-    """``(number of its first line, block)`` for each block of whole lines of a plain, gzip or
-    zstd file: lines joined by ``\\n``, without the last one's; a last line without an end is
-    a block of its own."""
+def _blocks(path: str) -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """``(number of its first line, block, its lines)`` for each block of whole lines of a
+    plain, gzip or zstd file: lines joined by ``\\n``, without the last one's; a last line
+    without an end is a block of its own."""
     number = 1  # of the next line
     try:
         with open(path, "rb") as raw:
@@ -413,10 +413,12 @@ def _blocks(path: str) -> Iterator[tuple[int, bytes]]:
                 rest = chunk[cut + 1 :]
                 if rest:
                     pending.append(rest)
-                yield number, block
-                number += block.count(b"\n") + 1
+                lines = block.split(b"\n")
+                yield number, block, lines
+                number += len(lines)
             if pending:
-                yield number, b"".join(pending)
+                block = b"".join(pending)
+                yield number, block, [block]
     except (EOFError, zlib.error, _Truncated) as exc:
         raise ReplaySourceError(
             f"the compressed stream is truncated or corrupt after line {number - 1} ({exc})",
