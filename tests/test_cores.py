@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.gen_stream import generate
+from benchmarks import cores as cores_benchmark
+from benchmarks.gen_stream import generate, write_recording
 from bitmex_trio_websocket import RemoteProtocolError, Storage
 from bitmex_trio_websocket._cli import main
 from bitmex_trio_websocket._storage import _book, _core, _store
@@ -186,3 +188,13 @@ def test_the_comparison_sees_a_store_that_differs() -> None:
     _same(pure, broken, table_message("orderBookL2", "partial", rows, "XBTUSD"))
     with pytest.raises(AssertionError):
         _same(pure, broken, table_message("orderBookL2", "delete", rows[:1], "XBTUSD"))
+
+
+def test_the_cores_benchmark_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stream = tmp_path / "stream.jsonl"
+    write_recording(stream, generate(500, seed=1))
+    argv = ["--stream", str(stream), "--runs", "1", "--no-oldlib", "--levels", "200", "--json"]
+    assert cores_benchmark.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Storage.apply, pure Python" in out and "bytes_per_level" in out
+    assert ("compiled (mypyc)" in out) == (COMPILED is not None)
