@@ -21,6 +21,18 @@ table message) is skipped unread when nobody wants ``NAME``. Frames of wanted ta
 when only some symbols of a table are wanted, other symbols' rows are cut out (a whole-table
 partial becomes one partial per wanted symbol, as BitMEX sends for ``table:SYMBOL``).
 
+The hot path. Frames come in batches (``_sources.FrameBatch``: a block of the file's lines) and
+go through ``_run``, one plain loop over up to ``CHECKPOINT_EVERY`` frames: a frame of a wanted
+table (one ``startswith`` against every wanted table's prefix) is given to orjson as the bytes
+read, applied, and its changes offered to the listeners; nothing is awaited, no object is made
+per frame, the clock is not read and the counters are added up once per run. The loop stops at
+the first frame that needs more: its changes wait for a full listener (the feeder awaits
+``Router.route_rest``, then goes on), or it is anything else (not table data, not written as
+BitMEX writes it, malformed, a partial cut to some symbols), which ``_general`` handles one frame
+at a time, as every frame was handled before. Demand is re-planned only between runs: listeners
+come and go only while the feeder awaits. Every counter in ``stats`` is as of the last frame
+read whenever another task can look at it.
+
 Pacing. ``speed=None``: as fast as the listeners take rows, with a checkpoint every
 ``CHECKPOINT_EVERY`` frames so other tasks (and cancellation) are never starved. ``speed=X``:
 frame ``i`` is handed on at ``start + (t_i - t_0) / X`` of trio's clock (``t`` the recorded
@@ -70,6 +82,7 @@ CHECKPOINT_EVERY: Final = 256
 _TABLE_PREFIX: Final = '{"table":"'
 _TABLE_PREFIX_BYTES: Final = _TABLE_PREFIX.encode()
 _OFF_PATH: Final = frozenset[str]()  # not None: a table the fast path leaves to _general
+_DELTAS: Final = frozenset({"insert", "update", "delete"})
 # A message whose changes wait for a full listener, and where (for ``Router.route_rest``).
 _Stuck: TypeAlias = tuple[ApplyResult, tuple[int, list[Listener]]]
 _GAP: Final = "gap in the recorded data (the recorder's connection dropped)"
@@ -282,8 +295,26 @@ class ReplayFeeder:
                     return index, None
                 try:
                     message = loads(text)
-                    if wanted.get(message["table"], _OFF_PATH) is not None:
-                        return index, None  # cut to some symbols, or a repeated "table" key
+                    symbols = wanted.get(message["table"], _OFF_PATH)
+                    if symbols is not None:
+                        # Cut to the wanted symbols (as _narrowed does for a delta).
+                        action = message.get("action")
+                        data = message.get("data")
+                        if (
+                            symbols is _OFF_PATH  # a repeated "table" key
+                            or type(action) is not str
+                            or action not in _DELTAS
+                            or type(data) is not list
+                        ):
+                            return index, None
+                        rows = [r for r in data if type(r) is dict and r.get("symbol") in symbols]
+                        if len(rows) != len(data):
+                            if not rows:
+                                index += 1
+                                decoded = True
+                                skipped += 1
+                                continue
+                            message = {**message, "data": rows}
                 except (orjson.JSONDecodeError, TypeError, KeyError):
                     return index, None  # _general says what is wrong with it
                 index += 1
