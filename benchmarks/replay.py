@@ -7,7 +7,9 @@ hits every path alike:
 
 * ``orjson parse``: ``orjson.loads`` of every line's message, in memory (the ceiling);
 * ``parse + Storage.apply``: the same plus a fresh ``Storage`` (the work no replay can avoid);
-* ``read slices (iter_frames)``: reading the file into frames (the source's own cost);
+* ``read slices (iter_frames)``: reading the file into frames (the public iterator);
+* ``read slices (iter_batches)``: the same in the replay's batches (text and time read lazily);
+* ``open_bitmex_replay, topics, no listener``: the replay into the store, nobody taking rows;
 * ``open_bitmex_replay, 3 listeners``: the whole replay from the file, with three ``listen``
   listeners (``orderBookL2``, ``trade``, ``instrument``) taking every row, as fast as they can.
 
@@ -32,6 +34,7 @@ import trio
 
 from bitmex_trio_websocket import BitMEXReplay, Storage, open_bitmex_replay
 from bitmex_trio_websocket._replay import iter_frames
+from bitmex_trio_websocket._replay._sources import FrameBatch, iter_batches
 
 from ._common import BENCH_TABLES, Result, add_common_arguments, cache_dir, emit
 from .gen_stream import generate
@@ -89,6 +92,22 @@ def _read(path: Path, texts: Sequence[str]) -> int:
     return 0
 
 
+def _batches(path: Path, texts: Sequence[str]) -> int:
+    count = sum(len(batch) for batch in iter_batches(path) if type(batch) is FrameBatch)
+    assert count == len(texts)
+    return 0
+
+
+def _topics(path: Path, texts: Sequence[str]) -> int:
+    async def main() -> None:
+        async with open_bitmex_replay(path, topics=list(BENCH_TABLES)) as bws:
+            await bws.wait_finished()
+            assert bws.stats.messages == len(texts)
+
+    trio.run(main)
+    return 0
+
+
 def _replay(path: Path, texts: Sequence[str]) -> int:
     """The replay with three listeners; returns the rows they took."""
     counts = dict.fromkeys(BENCH_TABLES, 0)
@@ -115,6 +134,8 @@ PATHS: dict[str, Callable[[Path, Sequence[str]], int]] = {
     "orjson parse": _parse,
     "parse + Storage.apply": _parse_store,
     "read slices (iter_frames)": _read,
+    "read slices (iter_batches)": _batches,
+    "open_bitmex_replay, topics, no listener": _topics,
     "open_bitmex_replay, 3 listeners": _replay,
 }
 
