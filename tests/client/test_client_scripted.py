@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
+from typing import Any
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ import trio.testing
 from bitmex_trio_websocket import (
     AuthenticationError,
     BitMEXError,
+    BitMEXWebsocket,
     ConnectionClosed,
     ConnectionTimeout,
     DeadMansSwitchError,
@@ -129,6 +131,21 @@ async def test_heartbeat_pings_after_silence_and_detects_death(
 DMS_REFUSAL = (403, "cancelAllAfter is disabled for this account")
 
 
+def open_with_switch(
+    server: ScriptedServer, **options: Any
+) -> AbstractAsyncContextManager[BitMEXWebsocket]:
+    """A connection to ``server`` with credentials and the dead man's switch."""
+    return open_bitmex_websocket(
+        URL, API_KEY, API_SECRET, dead_mans_switch=True, connect=server.connect, **options
+    )
+
+
+def go_deaf(server: ScriptedServer) -> None:
+    """The server stops answering cancelAllAfter and pings: a dead socket, seen from the client."""
+    server.ignore_commands.add("cancelAllAfter")
+    server.answer_pings = False
+
+
 async def test_dead_mans_switch_refused_raises(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -171,14 +188,7 @@ async def test_dead_mans_switch_never_acknowledged_raises(autojump_clock: trio.a
             server = ScriptedServer(nursery, ignore_commands={"cancelAllAfter"})
             start = trio.current_time()
             with pytest.raises(BitMEXError) as info:
-                async with open_bitmex_websocket(
-                    URL,
-                    API_KEY,
-                    API_SECRET,
-                    dead_mans_switch=True,
-                    connect=server.connect,
-                    timeout=7,
-                ):
+                async with open_with_switch(server, timeout=7):
                     pytest.fail("opened although the switch was never armed")
             assert type(info.value) is DeadMansSwitchError
             assert str(info.value) == (
@@ -198,14 +208,7 @@ async def test_dead_mans_switch_refresh_never_acknowledged_raises(
             server = ScriptedServer(nursery)
             start = trio.current_time()
             with pytest.raises(BitMEXError) as info:
-                async with open_bitmex_websocket(
-                    URL,
-                    API_KEY,
-                    API_SECRET,
-                    dead_mans_switch=True,
-                    connect=server.connect,
-                    timeout=7,
-                ):
+                async with open_with_switch(server, timeout=7):
                     server.ignore_commands.add("cancelAllAfter")
                     await trio.sleep(100)
             assert type(info.value) is DeadMansSwitchError
@@ -226,14 +229,7 @@ async def test_dead_mans_switch_on_a_dead_socket_raises_a_timeout_before_the_fir
             server = ScriptedServer(nursery, ignore_commands={"cancelAllAfter"}, answer_pings=False)
             start = trio.current_time()
             with pytest.raises(ConnectionTimeout) as info:
-                async with open_bitmex_websocket(
-                    URL,
-                    API_KEY,
-                    API_SECRET,
-                    dead_mans_switch=True,
-                    connect=server.connect,
-                    timeout=7,
-                ):
+                async with open_with_switch(server, timeout=7):
                     pytest.fail("opened although the switch was never armed")
             assert str(info.value) == "BitMEX stopped answering: no answer to a ping for 5 s"
             # Ping at 5 s (heartbeat_interval), unanswered 5 s later (heartbeat_timeout).
@@ -253,20 +249,11 @@ async def test_dead_mans_switch_on_a_dead_socket_reconnects_and_rearms(
         async with trio.open_nursery() as nursery:
             server = ScriptedServer(nursery, partials={"instrument:XBTUSD": INSTRUMENT})
             start = trio.current_time()
-            async with open_bitmex_websocket(
-                URL,
-                API_KEY,
-                API_SECRET,
-                dead_mans_switch=True,
-                connect=server.connect,
-                timeout=7,
-                backoff_max=1,
-            ) as bws:
+            async with open_with_switch(server, timeout=7, backoff_max=1) as bws:
                 async with aclosing(bws.events("instrument", "XBTUSD")) as events:
                     await events.__anext__()  # the partial
                     await trio.sleep(13 - (trio.current_time() - start))
-                    server.ignore_commands.add("cancelAllAfter")
-                    server.answer_pings = False
+                    go_deaf(server)
                     lost = await events.__anext__()
                     assert lost == Disconnected(1006, "heartbeat timeout")
                     # Pings answered at 5 and 10; the one at 15 is not: dead at 20, although
@@ -288,18 +275,9 @@ async def test_dead_mans_switch_on_a_dead_socket_without_reconnect(
         async with trio.open_nursery() as nursery:
             server = ScriptedServer(nursery, partials={"instrument:XBTUSD": INSTRUMENT})
             start = trio.current_time()
-            async with open_bitmex_websocket(
-                URL,
-                API_KEY,
-                API_SECRET,
-                dead_mans_switch=True,
-                connect=server.connect,
-                timeout=7,
-                reconnect=False,
-            ) as bws:
+            async with open_with_switch(server, timeout=7, reconnect=False) as bws:
                 await trio.sleep(13)
-                server.ignore_commands.add("cancelAllAfter")
-                server.answer_pings = False
+                go_deaf(server)
                 with pytest.raises(ConnectionClosed) as info:
                     async with aclosing(bws.listen("instrument", "XBTUSD")) as rows:
                         async for _ in rows:
