@@ -23,6 +23,7 @@ __all__ = [
     "Credentials",
     "expires_at",
     "realtime_signature",
+    "rest_signature",
     "signature",
 ]
 
@@ -34,6 +35,17 @@ DEFAULT_EXPIRY_SECONDS = 10.0
 def signature(secret: str, verb: str, path: str, expires: int, body: str = "") -> str:
     """Hex HMAC-SHA256 of ``verb + path + expires + body`` keyed by ``secret``."""
     message = f"{verb}{path}{expires}{body}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def rest_signature(
+    secret: str, verb: str, target: str, expires: int, body: bytes | str = b""
+) -> str:
+    """The ``api-signature`` of one REST request: ``target`` is the path with its query string
+    exactly as sent (``/api/v1/order?symbol=XBTUSD``) and ``body`` the raw body bytes as sent
+    (empty for a GET). ``expires`` is ``api-expires`` (or the legacy ``api-nonce``)."""
+    raw = body.encode() if isinstance(body, str) else body
+    message = f"{verb}{target}{expires}".encode() + raw
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
