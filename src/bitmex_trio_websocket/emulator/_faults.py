@@ -59,6 +59,12 @@ class FaultKind(enum.StrEnum):
     """Swallow ``cancelAllAfter`` commands: no reply at all, and the dead man's switch is not
     armed, re-armed or disarmed (logged once per command swallowed). Not a network fault: a
     client must treat the silence as a failed arming, so random plans do not pick it."""
+    REST_OVERLOAD = "rest_overload"
+    """Answer a REST request with 503 "The system is currently overloaded." before it reaches
+    the engine (``Emulator.overload_next_requests``); logged as each 503 is served."""
+    REST_DROP = "rest_drop"
+    """Close a REST keep-alive connection under its client, idle or with a request in flight
+    (``Emulator.drop_rest_connections``); logged per connection dropped."""
 
 
 # Kinds that act on one live connection (each has an ``EmulatorConnection`` method) ...

@@ -10,24 +10,31 @@ the emulator's modules form no import cycle). It holds:
 * the ``Authenticator`` and ``Gatekeeper`` (``_handshake``), shared by every handshake and
   session, with the next-connection faults armed on them;
 * the dead man's switch, account-wide like BitMEX's: one timer per account, replaced by every
-  ``cancelAllAfter``, surviving the connection that armed it. It fires at exactly the trio time
-  ``now + timeout`` and publishes ``Market.cancel_all``'s deltas through the router, so the
-  ``order`` and ``execution`` subscribers of that account see the cancellations;
+  ``cancelAllAfter``, whether it came over the websocket or as ``POST /order/cancelAllAfter``,
+  surviving the connection that armed it. It fires at exactly the trio time ``now + timeout``
+  and publishes the cancellations' deltas through the router, so the ``order`` and
+  ``execution`` subscribers of that account see them;
+* the REST app (``rest``, BitMEX's ``/api/v1``): ``handle_rest`` answers one HTTP request and
+  publishes the deltas it caused through the same router at once, in the same synchronous step,
+  so a websocket client sees its order's rows in the order the requests were served;
 * the fault log and the emulator-wide delay-acks setting.
+
+The market is any ``Venue`` (``market._venue``): the synthetic ``Market`` or a replayed one.
 
 The public ``Emulator`` (``_server``) owns a hub and exposes what users need of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import trio
 
 from .._protocol import SYMBOL_TABLES
 from ._faults import FaultKind, FaultRecord
 from ._handshake import Authenticator, Gatekeeper
+from ._http import HttpRequest, HttpResponse
 from ._json import dumps, encode_table
 from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording
@@ -36,11 +43,46 @@ from ._routing import Deliver, Router
 from ._session import Session, Subscription
 from ._texts import FALLBACK_KEYS, UNKNOWN_BOOK_ID, iso_timestamp
 from .market import PRIVATE_TABLES_SERVED, PUBLIC_TABLES_SERVED, Delta, Market
+from .market._venue import Venue
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "RestAnswer", "RestService"]
 
 BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 SERVED: Final = PUBLIC_TABLES_SERVED | PRIVATE_TABLES_SERVED
+DMS_TEXT: Final = "Canceled: Cancel from cancelAllAfter"
+OVERLOADED: Final = 503
+
+
+class RestAnswer(Protocol):
+    """What the REST app answers one request with (``rest.RestResult``)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def deltas(self) -> Sequence[Delta]: ...
+    @property
+    def switch(self) -> tuple[int, int] | None:
+        """``(account, timeout_ms)`` when the request was ``POST /order/cancelAllAfter``."""
+        ...
+
+
+class RestService(Protocol):
+    """BitMEX's REST API, sans-IO (``rest.RestApp``)."""
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        now: float,
+    ) -> RestAnswer: ...
+
+    def overload_next(self, n: int = 1) -> None: ...
 
 
 class Hub:
@@ -49,7 +91,7 @@ class Hub:
     def __init__(
         self,
         *,
-        market: Market | None,
+        market: Market | Venue | None,
         recording: Recording | None,
         accounts: Mapping[str, tuple[str, int]],
         clock: Callable[[], float],
@@ -64,6 +106,8 @@ class Hub:
         self.clock = clock
         self.speed = speed
         self.router = Router()
+        self.rest: RestService | None = None
+        self.overloads_armed = 0  # 503s asked of the REST app, not yet served
         self.fault_log: list[FaultRecord] = []
         self.dead_mans_switch_fired: list[tuple[int, float]] = []
         self.ack_delay = 0.0
@@ -214,11 +258,37 @@ class Hub:
             self.authenticator.fail_next += 1
         elif kind is FaultKind.DELTAS_BEFORE_PARTIAL:
             self.early += 1
+        elif kind is FaultKind.REST_OVERLOAD and self.rest is not None:
+            self.overload_next(1)
 
     # ------------------------------------------------------------------ for the emulator
 
     def publish(self, deltas: Iterable[Delta]) -> None:
         self.router.publish(deltas)
+
+    def handle_rest(self, request: HttpRequest) -> HttpResponse:
+        """Answer one ``/api/v1`` request and publish what it changed, in one step."""
+        rest = self.rest
+        if rest is None:
+            body = b'{"error":{"message":"Not Found","name":"HTTPError"}}'
+            return HttpResponse(404, [("Content-Type", "application/json")], body)
+        answer = rest.handle(
+            request.method, request.target, request.headers, request.body, self.clock()
+        )
+        if answer.status == OVERLOADED and self.overloads_armed > 0:
+            self.overloads_armed -= 1
+            self.log_fault(FaultKind.REST_OVERLOAD, None, 0, f"{request.method} {request.path}")
+        self.router.publish(answer.deltas)
+        if answer.switch is not None:
+            self.set_dead_mans_switch(*answer.switch)
+        return HttpResponse(answer.status, answer.headers, answer.body)
+
+    def overload_next(self, n: int) -> None:
+        """The next ``n`` REST requests get 503 "overloaded" without reaching the engine."""
+        if self.rest is None:
+            raise RuntimeError("this emulator serves no REST API")
+        self.rest.overload_next(n)
+        self.overloads_armed += n
 
     def dead_mans_switch_deadline(self, account: int) -> float | None:
         armed = self._dms.get(account)
@@ -231,7 +301,7 @@ class Hub:
 
     # ------------------------------------------------------------------ internals
 
-    def _require_market(self) -> Market:
+    def _require_market(self) -> Market | Venue:
         if self.market is None:
             raise RuntimeError("a replaying emulator has no market")
         return self.market
@@ -243,8 +313,16 @@ class Hub:
             await trio.sleep_until(deadline)
             del self._dms[account]
             self.dead_mans_switch_fired.append((account, trio.current_time()))
-            if self.market is not None:
-                self.publish(self.market.cancel_all(account, self.clock()))
+            self.publish(self._cancel_all(account))
+
+    def _cancel_all(self, account: int) -> list[Delta]:
+        market = self.market
+        if market is None:
+            return []
+        if isinstance(market, Market):
+            return market.cancel_all(account, self.clock(), text=DMS_TEXT)
+        _, deltas = market.exchange.cancel_all(account, self.clock(), text=DMS_TEXT)
+        return deltas
 
     def _early_deltas(self, sub: Subscription, connection: int, after_messages: int) -> list[str]:
         """Deltas to send before a partial, when ``deltas_before_partial`` is armed."""

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Final, cast
 
+import h11
 import trio
 import trio.testing
 import trio_websocket
@@ -50,6 +51,16 @@ from ._faults import (
     normalize_kinds,
 )
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Refusal
+from ._http import (
+    API_PREFIX,
+    IDLE_TIMEOUT,
+    HttpConnection,
+    HttpRequest,
+    HttpResponse,
+    PrefixedStream,
+    read_first_head,
+    wants_websocket,
+)
 from ._hub import Hub
 from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording, load_recording
@@ -57,6 +68,7 @@ from ._texts import iso_timestamp
 from ._transport import FaultStream
 from .market import DEFAULT_ACCOUNT, Delta, Market, Scenario, scenario_named
 from .market._instruments import FUNDING_INTERVAL
+from .market._venue import Venue
 
 __all__ = ["Emulator", "open_emulator"]
 
@@ -79,11 +91,20 @@ class Emulator:
     """
 
     def __init__(
-        self, hub: Hub, *, rate: float, max_events: int | None, max_queued_frames: int
+        self,
+        hub: Hub,
+        *,
+        rate: float,
+        max_events: int | None,
+        max_queued_frames: int,
+        keep_alive: float = IDLE_TIMEOUT,
     ) -> None:
         self.host: str | None = None
         self.port: int | None = None
         self.connections: list[EmulatorConnection] = []
+        self.rest_connections: list[HttpConnection] = []
+        self._next_http_index = 0
+        self._idle_timeout = keep_alive
         self.events = 0
         self.still = trio.Event()
         self._hub = hub
@@ -104,10 +125,20 @@ class Emulator:
 
     @property
     def market(self) -> Market:
-        """The synthetic market (``RuntimeError`` in replay mode, which has none)."""
-        if self._hub.market is None:
-            raise RuntimeError("a replaying emulator has no market")
-        return self._hub.market
+        """The synthetic market (``RuntimeError`` when serving history, which has none)."""
+        market = self._hub.market
+        if not isinstance(market, Market):
+            raise RuntimeError("this emulator serves history: it has no synthetic market")
+        return market
+
+    @property
+    def venue(self) -> Venue:
+        """The market orders trade against: the synthetic ``Market`` or a replayed one
+        (``RuntimeError`` with per-session replay, ``replay=``, which has none)."""
+        venue = self._hub.market
+        if venue is None:
+            raise RuntimeError("a per-session replay has no market to trade against")
+        return cast("Venue", venue)
 
     @property
     def recording(self) -> Recording | None:
@@ -126,16 +157,31 @@ class Emulator:
     @property
     def url(self) -> str:
         """``ws://HOST:PORT/realtime`` (``RuntimeError`` when opened with ``listen=False``)."""
+        return f"ws://{self._authority()}/realtime"
+
+    @property
+    def rest_url(self) -> str:
+        """``http://HOST:PORT/api/v1``, BitMEX's REST API on the same port as ``url``: a BitMEX
+        REST client's base URL (``RuntimeError`` when opened with ``listen=False``)."""
+        return f"http://{self._authority()}{API_PREFIX}"
+
+    def _authority(self) -> str:
         if self.host is None or self.port is None:
             raise RuntimeError("this emulator does not listen on TCP (listen=False)")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/realtime"
+        return f"{host}:{self.port}"
 
     def now(self) -> float:
         """The emulator's wall clock (epoch seconds), as used in timestamps."""
         return self._hub.now()
 
     # ------------------------------------------------------------------ connecting
+
+    async def connect_rest_in_memory(self) -> trio.abc.Stream:
+        """The client end of an in-memory stream to this emulator, for HTTP/1.1 requests to
+        ``/api/v1`` (keep-alive: many requests per stream). The same port serves websocket
+        upgrades too: this is ``connect_in_memory`` under a name that says what it is for."""
+        return await self.connect_in_memory()
 
     async def connect_in_memory(self, resource: str = "/realtime") -> trio.abc.Stream:
         """The client end of an in-memory stream served by this emulator.
@@ -250,6 +296,23 @@ class Emulator:
         return self._hub.dead_mans_switch_fired
 
     # ------------------------------------------------------------------ faults
+
+    def overload_next_requests(self, n: int = 1) -> None:
+        """Answer the next ``n`` REST requests with 503 "The system is currently overloaded."
+        before they reach the engine (BitMEX's load shedding: nothing was done, safe to retry);
+        each 503 served is logged as ``REST_OVERLOAD``."""
+        self._hub.overload_next(n)
+
+    def drop_rest_connections(self) -> int:
+        """Close every open REST keep-alive connection under its client, idle or in the middle
+        of a request (no response, no ``Connection: close``); each logged as ``REST_DROP``.
+        Returns how many were dropped."""
+        live = list(self.rest_connections)
+        for http in live:
+            detail = "idle" if http.idle else "request in flight"
+            self._hub.log_fault(FaultKind.REST_DROP, None, http.requests, f"#{http.index} {detail}")
+            http.drop()
+        return len(live)
 
     @property
     def fault_log(self) -> list[FaultRecord]:
@@ -395,6 +458,42 @@ class Emulator:
         await trio.serve_listeners(self._serve_stream, listeners, task_status=task_status)
 
     async def _serve_stream(self, transport: trio.abc.Stream) -> None:
+        """One accepted connection: its first request head says websocket or plain HTTP."""
+        first: tuple[h11.Connection, h11.Request | None, bytes] | None = None
+        try:
+            with trio.move_on_after(CONNECT_TIMEOUT):
+                first = await read_first_head(transport)
+        finally:
+            if first is None:  # cancelled, or no head in time
+                await trio.aclose_forcefully(transport)
+        if first is None:
+            return
+        conn, head, read = first
+        if head is not None and wants_websocket(head.target, head.headers):
+            await self._serve_websocket(PrefixedStream(transport, read))
+        else:
+            await self._serve_http(transport, conn, head)
+
+    async def _serve_http(
+        self, transport: trio.abc.Stream, conn: h11.Connection, head: h11.Request | None
+    ) -> None:
+        index = self._next_http_index
+        self._next_http_index += 1
+        http = HttpConnection(
+            transport, conn, self._handle_rest, index=index, idle_timeout=self._idle_timeout
+        )
+        self.rest_connections.append(http)
+        try:
+            await http.serve(head)
+        finally:
+            self.rest_connections.remove(http)
+
+    def _handle_rest(self, request: HttpRequest) -> HttpResponse:
+        # Synchronous from the app's answer to the publication of its deltas: the websocket
+        # rows of one request go out before anything a later request or market step makes.
+        return self._hub.handle_rest(request)
+
+    async def _serve_websocket(self, transport: trio.abc.Stream) -> None:
         stream = FaultStream(transport)
         try:
             async with trio.open_nursery() as nursery:
