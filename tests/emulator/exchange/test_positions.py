@@ -8,6 +8,10 @@ in the comments so a reader can check it without running anything.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Final
+
 import pytest
 
 from bitmex_trio_websocket.emulator.exchange._positions import (
@@ -38,6 +42,8 @@ XBTUSD = Contract(spec_for("XBTUSD"))
 XBTUSDT = Contract(spec_for("XBTUSDT"))
 ETHUSD = Contract(spec_for("ETHUSD"))
 TS = "2025-01-01T04:00:00.000Z"
+CAPTURES: Final = Path(__file__).resolve().parents[4] / "shared" / "captures"
+CCXT: Final = CAPTURES / "ccxt_pro_bitmex_comment_examples.jsonl"
 
 
 def fill(contract: Contract, pos: Position, signed: int, price: float, maker: bool = False) -> int:
@@ -136,7 +142,7 @@ def test_unrealised_pnl_at_mark_in_the_position_row() -> None:
     assert row["markValue"] == -1_818_180
     assert row["unrealisedPnl"] == 181_820
     assert row["unrealisedPnlPcnt"] == 0.0909  # 181,820 / 2,000,000
-    assert row["unrealisedRoePcnt"] == 0.909  # times leverage 10
+    assert row["unrealisedRoePcnt"] == 0.9091  # the unrounded ratio times leverage 10
     assert (row["homeNotional"], row["foreignNotional"]) == (0.0181818, 1000.0)
     short = opened(XBTUSDT, -3000, 50_000.0)
     row = position_row(1, "XBTUSDT", XBTUSDT, short, 48_000.0, (0, 0, 0, 0), TS)
@@ -170,8 +176,9 @@ def test_position_row_leverage_columns() -> None:
     )
     # cross: instrument's 1% initial margin, shown as 100x; the 1 USDT loss is held as posCross
     assert (row["leverage"], row["crossMargin"], row["initMarginReq"]) == (100.0, True, 0.01)
-    assert (row["posCross"], row["posMargin"]) == (1_000_000, 500_000 + 37_125 + 1_000_000)
-    assert row["maintMargin"] == 537_125
+    # posComm at the bankruptcy value (5e7 - 500,000 - 1,000,000) * 0.00075 = 36,375
+    assert (row["posCross"], row["posMargin"]) == (1_000_000, 500_000 + 36_375 + 1_000_000)
+    assert row["maintMargin"] == 536_375
 
 
 def test_valid_leverage() -> None:
@@ -360,3 +367,71 @@ def test_margin_row_available_never_negative() -> None:
     row = margin_row(1, "USDt", 100_000_000, [(XBTUSDT, pos, 50_000.0)], 0, TS)
     assert row["excessMargin"] < 0 and row["availableMargin"] == 0
     assert row["withdrawableMargin"] == 0
+
+
+# ------------------------------------------------------------------ against BitMEX's rows
+
+
+@pytest.mark.skipif(not CCXT.is_file(), reason="../shared/captures is absent")
+def test_cross_position_row_matches_bitmex_2023() -> None:
+    """The 2023-12 XBTUSD cross position update quoted by ccxt (seq 13): 400 contracts, mark
+    43772.75, maintMarginReq 0.35% then. Its cost is markValue - unrealisedPnl."""
+    [real] = [
+        json.loads(line)["msg"]["data"][0]
+        for line in CCXT.read_text().splitlines()
+        if json.loads(line).get("seq") == 13
+    ]
+    pos = Position(CROSS)
+    pos.qty = real["currentQty"]
+    pos.cost = real["markValue"] - real["unrealisedPnl"]  # -912,269
+    terms = Terms(maint_margin=0.0035)
+    row = position_row(1, "XBTUSD", XBTUSD, pos, real["markPrice"], (0, 0, 0, 0), TS, terms=terms)
+    for name in ("markValue", "riskValue", "homeNotional", "posCross", "posComm", "posMargin",
+                 "posMaint", "maintMargin", "unrealisedPnl", "unrealisedRoePcnt"):  # fmt: skip
+        assert row[name] == real[name], name
+
+
+@pytest.mark.parametrize(
+    ("contract", "qty", "entry", "leverage"),
+    [
+        (XBTUSD, 1000, 50_000.0, 10.0),
+        (XBTUSD, -5000, 61_234.5, 3.0),
+        (XBTUSDT, 7000, 50_000.0, 50.0),
+        (XBTUSDT, -2000, 41_000.5, 20.0),
+        (ETHUSD, 25, 3123.45, 25.0),
+        (ETHUSD, -40, 2999.99, 5.0),
+    ],
+)
+def test_at_the_liquidation_price_the_position_keeps_its_maintenance_margin(
+    contract: Contract, qty: int, entry: float, leverage: float
+) -> None:
+    """The liquidation price and the margin columns agree: there, posMargin + unrealised PnL
+    = posMaint (within a tick's value, the price being rounded to the tick); at the
+    bankruptcy price only posComm is left."""
+    pos = opened(contract, qty, entry, leverage)
+    row = position_row(1, contract.spec.symbol, contract, pos, entry, (0, 0, 0, 0), TS)
+    tick = contract.tick_size
+    for price, left in ((row["liquidationPrice"], row["posMaint"]),
+                        (row["bankruptPrice"], row["posComm"])):  # fmt: skip
+        equity = row["posMargin"] + contract.value(qty, price) - pos.cost
+        # a tick either way, plus the per-lot rounding of inverse values
+        slack = abs(contract.value(qty, price + tick) - contract.value(qty, price - tick))
+        assert abs(equity - left) <= slack + abs(qty) // contract.spec.lot_size + 1
+
+
+def test_a_liquidation_takes_the_position_margin_from_the_wallet() -> None:
+    deposit = 10_000_000
+    pos = Position(25.0)
+    fill(XBTUSDT, pos, 10_000, 50_000.0)  # cost 5e8 USDt, taker fee 375,000
+    assert pos.realised_pnl == -375_000
+    row = position_row(1, "XBTUSDT", XBTUSDT, pos, 48_100.0, (0, 0, 0, 0), TS)
+    # 25x: posInit 4% of 5e8 = 20,000,000 > the 10 USDT deposit; isolated margin is what the
+    # position holds, not what the account has: liquidation 50000 * (1 - 0.035) = 48250
+    assert row["liquidationPrice"] == 48_250.0 and is_liquidated(pos, 48_100.0)
+    _, _, _, _, realised = liquidate(XBTUSDT, pos, 48_100.0)
+    assert realised == -row["posMargin"]
+    money = margin_row(1, "USDt", deposit, [(XBTUSDT, pos, 48_100.0)], 0, TS)
+    wallet = wallet_row(1, "USDt", deposit, pos.realised_pnl, TS)
+    assert money["walletBalance"] == wallet["amount"] == deposit - 375_000 - row["posMargin"]
+    assert money["unrealisedPnl"] == money["maintMargin"] == 0
+    assert money["marginBalance"] == money["walletBalance"]

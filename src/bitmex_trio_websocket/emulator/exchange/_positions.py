@@ -276,20 +276,24 @@ def position_margins(
     """The position's margin columns.
 
     ``posInit = |cost| * initMarginReq``; ``posComm`` = the taker fee of closing at the
-    bankruptcy price (``|cost| * (1 +- initMarginReq) * takerFee``, + for inverse longs and
-    linear shorts); ``posMaint = |cost| * maintMarginReq + posComm``; cross margin also holds
-    the unrealised loss (``posCross``) from the account; ``posMargin = posInit + posComm +
-    posCross``; the position's ``maintMargin`` = ``posMargin - posCross``.
+    bankruptcy value (``(|cost| +- (posInit + posCross)) * takerFee`` rounded up, + for
+    inverse longs and linear/quanto shorts); ``posMaint = |cost| * maintMarginReq +
+    posComm``; cross margin also holds the unrealised loss (``posCross``) from the account;
+    ``posMargin = posInit + posComm + posCross``; the position's ``maintMargin`` =
+    ``posMargin - posCross``.
     """
     abs_cost = abs(pos.cost)
     imr = _init_req(pos, terms)
     pos_init = round(abs_cost * imr)
-    widen = (pos.qty > 0) == contract.inverse  # the bankruptcy value is above the cost
-    # rounded up as BitMEX did (posComm 693 for 922,935 XBt at 0.075%, 2023-12 position row,
-    # ccxt_pro_bitmex_comment_examples.jsonl seq 13); round() first drops float noise
-    fee = abs_cost * (1 + imr if widen else 1 - imr) * terms.taker_fee
-    pos_comm = math.ceil(round(fee, 6))
     pos_cross = max(0, -unrealised) if pos.cross and pos.qty else 0
+    # the value at bankruptcy: the cost moved by the margin the position may lose
+    moved = abs_cost * imr + pos_cross
+    widen = (pos.qty > 0) == contract.inverse  # the bankruptcy value is above the cost
+    # rounded up, as the 2023-12 cross position row has it (posComm 693 = 0.075% of
+    # 912,269 + 9,123 + 1,543 rounded up, ccxt_pro_bitmex_comment_examples.jsonl seq 13);
+    # round() first drops float noise
+    fee = (abs_cost + moved if widen else abs_cost - moved) * terms.taker_fee
+    pos_comm = math.ceil(round(fee, 6))
     pos_maint = round(abs_cost * terms.maint_margin) + pos_comm
     pos_margin = pos_init + pos_comm + pos_cross
     return Margins(imr, pos_init, pos_comm, pos_cross, pos_margin, pos_maint,
@@ -343,7 +347,9 @@ def position_row(
     _, home, foreign = contract.notionals(abs(qty), mark) if qty else (0, 0.0, 0.0)
     if qty < 0:
         home, foreign = -home, -foreign
-    pnl_pcnt = round(unrealised / abs_cost, 4) if abs_cost else 0.0
+    # both from the unrounded ratio: the 2023-12 row's -1543 on 912,269 at 100x is
+    # unrealisedRoePcnt -0.1691 (ccxt_pro_bitmex_comment_examples.jsonl seq 13)
+    ratio = unrealised / abs_cost if abs_cost else 0.0
     order_req = m.init_req + terms.taker_fee
     return {
         "account": account, "symbol": symbol, "strategy": STRATEGY,
@@ -365,8 +371,8 @@ def position_row(
         "posComm": m.pos_comm, "posLoss": 0, "posMargin": m.pos_margin,
         "posMaint": m.pos_maint, "initMargin": round((buy_cost + sell_cost) * order_req),
         "maintMargin": m.maint_margin, "realisedPnl": pos.realised_pnl,
-        "unrealisedPnl": unrealised, "unrealisedPnlPcnt": pnl_pcnt,
-        "unrealisedRoePcnt": round(pnl_pcnt * leverage, 4), "avgCostPrice": entry,
+        "unrealisedPnl": unrealised, "unrealisedPnlPcnt": round(ratio, 4),
+        "unrealisedRoePcnt": round(ratio * leverage, 4), "avgCostPrice": entry,
         "avgEntryPrice": entry, "breakEvenPrice": entry, "marginCallPrice": liquidation,
         "liquidationPrice": liquidation, "bankruptPrice": bankrupt, "timestamp": ts,
     }  # fmt: skip
