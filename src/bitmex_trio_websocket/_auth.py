@@ -39,7 +39,7 @@ def signature(secret: str, verb: str, path: str, expires: int, body: str = "") -
 
 
 def rest_signature(
-    secret: str, verb: str, target: str, expires: int, body: bytes | str = b""
+    secret: str, verb: str, target: str, expires: int | str, body: bytes | str = b""
 ) -> str:
     """The ``api-signature`` of one REST request: ``target`` is the path with its query string
     exactly as sent (``/api/v1/order?symbol=XBTUSD``) and ``body`` the raw body bytes as sent

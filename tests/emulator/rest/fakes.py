@@ -66,8 +66,10 @@ class FakeExchange:
         if "clOrdID" in params:
             row["clOrdID"] = params["clOrdID"]
         orders[order_id] = row
-        execution = {"execID": f"e{order_id}", "orderID": order_id, "account": account,
-                     "symbol": row["symbol"], "execType": "New", "timestamp": row["timestamp"]}  # fmt: skip
+        execution = {
+            "execID": f"e{order_id}", "orderID": order_id, "account": account,
+            "symbol": row["symbol"], "execType": "New", "timestamp": row["timestamp"],
+        }  # fmt: skip
         self._executions[account].append(execution)
         deltas = [
             Delta("order", "insert", row["symbol"], [dict(row)], account),
@@ -195,8 +197,11 @@ class FakeVenue:
         ]
 
     def public_rows(self, table: str, symbol: str | None = None) -> list[dict[str, Any]]:
-        rows = {"instrument": self.instruments, "trade": self.trades, "funding": self.funding,
-                "orderBookL2": _book()}[table]  # fmt: skip
+        tables: dict[str, list[dict[str, Any]]] = {
+            "instrument": self.instruments, "trade": self.trades, "funding": self.funding,
+            "orderBookL2": _book(),
+        }  # fmt: skip
+        rows = tables[table]
         return [dict(r) for r in rows if symbol in (None, r["symbol"])]
 
 
@@ -244,7 +249,8 @@ def call(
     if key is None:
         headers = [(b"content-type", b"application/json")] if body else []
         return app.handle(verb, target, headers, body, now, client=client)
-    return app.handle(*signed(verb, target, body, key=key), now, client=client)
+    request = signed(verb, target, body, key=key, expires=int(now) + 10)
+    return app.handle(*request, now, client=client)
 
 
 def header(result: RestResult, name: str) -> str | None:

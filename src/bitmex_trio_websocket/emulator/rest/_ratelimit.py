@@ -27,6 +27,10 @@ from ._errors import RATE_LIMIT_ERROR, RestError, rate_limited_text
 
 __all__ = ["DEFAULT_REST_LIMITS", "RateLimiter", "RestLimits"]
 
+# Epoch seconds near 1.7e9 carry ~2e-7 s of float resolution: a token due "exactly" now may be
+# computed a hair short, so this much of a token counts as a whole one.
+_SLACK: Final = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class RestLimits:
@@ -66,10 +70,10 @@ class _Bucket:
 
     def wait(self) -> int:
         """Whole seconds until one token is back (at least 1)."""
-        return max(1, math.ceil((1.0 - self.tokens) / self.rate))
+        return max(1, math.ceil((1.0 - _SLACK - self.tokens) / self.rate))
 
     def full_at(self, now: float) -> int:
-        return math.ceil(now + (self.capacity - self.tokens) / self.rate)
+        return math.ceil(now + max(0.0, self.capacity - self.tokens - _SLACK) / self.rate)
 
 
 class RateLimiter:
@@ -89,7 +93,7 @@ class RateLimiter:
         if order_route:
             per_second = limits.orders_per_second
             second = self._bucket(self._second, identity, per_second, float(per_second), now)
-        blocked = [b for b in (minute, second) if b is not None and b.tokens < 1.0]
+        blocked = [b for b in (minute, second) if b is not None and b.tokens < 1.0 - _SLACK]
         if blocked:
             retry = max(b.wait() for b in blocked)
             headers = _headers(minute, second, now)
@@ -121,9 +125,11 @@ class RateLimiter:
 def _headers(minute: _Bucket, second: _Bucket | None, now: float) -> list[tuple[str, str]]:
     headers = [
         ("x-ratelimit-limit", str(minute.capacity)),
-        ("x-ratelimit-remaining", str(max(0, math.floor(minute.tokens)))),
+        ("x-ratelimit-remaining", str(max(0, math.floor(minute.tokens + _SLACK)))),
         ("x-ratelimit-reset", str(minute.full_at(now))),
     ]
     if second is not None:
-        headers.append(("x-ratelimit-remaining-1s", str(max(0, math.floor(second.tokens)))))
+        headers.append(
+            ("x-ratelimit-remaining-1s", str(max(0, math.floor(second.tokens + _SLACK))))
+        )
     return headers
