@@ -48,6 +48,7 @@ class EchoRest:
     deltas: list[Delta] = field(default_factory=list)
     switch: tuple[int, int] | None = None
     overloads: int = 0
+    clients: list[str] = field(default_factory=list)
 
     def handle(
         self,
@@ -56,8 +57,11 @@ class EchoRest:
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         now: float,
+        *,
+        client: str = "local",
     ) -> Answer:
         self.seen.append((method, target, body, now))
+        self.clients.append(client)
         if self.overloads:
             self.overloads -= 1
             return Answer(503, [("Content-Type", "application/json")], OVERLOADED)
@@ -149,6 +153,7 @@ async def test_the_rest_app_gets_the_emulator_clock(autojump_clock: trio.testing
             await trio.sleep(7)
             await client.request("GET", "/api/v1/position")
             assert echo.seen[1][3] - echo.seen[0][3] == pytest.approx(7)
+            assert echo.clients == ["local", "local"]
             await trio.aclose_forcefully(client.stream)
 
 
@@ -380,7 +385,7 @@ async def test_drop_rest_connections_closes_idle_and_busy_ones(
 
 async def test_websocket_and_rest_over_tcp() -> None:
     with trio.fail_after(TIMEOUT):
-        async with emulator_with_echo(listen=True) as (emulator, _):
+        async with emulator_with_echo(listen=True) as (emulator, echo):
             assert emulator.rest_url == emulator.url.replace("ws://", "http://").replace(
                 "/realtime", "/api/v1"
             )
@@ -392,6 +397,7 @@ async def test_websocket_and_rest_over_tcp() -> None:
                     for _ in range(3):
                         assert (await client.request("GET", "/api/v1/instrument")).status == 200
                     assert [http.requests for http in emulator.rest_connections] == [3]
+                    assert echo.clients == ["127.0.0.1"] * 3  # per-address limits need it
 
 
 def test_rest_url_needs_a_listener() -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "HttpResponse",
     "PrefixedStream",
     "error_response",
+    "peer_address",
     "read_first_head",
     "wants_websocket",
 ]
@@ -64,12 +65,14 @@ SERVER_NAME: Final = b"bitmex-trio-websocket-emulator"
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """One whole request: ``target`` is the raw request target (path and query, as sent)."""
+    """One whole request: ``target`` is the raw request target (path and query, as sent);
+    ``client`` the peer's address (``"local"`` in memory), for per-address limits."""
 
     method: str
     target: str
     headers: Sequence[tuple[bytes, bytes]]
     body: bytes
+    client: str = "local"
 
     @property
     def path(self) -> str:
@@ -173,8 +176,10 @@ class HttpConnection:
         index: int,
         idle_timeout: float = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
+        client: str = "local",
     ) -> None:
         self.index = index
+        self.client = client
         self.requests = 0
         self.idle = True
         self.dropped = False
@@ -278,6 +283,7 @@ class HttpConnection:
                         head.target.decode("latin-1"),
                         list(head.headers.raw_items()),
                         bytes(body),
+                        self.client,
                     )
                 else:
                     if conn.their_state is h11.ERROR:
@@ -324,6 +330,17 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         return True
+
+
+def peer_address(transport: trio.abc.Stream) -> str:
+    """The peer's IP address of a socket stream, ``"local"`` for anything else."""
+    if isinstance(transport, trio.SocketStream):
+        try:
+            peer = transport.socket.getpeername()
+        except OSError:
+            return "unknown"
+        return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+    return "local"
 
 
 def _too_large(limit: int) -> HttpResponse:

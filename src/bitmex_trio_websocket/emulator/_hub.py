@@ -26,7 +26,7 @@ The public ``Emulator`` (``_server``) owns a hub and exposes what users need of 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import trio
@@ -51,6 +51,25 @@ BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 SERVED: Final = PUBLIC_TABLES_SERVED | PRIVATE_TABLES_SERVED
 DMS_TEXT: Final = "Canceled: Cancel from cancelAllAfter"
 OVERLOADED: Final = 503
+
+
+class _VenueSymbols(Collection[str]):
+    """A venue's symbols and indices as they are now (a replayed one learns them as it goes)."""
+
+    __slots__ = ("_venue",)
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._venue.symbols or symbol in self._venue.indices
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._venue.symbols
+        yield from self._venue.indices
+
+    def __len__(self) -> int:
+        return len(self._venue.symbols) + len(self._venue.indices)
 
 
 class RestAnswer(Protocol):
@@ -80,6 +99,8 @@ class RestService(Protocol):
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         now: float,
+        *,
+        client: str = ...,
     ) -> RestAnswer: ...
 
     def overload_next(self, n: int = 1) -> None: ...
@@ -126,11 +147,24 @@ class Hub:
         )
         self._first_account = next(iter(accounts.values()))[1]
         self._dms: dict[int, tuple[trio.CancelScope, float]] = {}
+        # Serving history, the switch runs on the data's clock: deadlines in data time, fired
+        # by the market pump (``fire_due_switches``), which ``switches_changed`` wakes.
+        self.data_time_switches = False
+        self._dms_data: dict[int, float] = {}
+        self.switches_changed = trio.Event()
+        self._symbols: Collection[str]
         if recording is not None:
-            self.symbols: frozenset[str] = recording.symbols
+            self._symbols = recording.symbols
+        elif isinstance(market, Market):
+            self._symbols = frozenset(market.symbols) | frozenset(market.indices)
         else:
             assert market is not None
-            self.symbols = frozenset(market.symbols) | frozenset(market.indices)
+            self._symbols = _VenueSymbols(market)
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols served now (a replayed venue adds them as its data shows them)."""
+        return frozenset(self._symbols)
 
     # ------------------------------------------------------------------ ConnectionHost
 
@@ -147,7 +181,7 @@ class Hub:
     def new_session(self, path: str, account: int | None, api_key: str | None) -> Session:
         return Session(
             path=path,
-            symbols=self.symbols,
+            symbols=self._symbols,
             authenticator=self.authenticator,
             account=account,
             api_key=api_key,
@@ -232,6 +266,13 @@ class Hub:
 
     def set_dead_mans_switch(self, account: int, timeout_ms: int) -> None:
         """(Re)arm or, with 0, disarm the account's switch."""
+        if self.data_time_switches:
+            self._dms_data.pop(account, None)
+            if timeout_ms:
+                self._dms_data[account] = self.clock() + timeout_ms / 1000
+            self.switches_changed.set()
+            self.switches_changed = trio.Event()
+            return
         previous = self._dms.pop(account, None)
         if previous is not None:
             previous[0].cancel()
@@ -273,7 +314,12 @@ class Hub:
             body = b'{"error":{"message":"Not Found","name":"HTTPError"}}'
             return HttpResponse(404, [("Content-Type", "application/json")], body)
         answer = rest.handle(
-            request.method, request.target, request.headers, request.body, self.clock()
+            request.method,
+            request.target,
+            request.headers,
+            request.body,
+            self.clock(),
+            client=request.client,
         )
         if answer.status == OVERLOADED and self.overloads_armed > 0:
             self.overloads_armed -= 1
@@ -291,8 +337,25 @@ class Hub:
         self.overloads_armed += n
 
     def dead_mans_switch_deadline(self, account: int) -> float | None:
+        """Trio time of the account's switch (data time when serving history)."""
+        if self.data_time_switches:
+            return self._dms_data.get(account)
         armed = self._dms.get(account)
         return None if armed is None else armed[1]
+
+    def next_switch_due(self) -> float | None:
+        """The earliest data-time deadline of an armed switch (serving history)."""
+        return min(self._dms_data.values(), default=None)
+
+    def fire_due_switches(self, now: float) -> None:
+        """Fire every data-time switch due at data time ``now``, earliest first."""
+        due = sorted((deadline, account) for account, deadline in self._dms_data.items())
+        for deadline, account in due:
+            if deadline > now:
+                break
+            del self._dms_data[account]
+            self.dead_mans_switch_fired.append((account, trio.current_time()))
+            self.publish(self._cancel_all(account))
 
     def require_nursery(self) -> trio.Nursery:
         if self.nursery is None:
