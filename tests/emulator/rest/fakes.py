@@ -213,6 +213,13 @@ def make_app(*, limits: RestLimits | None = None, accept_nonce: bool = True) -> 
     return RestApp(FakeVenue(), authenticator, **kwargs)  # type: ignore[arg-type]
 
 
+def fake(app: RestApp) -> FakeExchange:
+    """The fake exchange behind an app from ``make_app``."""
+    venue = app.venue
+    assert isinstance(venue, FakeVenue)
+    return venue.exchange
+
+
 def signed(
     verb: str,
     target: str,

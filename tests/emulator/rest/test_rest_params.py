@@ -8,10 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
+from bitmex_trio_websocket.emulator.rest import RestApp
 from bitmex_trio_websocket.emulator.rest._errors import RestError
 from bitmex_trio_websocket.emulator.rest._params import Spec, decode, typed
 
-from .fakes import ACCOUNT_A, NOW, make_app, signed
+from .fakes import ACCOUNT_A, NOW, fake, make_app, signed
 
 ORDER_SPEC = Spec(
     {"symbol": "str", "orderQty": "int", "price": "float", "reverse": "bool", "filter": "json",
@@ -20,8 +21,8 @@ ORDER_SPEC = Spec(
 )  # fmt: skip
 
 
-def _placed(app: Any) -> dict[str, Any]:
-    calls = [c for c in app.venue.exchange.calls if c[0] == "place_order"]
+def _placed(app: RestApp) -> dict[str, Any]:
+    calls = [c for c in fake(app).calls if c[0] == "place_order"]
     assert len(calls) == 1
     assert calls[0][1] == ACCOUNT_A
     params: dict[str, Any] = calls[0][2]

@@ -7,7 +7,7 @@ import pytest
 
 from bitmex_trio_websocket.emulator.rest import RestLimits
 
-from .fakes import ACCOUNT_A, KEY_B, NOW, call, header, make_app
+from .fakes import ACCOUNT_A, KEY_B, NOW, call, fake, header, make_app
 
 ORDER = {"symbol": "XBTUSD", "orderQty": 1, "price": 90000.0}
 
@@ -78,7 +78,7 @@ def test_order_routes_allow_10_a_second_with_remaining_1s_header() -> None:
     assert call(app, "GET", "/api/v1/order").status == 200  # reads are not order routes
     assert call(app, "DELETE", "/api/v1/order/all").status == 429  # cancels are
     assert call(app, "POST", "/api/v1/order", ORDER, now=NOW + 0.1).status == 200
-    assert len(app.venue.exchange.orders(ACCOUNT_A)) == 11
+    assert len(fake(app).orders(ACCOUNT_A)) == 11
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_overload_next_sheds_requests_with_bitmex_503() -> None:
             }
         }
         assert shed.deltas == []
-    assert app.venue.exchange.calls == []  # never reached the engine
+    assert fake(app).calls == []  # never reached the engine
     placed = call(app, "POST", "/api/v1/order", ORDER)
     assert placed.status == 200
     # the shed requests counted against the limits (BitMEX counted them)
