@@ -738,7 +738,8 @@ def test_place_and_cancel_order() -> None:
     (update,) = deltas[0].rows
     assert update["orderID"] == order_id
     assert (update["ordStatus"], update["leavesQty"]) == ("Canceled", 0)
-    assert update["text"] == "Canceled: Canceled via API."
+    # BitMEX wrote the reason, then the order's own text (moonbot capture, line 15)
+    assert update["text"] == "Canceled: Canceled via API.\nSubmitted via API."
     assert {"clOrdID", "account", "symbol", "timestamp"} <= set(update)
     assert deltas[1].rows[0]["execType"] == "Canceled"
     assert deltas[2].rows[0]["openOrderBuyQty"] == 0
@@ -774,7 +775,7 @@ def test_cancel_all_is_the_dead_mans_switch() -> None:
         for row in delta.rows:
             assert row["symbol"] == delta.symbol
             assert (row["ordStatus"], row["leavesQty"]) == ("Canceled", 0)
-            assert row["text"] == "Canceled: Cancel from cancelAllAfter"
+            assert row["text"] == "Canceled: Cancel from cancelAllAfter\nSubmitted via API."
             assert row["timestamp"] == "2025-01-01T00:00:30.000Z"
     assert sum(len(d.rows) for d in executions) == len(before)
     assert all(r["execType"] == "Canceled" for d in executions for r in d.rows)

@@ -33,13 +33,16 @@ rests until a synthetic trade prints through its price.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from random import Random
-from typing import Any
+from typing import Any, Final
 
-from ._accounts import DEFAULT_ACCOUNT, Accounts
-from ._book import Book, Books
+from ..exchange import Exchange
+from ..exchange._orders import CANCEL_TEXT, DMS_TEXT
+from ._accounts import seed_default_account
+from ._book import Book, Books, Side
 from ._clock import Timed
 from ._flow import OrderFlow
 from ._instruments import DEFAULT_SYMBOLS, InstrumentSpec, spec_for
@@ -59,6 +62,8 @@ from ._schemas import (
 __all__ = ["Market"]
 
 _CRASH_TRADE = -1.0  # the event kind of a crash's sell trade (taken with more levels)
+RECENT_TRADES: Final = 1000  # trade rows kept per symbol for the REST API's GET /trade
+_FAR: Final = 1 << 62  # a tick beyond any book: "take at any price"
 
 
 class Market:
@@ -121,15 +126,29 @@ class Market:
         self._marks: dict[str, float] = {
             book.symbol: book.instrument.row["markPrice"] for book in self._book_list
         }
+        self._recent: dict[str, deque[dict[str, Any]]] = {
+            book.symbol: deque([dict(book.trade)], maxlen=RECENT_TRADES) for book in self._book_list
+        }
         contracts = {book.symbol: book.contract for book in self._book_list}
-        self._accounts = Accounts(contracts, self._marks, Random(f"accounts/{seed}"))
-        self._seed_default_account(ts)
+        self._exchange = Exchange(
+            contracts, self, Random(f"accounts/{seed}"), self._fmt, marks=self._marks
+        )
+        for book in self._book_list:
+            row = book.instrument.row
+            self._exchange.on_prices(book.symbol, start_time, [], last=row["lastPrice"],
+                                     index=book.instrument.index)  # fmt: skip
+        seed_default_account(self._exchange, self._books.by_symbol, self.symbols, start_time)
 
     # ------------------------------------------------------------------ public API
 
     @property
     def accounts(self) -> frozenset[int]:
-        return self._accounts.ids
+        return self._exchange.accounts
+
+    @property
+    def exchange(self) -> Exchange:
+        """The paper exchange trading against this market (accounts, orders, fills)."""
+        return self._exchange
 
     @property
     def now(self) -> float:
@@ -156,15 +175,17 @@ class Market:
         ts = self._fmt(now)
         out: list[Delta] = []
         rng = self._rng
+        exchange = self._exchange
         if now >= self._timed.next_due:
             for symbol in self._timed.advance(now, out):
-                self._accounts.on_mark(symbol, ts, out)
+                exchange.on_prices(symbol, now, out, mark=self._marks[symbol])
         books = self._book_list
         if len(books) == 1:
             book = books[0]
         else:
             book = books[bisect_right(self._cumulative, rng.random() * self._cumulative[-1])]
         kind: float | None = rng.random()
+        first = len(out)
         scenario = self.scenario
         if scenario is not None and scenario.crash_after is not None:
             kind = self._crash(book, now, ts, rng.random(), out)
@@ -173,24 +194,25 @@ class Market:
         elif kind < self._p_book and kind != _CRASH_TRADE:
             self._flow.book_event(book, ts, out)
         elif kind < self._p_trade:
-            first = len(out)
             crashing = kind == _CRASH_TRADE
             trade = self._flow.trade_event(book, ts, out, max_levels=120 if crashing else 12)
             if trade is not None:
                 self._record_trades(book, out, first)
-                self._accounts.on_trade(
-                    book.symbol, trade.buy, trade.worst_tick, trade.qty, ts,
-                    self._books.next_match_id, out,
-                )  # fmt: skip
+                last = book.contract.price(trade.worst_tick)
+                if exchange.active(book.symbol):
+                    self._report(book, out, first, now)
+                exchange.on_prices(book.symbol, now, out, last=last)
+                first = len(out)
         elif kind < self._p_mark:
             price = book.contract.price
             bid, ask = price(book.bids.best().tick), price(book.asks.best().tick)
             mark = book.instrument.mark_event(bid, ask, rng, ts, out)
-            if self._marks[book.symbol] != mark:
-                self._marks[book.symbol] = mark
-                self._accounts.on_mark(book.symbol, ts, out)
+            self._marks[book.symbol] = mark
+            exchange.on_prices(book.symbol, now, out, mark=mark, index=book.instrument.index)
         else:
             self._flow.liquidation_event(book, ts, out)
+        if first < len(out) and exchange.active(book.symbol):
+            self._report(book, out, first, now)
         if self.max_events is not None and self.events >= self.max_events:
             self._timed.flush_quotes(out)  # a still market has no next second
         elif now >= self._timed.next_quotes:
@@ -210,7 +232,7 @@ class Market:
             flt: dict[str, Any] = {"account": account}
             if scoped is not None:
                 flt["symbol"] = scoped
-            return TABLE_SCHEMAS[table].snapshot(self._accounts.rows(table, account, scoped), flt)
+            return TABLE_SCHEMAS[table].snapshot(self._exchange.rows(table, account, scoped), flt)
         if table not in PUBLIC_TABLES_SERVED:
             raise UnknownTableError(f"unknown table {table!r}")
         by_symbol = self._books.by_symbol
@@ -253,12 +275,11 @@ class Market:
         self, account: int, *, balance_xbt_sats: int = 10**8, balance_usdt: int = 0
     ) -> None:
         """A new empty account (``balance_usdt`` in USDt, i.e. millionths of a USDT)."""
-        self._accounts.add(
-            account, {"XBt": balance_xbt_sats, "USDt": balance_usdt}, self._fmt(self._now)
-        )
+        deposits = {"XBt": balance_xbt_sats, "USDt": balance_usdt}
+        self._exchange.add_account(account, deposits, self._now)
 
     def open_orders(self, account: int) -> list[dict[str, Any]]:
-        return self._accounts.open_orders(account)
+        return self._exchange.open_orders(account)
 
     def place_order(
         self,
@@ -271,93 +292,106 @@ class Market:
         *,
         cl_ord_id: str = "",
     ) -> tuple[str, list[Delta]]:
-        """Place a GoodTillCancel limit order; returns ``(orderID, deltas)``.
+        """Place a GoodTillCancel limit order; returns ``(orderID, deltas)`` (a thin wrapper of
+        ``exchange.place_order``, which takes every order type).
 
         Deltas: ``order`` insert (New) and ``execution`` insert (New); if the order crosses the
         public book it takes liquidity at once (book/trade/quote/instrument deltas, then an
-        ``execution`` Trade and ``order`` update per level), never emptying the book below
+        ``order`` update and ``execution`` Trade per level), never emptying the book below
         ``MIN_LEVELS``; the rest rests, invisible to the public book. Then position, margin and
-        wallet changes. ``ValueError`` for a bad symbol/side/qty/price, ``KeyError`` for an
-        unknown account.
+        wallet changes. ``ValueError`` (``OrderRejected``, BitMEX's text) for a bad
+        symbol/side/qty/price or too little margin, ``KeyError`` for an unknown account.
         """
-        books = self._books
-        book = books.by_symbol.get(symbol)
-        if book is None:
-            raise ValueError(f"unknown symbol {symbol!r}")
         if side not in ("Buy", "Sell"):
             raise ValueError(f"side must be 'Buy' or 'Sell', not {side!r}")
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 or qty % book.lot:
-            raise ValueError(f"qty must be a positive multiple of {book.lot}, not {qty!r}")
-        tick = book.contract.tick_of(price)
-        self._accounts.get(account)
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+            raise ValueError(f"qty must be a positive multiple of the lot, not {qty!r}")
+        params = {"symbol": symbol, "side": side, "orderQty": qty, "price": price,
+                  "ordType": "Limit", "clOrdID": cl_ord_id or None}  # fmt: skip
         self._now = now
-        ts = self._fmt(now)
-        out: list[Delta] = []
-        order = self._accounts.place(account, symbol, side, qty, tick, ts, cl_ord_id, out)
-        if (tick >= book.asks.keys[0]) if order.buy else (tick <= -book.bids.keys[0]):
-            plan = books.crossing_plan(book, order.buy, tick, order.leaves)
-            if plan:
-                passive = book.asks if order.buy else book.bids
-                first = len(out)
-                match_ids = books.consume(book, passive, plan, order.buy, ts, out)
-                self._record_trades(book, out, first)
-                for (level, take), match_id in zip(plan, match_ids, strict=True):
-                    price_out = book.contract.price(level.tick)
-                    self._accounts.fill(order, take, price_out, False, match_id, ts, out)
-        self._accounts.refresh(account, symbol, ts, out)
-        if self._still():  # nobody will step the market again: its quotes go out now
-            self._timed.flush_quotes(out)
-        return order.order_id, out
+        row, out = self._exchange.place_order(account, params, now)
+        return row["orderID"], out
 
     def cancel_order(
-        self, account: int, order_id: str, now: float, *, text: str = "Canceled: Canceled via API."
+        self, account: int, order_id: str, now: float, *, text: str = CANCEL_TEXT
     ) -> list[Delta]:
         """Cancel one order: ``order`` update (Canceled) + ``execution`` insert (Canceled), then
         position/margin changes. ``[]`` if it is already closed; ``KeyError`` if unknown."""
-        acct = self._accounts.get(account)
-        order = acct.orders.get(order_id)
-        if order is None:
-            raise KeyError(f"unknown order {order_id!r} of account {account}")
-        if order_id not in acct.open:
-            return []
         self._now = now
-        out: list[Delta] = []
-        self._accounts.cancel(account, [order], self._fmt(now), text, out)
-        return out
+        return self._exchange.cancel_orders(account, [order_id], [], now, text=text)[1]
 
-    def cancel_all(
-        self, account: int, now: float, *, text: str = "Canceled: Cancel from cancelAllAfter"
-    ) -> list[Delta]:
+    def cancel_all(self, account: int, now: float, *, text: str = DMS_TEXT) -> list[Delta]:
         """Cancel every open order of ``account`` (the dead man's switch): per symbol one
         ``order`` update and one ``execution`` insert message, then position/margin changes."""
-        acct = self._accounts.get(account)
         self._now = now
-        out: list[Delta] = []
-        if acct.open:
-            self._accounts.cancel(account, list(acct.open.values()), self._fmt(now), text, out)
-        return out
+        return self._exchange.cancel_all(account, now, text=text)[1]
 
     def fill_order(
         self, account: int, order_id: str, now: float, *, qty: int | None = None
     ) -> list[Delta]:
         """Test hook: fill ``qty`` (default: all that is left) of an open order at its own
         price, as a maker; private deltas only. ``[]`` if the order is closed."""
-        acct = self._accounts.get(account)
-        order = acct.orders.get(order_id)
-        if order is None:
-            raise KeyError(f"unknown order {order_id!r} of account {account}")
-        if order_id not in acct.open:
-            return []
-        take = order.leaves if qty is None else qty
-        if take <= 0 or take > order.leaves or take % self._books.by_symbol[order.symbol].lot:
-            raise ValueError(f"cannot fill {take} of an order with {order.leaves} left")
         self._now = now
-        ts = self._fmt(now)
-        out: list[Delta] = []
-        match_id = self._books.next_match_id()
-        self._accounts.fill(order, take, order.price, True, match_id, ts, out)
-        self._accounts.refresh(account, order.symbol, ts, out)
-        return out
+        return self._exchange.fill_order(account, order_id, now, qty=qty)
+
+    # ------------------------------------------------------------------ Venue
+
+    def public_rows(self, table: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Rows for the REST API's public reads: ``instrument`` (indices too), ``orderBookL2``
+        (full depth, in a partial's order), ``trade`` (the latest ``RECENT_TRADES`` per symbol,
+        oldest first) and ``funding`` (every payment since the market opened)."""
+        if table == "trade":
+            symbols = self.symbols if symbol is None else (symbol,)
+            rows = [dict(row) for sym in symbols for row in self._recent.get(sym, ())]
+            if symbol is None:
+                rows.sort(key=lambda row: row["timestamp"])  # stable: per-symbol order kept
+            return rows
+        if table in ("instrument", "orderBookL2", "funding"):
+            return self.snapshot(table, symbol).rows
+        raise UnknownTableError(f"no public rows for table {table!r}")
+
+    # ------------------------------------------------------------------ Liquidity
+
+    def best(self, symbol: str, side: str) -> float | None:
+        """The best visible price on ``side`` (``"Buy"``: bids)."""
+        book = self._books.by_symbol.get(symbol)
+        if book is None:
+            return None
+        keys = (book.bids if side == "Buy" else book.asks).keys
+        return book.contract.price(abs(keys[0])) if keys else None
+
+    def level_size(self, symbol: str, side: str, price: float) -> int:
+        """The visible size at ``price`` on ``side`` (0 when there is no such level)."""
+        book = self._books.by_symbol.get(symbol)
+        if book is None:
+            return 0
+        book_side = book.bids if side == "Buy" else book.asks
+        level = book_side.levels.get(book_side.sign * round(price / book.contract.tick_size))
+        return 0 if level is None else level.size
+
+    def take(
+        self, symbol: str, buy: bool, limit: float | None, qty: int, now: float, out: list[Delta]
+    ) -> list[tuple[float, int, str]]:
+        """An account's aggressor takes the visible book (see ``Liquidity``): the levels go or
+        shrink, trades print and the instrument moves, exactly as for the synthetic flow."""
+        book = self._books.by_symbol[symbol]
+        contract = book.contract
+        tick = (_FAR if buy else 1) if limit is None else contract.tick_of(limit)
+        plan = self._books.crossing_plan(book, buy, tick, qty)
+        if not plan:
+            return []
+        self._now = now
+        passive = book.asks if buy else book.bids
+        prices = [contract.price(level.tick) for level, _ in plan]
+        first = len(out)
+        match_ids = self._books.consume(book, passive, plan, buy, self._fmt(now), out)
+        self._record_trades(book, out, first)
+        if self._still():  # nobody will step the market again: its quotes go out now
+            self._timed.flush_quotes(out)
+        return [
+            (price, take, match_id)
+            for price, (_, take), match_id in zip(prices, plan, match_ids, strict=True)
+        ]
 
     # ------------------------------------------------------------------ internals
 
@@ -404,35 +438,41 @@ class Market:
         for delta in out[start:]:
             if delta.table == "trade" and delta.symbol == book.symbol:
                 self._timed.bins.record(book.symbol, delta.rows)
+                self._recent[book.symbol].extend(dict(row) for row in delta.rows)
+
+    def _report(self, book: Book, out: list[Delta], start: int, now: float) -> None:
+        """Tell the exchange what the market's deltas since ``out[start]`` did to ``book``:
+        each level's new visible size, then each public trade (accounts' resting orders fill
+        and queue by them)."""
+        exchange = self._exchange
+        symbol = book.symbol
+        end = len(out)  # the exchange appends its private deltas behind these
+        for index in range(start, end):
+            delta = out[index]
+            if delta.symbol != symbol or delta.account is not None:
+                continue
+            if delta.table == "orderBookL2":
+                gone = delta.action == "delete"
+                for row in delta.rows:
+                    side = book.bids if row["side"] == "Buy" else book.asks
+                    price = self._row_price(book, side, row)
+                    exchange.on_level(symbol, side.name, price, 0 if gone else row["size"], now,
+                                      out)  # fmt: skip
+            elif delta.table == "trade":
+                for row in delta.rows:
+                    exchange.on_trade(symbol, row["side"], row["price"], row["size"], now, out)
+
+    @staticmethod
+    def _row_price(book: Book, side: Side, row: dict[str, Any]) -> float:
+        """A book row's price; the pre-2023 form has none on updates and deletes, so it comes
+        from the legacy id formula (id = base - tick * factor)."""
+        price = row.get("price")
+        if price is not None:
+            return float(price)
+        return book.contract.price((book.legacy_base - row["id"]) // book.legacy_factor)
 
     def _still(self) -> bool:
         return self.max_events is not None and self.events >= self.max_events
-
-    def _seed_default_account(self, ts: str) -> None:
-        """The default account: a long position and a few resting orders, one near the touch
-        (synthetic trades soon fill it) and others a few percent away."""
-        accounts = self._accounts
-        by_symbol = self._books.by_symbol
-        accounts.add(DEFAULT_ACCOUNT, {"XBt": 10**8, "USDt": 10_000 * 10**6}, ts)
-        main = "XBTUSD" if "XBTUSD" in by_symbol else self.symbols[0]
-        others = [symbol for symbol in self.symbols if symbol != main]
-        second = "ETHUSD" if "ETHUSD" in others else (others[0] if others else main)
-        scratch: list[Delta] = []
-        book = by_symbol[main]
-        bid, ask = book.bids.best().tick, book.asks.best().tick
-        accounts.seed_position(DEFAULT_ACCOUNT, main, 10 * book.lot, book.contract.price(bid))
-        for side, qty, tick in (
-            ("Buy", 5 * book.lot, bid - 20),
-            ("Buy", 10 * book.lot, round(bid * 0.98)),
-            ("Sell", 3 * book.lot, round(ask * 1.02)),
-        ):
-            accounts.place(DEFAULT_ACCOUNT, main, side, qty, tick, ts, "", scratch)
-        book2 = by_symbol[second]
-        ask2 = book2.asks.best().tick
-        accounts.place(DEFAULT_ACCOUNT, second, "Sell", 10 * book2.lot, round(ask2 * 1.015), ts,
-                       "", scratch)  # fmt: skip
-        accounts.refresh(DEFAULT_ACCOUNT, main, ts, scratch)
-        accounts.refresh(DEFAULT_ACCOUNT, second, ts, scratch)
 
     def _set_derived(self, table: str, on: bool) -> None:
         if table == "orderBookL2_25":
