@@ -6,13 +6,13 @@ import pytest
 
 from bitmex_trio_websocket.emulator.rest import ROUTES, RestApp
 
-from .fakes import ACCOUNT_A, ACCOUNT_B, KEY_B, call, fake, header, make_app
+from .fakes import ACCOUNT_A, ACCOUNT_B, KEY_A, KEY_B, call, fake, header, make_app
 
 ORDER = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 94000.0, "clOrdID": "c1"}
 
 
-def place(app: RestApp, key: str | None = None, **extra: object) -> dict[str, object]:
-    result = call(app, "POST", "/api/v1/order", {**ORDER, **extra}, **({"key": key} if key else {}))
+def place(app: RestApp, key: str = KEY_A, **extra: object) -> dict[str, object]:
+    result = call(app, "POST", "/api/v1/order", {**ORDER, **extra}, key=key)
     assert result.status == 200, result.body
     row: dict[str, object] = result.json()
     return row
