@@ -53,6 +53,9 @@ class FakeExchange:
                   mark: float | None = None, index: float | None = None) -> None:  # fmt: skip
         self._note(("prices", symbol, now, last, mark, index), out)
 
+    def add_contract(self, symbol: str, contract: Any, mark: float) -> None:
+        self.events.append(("contract", symbol, contract.tick_size, mark))
+
     def add_account(self, account: int, deposits: dict[str, int], now: float) -> None:
         self.accounts[account] = dict(deposits)
 

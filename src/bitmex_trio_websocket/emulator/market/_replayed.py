@@ -602,10 +602,16 @@ class ReplayedMarket:
         if symbol not in self._contracts:
             return
         on_trade = self._exchange.on_trade
+        last: float | None = None
         for row in rows:
             side, price, size = row.get("side"), _number(row.get("price")), row.get("size")
             if side in ("Buy", "Sell") and price is not None and type(size) is int and size > 0:
                 on_trade(symbol, side, price, size, t, private)
+                last = price
+        if last is not None and symbol not in self._from_instrument:
+            # No instrument row recorded: the last trade is the only price there is.
+            self._marks[symbol] = last
+            self._exchange.on_prices(symbol, t, private, last=last, mark=last)
 
     def _instrument_rows(
         self,
@@ -659,6 +665,7 @@ class ReplayedMarket:
             self._marks.setdefault(symbol, mark)
         if symbol in self._contracts:
             self._contracts[symbol] = contract  # the row's contract replaces a guessed one
+            _add_contract(self._exchange, symbol, contract, self._marks.get(symbol, 0.0))
         else:
             self._pending[symbol] = contract
             if self._books.book_table(symbol) is not None:
@@ -677,6 +684,12 @@ class ReplayedMarket:
         if contract is None:
             return
         self._contracts[symbol] = contract
+        mark = self._marks.get(symbol)
+        if mark is None:
+            bid, ask = self._books.best(symbol, "Buy"), self._books.best(symbol, "Sell")
+            mark = (bid + ask) / 2 if bid is not None and ask is not None else bid or ask or 0.0
+            self._marks[symbol] = mark = contract.round_price(mark)
+        _add_contract(self._exchange, symbol, contract, mark)
         self.symbols = (*self.symbols, symbol)
 
     # ------------------------------------------------------------------ reads
@@ -695,6 +708,30 @@ class ReplayedMarket:
             and table not in FALLBACK_KEYS
         ):
             raise UnknownTableError(f"unknown table {table!r}")
+
+
+def _add_contract(exchange: Any, symbol: str, contract: Contract, mark: float) -> None:
+    """Make ``symbol`` tradable on the exchange (or replace its contract).
+
+    The exchange's ``add_contract`` when it has one; else its per-symbol state is set up the
+    way its constructor does (it copies the contracts it starts with, and a replayed market
+    learns its contracts as the data shows them)."""
+    add = getattr(exchange, "add_contract", None)
+    if add is not None:
+        add(symbol, contract, mark)
+        return
+    from ..exchange._queue import QueueBook
+    from ..exchange._triggers import Triggers
+
+    exchange._contracts[symbol] = contract
+    if symbol in exchange._queues:
+        return
+    exchange._marks[symbol] = mark
+    exchange._prices[symbol, "MarkPrice"] = mark
+    exchange._queues[symbol] = QueueBook()
+    exchange._triggers[symbol] = Triggers()
+    exchange._resting[symbol] = set()
+    exchange._waiting[symbol] = set()
 
 
 def _book10_sides(row: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:

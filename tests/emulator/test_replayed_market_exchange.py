@@ -1,0 +1,111 @@
+"""The replayed market with the real paper exchange: orders matched against recorded history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bitmex_trio_websocket.emulator.exchange import OrderRejected
+from bitmex_trio_websocket.emulator.market import Delta
+from bitmex_trio_websocket.emulator.market._replayed import ReplayedMarket
+from bitmex_trio_websocket.emulator.market._schemas import TABLE_SCHEMAS
+
+from ..replay.helpers import write_slices
+
+T0 = 1_735_689_600.0
+TS = "2025-01-01T00:00:00.000Z"
+ACCOUNT = 7
+
+
+def msg(table: str, action: str, data: list[dict[str, Any]], **extra: Any) -> str:
+    return orjson.dumps({"table": table, "action": action, **extra, "data": data}).decode()
+
+
+def level(id_: int, side: str, size: int, price: float) -> dict[str, Any]:
+    return {"symbol": "XBTUSD", "id": id_, "side": side, "size": size, "price": price,
+            "timestamp": TS, "transactTime": TS}  # fmt: skip
+
+
+INSTRUMENT = {
+    "symbol": "XBTUSD", "state": "Open", "typ": "FFWCSX", "tickSize": 0.5, "lotSize": 100,
+    "multiplier": -100_000_000, "isInverse": True, "isQuanto": False, "underlying": "XBT",
+    "quoteCurrency": "USD", "settlCurrency": "XBt", "referenceSymbol": ".BXBT",
+    "lastPrice": 100.0, "markPrice": 100.0, "indicativeSettlePrice": 100.0,
+    "makerFee": -0.00025, "takerFee": 0.00075, "timestamp": TS,
+}  # fmt: skip
+BOOK = [
+    level(1, "Sell", 300, 101.0),
+    level(2, "Sell", 200, 100.5),
+    level(3, "Buy", 100, 100.0),
+    level(4, "Buy", 400, 99.5),
+]
+
+
+def opening(*later: tuple[float, str]) -> list[tuple[float, str]]:
+    book_meta = {"keys": ["symbol", "id", "side"], "types": TABLE_SCHEMAS["orderBookL2"].types}
+    return [
+        (T0, msg("instrument", "partial", [INSTRUMENT], keys=["symbol"], filter={})),
+        (T0, msg("orderBookL2", "partial", BOOK, **book_meta, filter={"symbol": "XBTUSD"})),
+        (T0, msg("trade", "partial", [], keys=[], filter={"symbol": "XBTUSD"})),
+        *later,
+    ]
+
+
+def venue_of(tmp_path: Path, frames: list[tuple[float, str]]) -> ReplayedMarket:
+    venue = ReplayedMarket(write_slices(tmp_path / "slices.txt", frames))
+    venue.add_account(ACCOUNT, balance_xbt_sats=10**8)
+    venue.step(T0)
+    return venue
+
+
+def private(deltas: list[Delta], table: str) -> list[dict[str, Any]]:
+    return [row for d in deltas if d.account == ACCOUNT and d.table == table for row in d.rows]
+
+
+def test_a_marketable_order_takes_the_recorded_book_at_its_prices(tmp_path: Path) -> None:
+    venue = venue_of(tmp_path, opening())
+    book_before = venue.snapshot("orderBookL2", "XBTUSD").rows
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 300, "price": 101.0,
+             "ordType": "Limit"}  # fmt: skip
+    row, deltas = venue.exchange.place_order(ACCOUNT, order, venue.now)
+    fills = [(e["lastPx"], e["lastQty"]) for e in private(deltas, "execution")
+             if e["execType"] == "Trade"]  # fmt: skip
+    assert fills == [(100.5, 200), (101.0, 100)]  # each recorded level at its own price
+    assert row["ordStatus"] == "Filled"
+    assert all(d.account is not None for d in deltas)  # no public trade of ours: no impact
+    assert venue.snapshot("orderBookL2", "XBTUSD").rows == book_before
+    # What was taken stays taken until the record changes those levels.
+    again = {**order, "orderQty": 500, "timeInForce": "ImmediateOrCancel"}
+    row, deltas = venue.exchange.place_order(ACCOUNT, again, venue.now)
+    fills = [(e["lastPx"], e["lastQty"]) for e in private(deltas, "execution")
+             if e["execType"] == "Trade"]  # fmt: skip
+    assert fills == [(101.0, 200)]
+    assert row["ordStatus"] == "Canceled" and row["cumQty"] == 200
+
+
+def test_a_resting_order_fills_when_a_recorded_trade_prints_through_it(tmp_path: Path) -> None:
+    trade = {"symbol": "XBTUSD", "side": "Sell", "size": 500, "price": 99.0, "timestamp": TS}
+    venue = venue_of(tmp_path, opening((T0 + 5, msg("trade", "insert", [trade]))))
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 99.5}
+    row, _ = venue.exchange.place_order(ACCOUNT, order, venue.now)
+    assert row["ordStatus"] == "New"  # behind the 400 recorded at 99.5
+    deltas = venue.step(T0 + 5)
+    assert (deltas[0].table, deltas[0].account) == ("trade", None)  # the record first
+    executions = [e for e in private(deltas, "execution") if e["execType"] == "Trade"]
+    assert [(e["lastPx"], e["lastQty"], e["lastLiquidityInd"]) for e in executions] == [
+        (99.5, 100, "AddedLiquidity")
+    ]
+    assert venue.exchange.orders(ACCOUNT)[-1]["ordStatus"] == "Filled"
+    tables = [d.table for d in deltas if d.account == ACCOUNT]
+    assert tables.index("order") < tables.index("execution") < tables.index("position")
+
+
+def test_a_symbol_without_a_book_refuses_orders(tmp_path: Path) -> None:
+    venue = venue_of(tmp_path, opening())
+    with pytest.raises(OrderRejected, match="Invalid symbol"):
+        venue.exchange.place_order(
+            ACCOUNT, {"symbol": "ETHUSD", "side": "Buy", "orderQty": 1, "price": 1.0}, venue.now
+        )
