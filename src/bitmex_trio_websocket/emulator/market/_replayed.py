@@ -46,9 +46,11 @@ record's).
 What exists when: a table, and each symbol in it, has no state until its partial has been
 replayed. ``symbols`` (tradable contracts) and ``indices`` grow as the data shows them: a
 contract joins ``symbols`` when its book's first partial has been replayed (its contract from
-its ``instrument`` row, else ``_replayed_contracts``' fallback); before that the exchange does
-not know the symbol and refuses its orders, a snapshot of it is empty and its rows are
-``[]``. ``snapshot`` gives partials of the recorded tables (keys and types as recorded, else
+its ``instrument`` row, else ``_replayed_contracts``' fallback) and joins the exchange
+(``add_contract``); before that the exchange does not know the symbol and refuses its orders
+("Invalid symbol"), a snapshot of it is empty and its rows are ``[]``. A symbol recorded
+without ``instrument`` rows is marked at its book's mid when it starts, then at each recorded
+trade's price (the only price there is). ``snapshot`` gives partials of the recorded tables (keys and types as recorded, else
 BitMEX's defaults) and the exchange's private tables; ``public_rows`` the REST API's reads.
 """
 
