@@ -266,6 +266,12 @@ class Ledger:
         self._refresh_position(acct, symbol, ts, out)
         self._refresh_money(acct, self._contracts[symbol].spec.settl_currency, ts, out)
 
+    def record(self, acct: Account, execution: dict[str, Any], symbol: str, out: list[Delta]
+               ) -> None:  # fmt: skip
+        """An execution the engine made itself (liquidation, funding): kept and sent."""
+        acct.executions.append(execution)
+        out.append(Delta("execution", "insert", symbol, [dict(execution)], acct.id))
+
     def seed_position(self, acct: Account, symbol: str, qty: int, price: float) -> None:
         """An open position without sending anything (an account's initial state)."""
         pos = self.position(acct, symbol)

@@ -61,7 +61,16 @@ from ._orders import (
     parse_new,
     reduce_text,
 )
-from ._positions import opening_qty, order_cost, valid_leverage
+from ._positions import (
+    apply_funding,
+    funding_execution,
+    is_liquidated,
+    liquidate,
+    liquidation_execution,
+    opening_qty,
+    order_cost,
+    valid_leverage,
+)
 
 try:
     from ._queue import QueueBook
@@ -71,6 +80,7 @@ except ImportError:  # pragma: no cover - until the fill model's modules land
 
 __all__ = ["MARKET_BAND", "Exchange"]
 
+LIQUIDATION_CANCEL_TEXT: Final = "Canceled: Position liquidated"  # the emulator's wording
 MARKET_BAND: Final = 0.05  # a market order takes no further than 5% from the touch
 _FOK_WALK: Final = 200_000  # ticks a FillOrKill check may walk (a wide band on a fine tick)
 
@@ -406,7 +416,47 @@ class Exchange:
             for acct in self._ledger.accounts.values():
                 pos = acct.positions.get(symbol)
                 if pos is not None and pos.qty:
-                    self._ledger.refresh(acct, symbol, ts or self._fmt(now), out)
+                    ts = ts or self._fmt(now)
+                    self._ledger.refresh(acct, symbol, ts, out)
+                    if is_liquidated(pos, mark):
+                        self._liquidate(acct, symbol, mark, ts, out)
+
+    def on_funding(self, symbol: str, rate: float, now: float, out: list[Delta]) -> None:
+        """Funding is paid at ``rate`` on every open position in ``symbol`` (at the mark):
+        an ``execution`` insert (execType Funding), then position, margin and wallet."""
+        contract = self._contracts.get(symbol)
+        if contract is None:
+            return
+        mark = self._marks[symbol]
+        ts = ""
+        for acct in self._ledger.accounts.values():
+            pos = acct.positions.get(symbol)
+            if pos is None or not pos.qty:
+                continue
+            ts = ts or self._fmt(now)
+            qty = pos.qty
+            exec_cost, exec_comm = apply_funding(contract, pos, mark, rate)
+            row = funding_execution(acct.id, symbol, contract, qty, mark, rate, exec_cost,
+                                    exec_comm, random_guid(self._rng), ts)  # fmt: skip
+            self._ledger.record(acct, row, symbol, out)
+            self._ledger.refresh(acct, symbol, ts, out)
+
+    def _liquidate(self, acct: Account, symbol: str, mark: float, ts: str, out: list[Delta]
+                   ) -> None:  # fmt: skip
+        """The mark reached the liquidation price: the position's open orders are canceled and
+        the position is closed at its bankruptcy price, losing its margin (``_positions``)."""
+        open_here = [order for order in acct.open.values() if order.symbol == symbol]
+        if open_here:
+            self._cancel(acct, open_here, LIQUIDATION_CANCEL_TEXT, ts, out)
+        contract = self._contracts[symbol]
+        pos = acct.positions[symbol]
+        signed, price, exec_cost, exec_comm, realised = liquidate(contract, pos, mark)
+        row = liquidation_execution(
+            acct.id, symbol, contract, signed, price, exec_cost, exec_comm, realised,
+            random_guid(self._rng), random_guid(self._rng), ts,
+        )  # fmt: skip
+        self._ledger.record(acct, row, symbol, out)
+        self._ledger.refresh(acct, symbol, ts, out)
 
     # ------------------------------------------------------------------ internals
 

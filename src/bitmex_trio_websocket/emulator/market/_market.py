@@ -177,8 +177,11 @@ class Market:
         rng = self._rng
         exchange = self._exchange
         if now >= self._timed.next_due:
-            for symbol in self._timed.advance(now, out):
-                exchange.on_prices(symbol, now, out, mark=self._marks[symbol])
+            funded = self._timed.advance(now, out)
+            for symbol in funded:  # the payment just made is the latest funding row
+                rate = next(r["fundingRate"] for r in reversed(self._timed.funding)
+                            if r["symbol"] == symbol)  # fmt: skip
+                exchange.on_funding(symbol, rate, now, out)
         books = self._book_list
         if len(books) == 1:
             book = books[0]
