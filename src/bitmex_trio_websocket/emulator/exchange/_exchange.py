@@ -71,12 +71,8 @@ from ._positions import (
     order_cost,
     valid_leverage,
 )
-
-try:
-    from ._queue import QueueBook
-    from ._triggers import Triggers
-except ImportError:  # pragma: no cover - until the fill model's modules land
-    from ._interim import QueueBook, Triggers  # type: ignore[assignment]
+from ._queue import QueueBook
+from ._triggers import Triggers
 
 __all__ = ["MARKET_BAND", "Exchange"]
 
