@@ -342,7 +342,7 @@ def test_trigger_directions_and_sources(
         params["price"] = 95_000.0 if side == "Buy" else 94_999.5
     if kind != "MarkPrice":
         params["execInst"] = kind
-    row, _ = place(exchange, **params)
+    place(exchange, **params)
     arg = {"LastPrice": "last", "MarkPrice": "mark", "IndexPrice": "index"}[kind]
     fired_at = None
     for index, price in enumerate(moves):

@@ -8,7 +8,6 @@ have kept in a client's table), and every execution agrees with its order.
 
 from __future__ import annotations
 
-from random import Random
 from typing import Any
 
 import pytest
@@ -67,7 +66,7 @@ def test_a_fill_across_two_levels_in_bitmex_order() -> None:
     execCost -1052630, fee 0.075% = 789.47 -> 789) and 500 at 95000.5 (5 lots of
     round(1e10 / 95000.5) = 105263: -526315, fee 394.74 -> 395)."""
     exchange, _ = make()
-    row, deltas = place(exchange, orderQty=1500, price=95_000.5)
+    _, deltas = place(exchange, orderQty=1500, price=95_000.5)
     assert shape(deltas) == [
         ("order", "insert"), ("execution", "insert"),
         ("trade", "insert"), ("trade", "insert"),  # the venue's public deltas come first
@@ -76,9 +75,17 @@ def test_a_fill_across_two_levels_in_bitmex_order() -> None:
     ]  # fmt: skip
     first, second = deltas[4].rows[0], deltas[6].rows[0]
     assert {k: first[k] for k in ("ordStatus", "leavesQty", "cumQty", "avgPx")} == {
-        "ordStatus": "PartiallyFilled", "leavesQty": 500, "cumQty": 1000, "avgPx": 95_000.0}
+        "ordStatus": "PartiallyFilled",
+        "leavesQty": 500,
+        "cumQty": 1000,
+        "avgPx": 95_000.0,
+    }
     assert {k: second[k] for k in ("ordStatus", "leavesQty", "cumQty", "avgPx")} == {
-        "ordStatus": "Filled", "leavesQty": 0, "cumQty": 1500, "avgPx": 95_000.17}
+        "ordStatus": "Filled",
+        "leavesQty": 0,
+        "cumQty": 1500,
+        "avgPx": 95_000.17,
+    }
     assert second["workingIndicator"] is False
     assert {"clOrdID", "account", "symbol"} & set(first) == {"account", "symbol"}  # no clOrdID
     trades = [deltas[5].rows[0], deltas[7].rows[0]]
@@ -97,7 +104,7 @@ def test_a_fill_across_two_levels_in_bitmex_order() -> None:
 def test_cancel_sends_order_update_execution_then_position_and_margin() -> None:
     exchange, _ = make()
     row, _ = place(exchange, orderQty=1000, price=94_000.0, clOrdID="c")
-    rows, deltas = exchange.cancel_orders(7, [], ["c"], T0 + 2)
+    _, deltas = exchange.cancel_orders(7, [], ["c"], T0 + 2)
     assert shape(deltas) == [
         ("order", "update"), ("execution", "insert"), ("position", "update"), ("margin", "update"),
     ]  # fmt: skip
@@ -239,9 +246,9 @@ def test_any_activity_converges(script: list[tuple[Any, ...]]) -> None:
     traded: dict[str, int] = {}
     for execution in model.executions:
         if execution["execType"] == "Trade" and execution.get("text") != "Liquidation":
-            traded[execution["orderID"]] = traded.get(execution["orderID"], 0) + execution[
-                "lastQty"
-            ]
+            traded[execution["orderID"]] = (
+                traded.get(execution["orderID"], 0) + execution["lastQty"]
+            )
     for (order_id,), row in model.tables["order"].items():
         assert row["cumQty"] == traded.get(order_id, 0) <= row["orderQty"]
         assert row["leavesQty"] >= 0
@@ -262,7 +269,6 @@ def test_same_calls_same_rows() -> None:
         return out
 
     assert run() == run()
-    assert isinstance(Random(1).random(), float)
 
 
 @pytest.mark.parametrize("symbol", ["ETHUSD", "XBTUSDT"])
