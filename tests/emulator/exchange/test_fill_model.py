@@ -307,3 +307,21 @@ def test_a_filled_order_leaves_and_a_second_at_its_level_keeps_its_place() -> No
     q = book(("A", True, 100.0, 2, 0), ("B", True, 100.0, 5, 3))
     assert q.on_trade("Sell", 100.0, 4, 1) == [("A", 2, 100.0)]
     assert "A" not in q and q.ahead("B") == 1
+
+
+def test_receive_times_a_few_milliseconds_apart_reconcile_within_a_window() -> None:
+    """History keyed by receive time: the trade of 10 arrives at 1.000 s, the book update it
+    caused (30 -> 20) at 1.004 s. Exact keys: two timestamps, the decrease is unexplained at
+    1.004 and counted again: 30 - 10 - 10 = 10 ahead. A 0.01 s window: one period, 20 ahead.
+    An update 0.5 s later is outside the window: a cancel, 20 - 5 = 15."""
+    exact = book(("a", True, 100.0, 10, 30))
+    exact.on_trade("Sell", 100.0, 10, 1.000)
+    exact.on_level("Buy", 100.0, 20, 1.004)
+    assert exact.ahead("a") == 10
+    windowed = QueueBook(window=0.01)
+    windowed.add("a", True, 100.0, 10, 30)
+    windowed.on_trade("Sell", 100.0, 10, 1.000)
+    windowed.on_level("Buy", 100.0, 20, 1.004)
+    assert windowed.ahead("a") == 20
+    windowed.on_level("Buy", 100.0, 15, 1.5)
+    assert windowed.ahead("a") == 15

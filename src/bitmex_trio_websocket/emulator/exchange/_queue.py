@@ -22,7 +22,8 @@ maker fills ``(order_id, qty, price)``. The rules (docs/fill-model.rst writes th
   visible size. Applying decreases late is what makes the result the same whichever of a trade
   and its book update arrives first, and however a trade's volume is split into messages:
   decreases never fill anything by themselves, so only trades need ``ahead`` up to date, and a
-  trade at the same key must not see the decrease it explains.
+  trade at the same key must not see the decrease it explains. A source keyed by receive time
+  (a trade and its book update in frames milliseconds apart) can widen one key to a ``window``.
 * The opposite side crossing a resting order (a new ask at or below a resting buy) is a trade
   that did not happen: the newcomer would have hit us. Its visible size is walked like a trade by
   that side at that price (queue at the price, through the better ones), at our prices. What a
@@ -69,11 +70,21 @@ class _Level:
         self.dec = 0  # decreases of the visible size under ``key``
         self.trd = 0  # public trade volume at this price under ``key``
 
-    def settle(self, key: object) -> None:
-        """Apply the pending decreases if ``key`` starts a new timestamp at this level."""
+    def settle(self, key: object, window: float) -> None:
+        """Apply the pending decreases if ``key`` starts a new timestamp at this level (with a
+        ``window``: a numeric key more than ``window`` after the pending events' first key)."""
         if key == self.key:
             return
+        start = self.key
+        if (
+            window
+            and isinstance(key, float | int)
+            and isinstance(start, float | int)
+            and 0 <= key - start <= window
+        ):
+            return
         self.flush()
+        self.trd = 0  # a trade explains decreases of its own timestamp only
         self.key = key
 
     def flush(self) -> None:
@@ -96,11 +107,26 @@ class QueueBook:
 
     ``through`` chooses what a trade printing through an order's price fills: ``"volume"``
     (default) up to that trade's volume, ``"whole"`` every order it passes in full (optimistic:
-    the aggressor's size at better prices is not seen in the trade)."""
+    the aggressor's size at better prices is not seen in the trade).
 
-    __slots__ = ("_ask_prices", "_asks", "_bid_prices", "_bids", "_cross", "_orders", "_whole")
+    ``window`` (seconds, numeric ``ts_key`` only) widens "one timestamp" to events within
+    ``window`` of the first: for a source whose keys are receive times, where a trade and the
+    book update it caused come in separate frames a few milliseconds apart."""
 
-    def __init__(self, *, through: Literal["volume", "whole"] = "volume") -> None:
+    __slots__ = (
+        "_ask_prices",
+        "_asks",
+        "_bid_prices",
+        "_bids",
+        "_cross",
+        "_orders",
+        "_whole",
+        "_window",
+    )
+
+    def __init__(
+        self, *, through: Literal["volume", "whole"] = "volume", window: float = 0.0
+    ) -> None:
         self._orders: dict[str, _Resting] = {}
         self._bids: dict[float, _Level] = {}
         self._asks: dict[float, _Level] = {}
@@ -109,6 +135,7 @@ class QueueBook:
         # size of an opposite level already matched against us: (level is a bid, price) -> qty
         self._cross: dict[tuple[bool, float], int] = {}
         self._whole = through == "whole"
+        self._window = window
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -209,7 +236,7 @@ class QueueBook:
         bid = side == "Buy"
         level = (self._bids if bid else self._asks).get(price)
         if level is not None:
-            level.settle(ts_key)
+            level.settle(ts_key, self._window)
             if size < level.size:
                 level.dec += level.size - size
             level.size = size
@@ -251,7 +278,7 @@ class QueueBook:
                 return []
             level = self._bids.get(price)
         if level is not None:
-            level.settle(ts_key)
+            level.settle(ts_key, self._window)
             level.trd += qty
         fills: list[Fill] = []
         self._sweep(side == "Buy", price, qty, ts_key, fills)
@@ -283,7 +310,7 @@ class QueueBook:
                         done.append(order)
         level = levels.get(price)
         if level is not None and left:
-            level.settle(ts_key)
+            level.settle(ts_key, self._window)
             left = self._walk(level, price, left, fills, done)
         for order in done:
             self.remove(order.order_id)
