@@ -142,7 +142,7 @@ def test_record_then_replay_round_trips(
         plain.write_bytes(gzip.decompress(out.read_bytes()))
     recorded = storage_from_recording(plain)
     assert len(recorded.book("XBTUSD").bids) > 100
-    with emulator_process("--replay", str(out)) as url:
+    with emulator_process("--replay", str(out), "--replay-mode", "session") as url:
         replayed = trio.run(storage_from_replay, url)
     assert list(replayed.book("XBTUSD").bids) == list(recorded.book("XBTUSD").bids)
     assert list(replayed.book("XBTUSD").asks) == list(recorded.book("XBTUSD").asks)

@@ -103,7 +103,10 @@ async def test_serves_a_tardis_slice_folder_to_a_bare_client(tmp_path: Path) -> 
     partial = next(
         text for _, text in frames if text.startswith('{"table":"trade","action":"partial"')
     )
-    command = [sys.executable, "-m", "bitmex_trio_websocket", "emulator", "--replay", str(folder)]
+    command = [
+        sys.executable, "-m", "bitmex_trio_websocket", "emulator",
+        "--replay", str(folder), "--replay-mode", "session",
+    ]  # fmt: skip
     with trio.fail_after(TIMEOUT):
         process = await trio.lowlevel.open_process(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -1,8 +1,9 @@
-"""The ``emulator`` command: serve BitMEX's realtime protocol on a local port.
+"""The ``emulator`` command: serve BitMEX's realtime protocol and REST API on a local port.
 
 Theory of operation: ``add_emulator`` registers the arguments; ``_run_emulator`` opens the
-emulator (``open_emulator``) with them, prints the URL it serves as the first line on stdout,
-flushed at once (scripts and tests read it to learn the port), and waits for SIGTERM; Ctrl-C
+emulator (``open_emulator``) with them, prints the websocket URL it serves as the first line on
+stdout and the REST API's base URL as the second, flushed at once (scripts and tests read them
+to learn the port), and waits for SIGTERM; Ctrl-C
 arrives as ``KeyboardInterrupt`` and ends it the same way, through ``run_command``. Either way
 the exit status is 0. The emulator is imported only when this command runs, so the client
 commands do not load the market model.
@@ -50,16 +51,29 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _account(text: str) -> tuple[str, str, int]:
+    """``KEY:SECRET:NUMBER`` (the key may not contain ``:``)."""
+    key, sep, rest = text.partition(":")
+    secret, sep2, number = rest.rpartition(":")
+    if not (sep and sep2 and key and secret and number.isdigit()):
+        raise argparse.ArgumentTypeError("expected KEY:SECRET:NUMBER, e.g. k2:s2:2")
+    return key, secret, int(number)
+
+
 def add_emulator(commands: Subparsers) -> None:
     from ..emulator import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_API_SECRET
 
     parser = commands.add_parser(
         "emulator",
-        help="run a local BitMEX realtime emulator",
+        help="run a local BitMEX emulator (realtime websocket and REST API)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Serve BitMEX's realtime websocket API locally, from a deterministic synthetic\n"
-            "market or a recording. The first line on stdout is the URL it serves.\n"
+            "Serve BitMEX's realtime websocket API and its REST API (/api/v1: orders,\n"
+            "positions, executions, wallet...) on one local port, from a deterministic\n"
+            "synthetic market or from history, which orders trade against (paper trading).\n"
+            "The first line on stdout is the websocket URL (ws://HOST:PORT/realtime), the\n"
+            "second the REST API's base URL (http://HOST:PORT/api/v1): give that to an\n"
+            "existing BitMEX REST client instead of https://www.bitmex.com/api/v1.\n"
             "Runs until interrupted (Ctrl-C).\n"
             "\n"
             "BitMEX closed on 2026-09-23: this emulator and recordings are what still speak\n"
@@ -69,7 +83,9 @@ def add_emulator(commands: Subparsers) -> None:
             f"default account {DEFAULT_ACCOUNT}:\n"
             f"  API key     {DEFAULT_API_KEY}\n"
             f"  API secret  {DEFAULT_API_SECRET}\n"
-            "These are the emulator's public test credentials; never use them elsewhere."
+            "These are the emulator's public test credentials; never use them elsewhere.\n"
+            "They sign websocket authentication and REST requests (api-key, api-expires,\n"
+            "api-signature) exactly as on BitMEX. More accounts: --account KEY:SECRET:NUMBER."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
@@ -95,13 +111,29 @@ def add_emulator(commands: Subparsers) -> None:
     parser.add_argument(
         "--replay",
         metavar="SOURCE",
-        help="serve history instead: a recording, a Tardis slice file or a folder of slices",
+        help=(
+            "serve history instead: a recording, a Tardis slice file or a folder of slices;"
+            " by default as the market orders trade against (see --replay-mode)"
+        ),
+    )
+    parser.add_argument(
+        "--replay-mode",
+        choices=("market", "session"),
+        default="market",
+        help=(
+            "market: one shared market in the data's time that orders trade against"
+            " (default); session: each connection gets the recording from its start, as"
+            " recorded, and nothing can be traded"
+        ),
     )
     parser.add_argument(
         "--speed",
         type=_non_negative_float,
         default=0.0,
-        help="replay speed, times real time; 0 = as fast as the client reads (default)",
+        help=(
+            "replay speed, times real time; 0 (default) = as fast as possible"
+            " (market mode) or as fast as the client reads (session mode)"
+        ),
     )
     parser.add_argument(
         "--api-key", default=DEFAULT_API_KEY, help=f"API key (default: {DEFAULT_API_KEY})"
@@ -110,6 +142,14 @@ def add_emulator(commands: Subparsers) -> None:
         "--api-secret",
         default=DEFAULT_API_SECRET,
         help=f"API secret (default: {DEFAULT_API_SECRET})",
+    )
+    parser.add_argument(
+        "--account",
+        type=_account,
+        action="append",
+        default=[],
+        metavar="KEY:SECRET:NUMBER",
+        help="another account with its own API key (repeatable); accounts never see each other",
     )
     parser.add_argument(
         "--scenario",
@@ -140,6 +180,15 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"error: unknown scenario {args.scenario!r} (known: {known})", file=sys.stderr)
         return 2
     symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
+    accounts = {args.api_key: (args.api_secret, DEFAULT_ACCOUNT)}
+    numbers = {DEFAULT_ACCOUNT}
+    for key, secret, number in args.account:
+        if key in accounts or number in numbers:
+            print(f"error: --account {key}:...:{number}: key or number used twice", file=sys.stderr)
+            return 2
+        accounts[key] = (secret, number)
+        numbers.add(number)
+    session = args.replay_mode == "session"
 
     async def serve() -> None:
         async with open_emulator(
@@ -149,14 +198,16 @@ def _run_emulator(args: argparse.Namespace) -> int:
             port=args.port,
             rate=args.rate,
             max_events=args.max_events,
-            replay=args.replay,
+            replay=args.replay if session else None,
+            history=args.replay if not session else None,
             speed=args.speed,
-            accounts={args.api_key: (args.api_secret, DEFAULT_ACCOUNT)},
+            accounts=accounts,
             legacy_book=args.legacy_book,
             scenario=args.scenario,
             bye_every=args.bye_every or None,
         ) as emulator:
             print(emulator.url, flush=True)
+            print(emulator.rest_url, flush=True)
             await _wait_for_termination()
 
     return run_command(serve)

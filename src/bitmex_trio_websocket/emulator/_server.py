@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Final, cast
+from typing import Final, Protocol, cast
 
 import h11
 import trio
@@ -41,6 +41,7 @@ import trio_websocket
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from .._protocol import encode_welcome
+from .._replay._sources import ReplaySource
 from ._connection import EmulatorConnection
 from ._faults import (
     RANDOM_FAULT_KINDS,
@@ -58,21 +59,27 @@ from ._http import (
     HttpRequest,
     HttpResponse,
     PrefixedStream,
+    peer_address,
     read_first_head,
     wants_websocket,
 )
-from ._hub import Hub
+from ._hub import Hub, RestService
 from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording, load_recording
 from ._texts import iso_timestamp
 from ._transport import FaultStream
 from .market import DEFAULT_ACCOUNT, Delta, Market, Scenario, scenario_named
 from .market._instruments import FUNDING_INTERVAL
+from .market._replayed import ReplayedMarket
 from .market._venue import Venue
 
 __all__ = ["Emulator", "open_emulator"]
 
 CONNECT_TIMEOUT: Final = 60.0
+# Data seconds replayed before a history emulator opens: BitMEX answered a recorder's subscribes
+# within this, so the first partials, hence the symbols, are known when clients connect.
+HISTORY_PREROLL: Final = 1.0
+HISTORY_BALANCES: Final = {"XBt": 10**8, "USDt": 10_000 * 10**6}  # 1 XBT, 10,000 USDT each
 DISCONNECT_TIMEOUT: Final = 5.0
 APP_NAME: Final = "bitmex-trio-websocket-emulator"
 
@@ -118,6 +125,7 @@ class Emulator:
         self._scheduled: dict[int, list[ScheduledFault]] = {}
         self._random: RandomFaults | None = None
         self._market_scope = trio.CancelScope()
+        self._data_clock: _DataClock | None = None
         if hub.market is None:
             self.still.set()
 
@@ -138,7 +146,7 @@ class Emulator:
         venue = self._hub.market
         if venue is None:
             raise RuntimeError("a per-session replay has no market to trade against")
-        return cast("Venue", venue)
+        return venue
 
     @property
     def recording(self) -> Recording | None:
@@ -424,9 +432,41 @@ class Emulator:
                 return
             await trio.sleep(scenario.deploy_every)
 
+    async def _run_history(self, clock: _DataClock) -> None:
+        """Step the replayed market in data time (see ``_DataClock``), firing the dead man's
+        switches of the data's clock on the way; at ``speed`` 0 it ends with the data, else
+        time runs on for the switches."""
+        hub, venue, speed = self._hub, clock.venue, clock.speed
+        with self._market_scope:
+            while self._max_events is None or self.events < self._max_events:
+                frame, due = venue.next_time(), hub.next_switch_due()
+                if frame is None and (speed <= 0 or due is None):
+                    if speed <= 0:
+                        break
+                    await hub.switches_changed.wait()  # the data has ended; time has not
+                    continue
+                target = min(t for t in (frame, due) if t is not None)
+                if speed > 0:
+                    changed = hub.switches_changed
+                    with trio.move_on_at(clock.trio_time(target)):
+                        await changed.wait()
+                        continue  # a switch was (re)armed meanwhile: plan again
+                else:
+                    await trio.lowlevel.checkpoint()
+                # No await from here on (see _run_market).
+                deltas = venue.step(target)
+                if frame is not None and frame <= target:
+                    self.events += 1
+                hub.router.publish(deltas)
+                hub.fire_due_switches(target)
+        self.still.set()
+
     async def _run_market(self) -> None:
+        if self._data_clock is not None:
+            await self._run_history(self._data_clock)
+            return
         market = self._hub.market
-        if market is None:
+        if not isinstance(market, Market):
             return
         hub = self._hub
         interval = 1.0 / self._rate if 0 < self._rate < math.inf else 0.0
@@ -480,7 +520,12 @@ class Emulator:
         index = self._next_http_index
         self._next_http_index += 1
         http = HttpConnection(
-            transport, conn, self._handle_rest, index=index, idle_timeout=self._idle_timeout
+            transport,
+            conn,
+            self._handle_rest,
+            index=index,
+            idle_timeout=self._idle_timeout,
+            client=peer_address(transport),
         )
         self.rest_connections.append(http)
         try:
@@ -551,6 +596,50 @@ class Emulator:
                 await ws.aclose()
 
 
+class _History(Venue, Protocol):
+    """A venue whose market is history (``ReplayedMarket``): it says when its next frame is."""
+
+    now: float  # the data time stepped to
+
+    def next_time(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class _DataClock:
+    """The emulator's clock when serving history: the data's time.
+
+    At ``speed`` > 0 it runs ``speed`` times trio's clock from where the data started (so a
+    REST request between two frames is stamped between them); at ``speed`` 0 it is the time
+    of the last frame stepped (the market runs as fast as possible and time jumps with it).
+    """
+
+    def __init__(self, venue: _History, speed: float) -> None:
+        self.venue = venue
+        self.speed = speed
+        self.data_origin = venue.now
+        self.trio_origin = trio.current_time()
+
+    def __call__(self) -> float:
+        if self.speed <= 0:
+            return self.venue.now
+        elapsed = trio.current_time() - self.trio_origin
+        return max(self.venue.now, self.data_origin + elapsed * self.speed)
+
+    def trio_time(self, data_time: float) -> float:
+        """The trio time at which the clock reads ``data_time`` (``speed`` > 0)."""
+        return self.trio_origin + (data_time - self.data_origin) / self.speed
+
+
+def _rest_app(market: Market | Venue | None, hub: Hub) -> RestService | None:
+    """BitMEX's REST API over the market (none for a per-session replay: nothing to trade)."""
+    if market is None:
+        return None
+    from .rest import RestApp
+
+    return RestApp(market, hub.authenticator)
+
+
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The lone exception of a (nested) group, else the group itself."""
     exc: BaseException = group
@@ -570,6 +659,7 @@ async def open_emulator(
     rate: float = 50.0,
     max_events: int | None = None,
     replay: str | os.PathLike[str] | None = None,
+    history: ReplaySource | None = None,
     speed: float = 0.0,
     accounts: Mapping[str, tuple[str, int]] | None = None,
     connection_budget: int = 720,
@@ -580,14 +670,24 @@ async def open_emulator(
     limits: Limits = DEFAULT_LIMITS,
     bye_every: float | None = None,
     scenario: Scenario | str | None = None,
+    keep_alive: float = IDLE_TIMEOUT,
+    balances: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Emulator]:
     """Run a local BitMEX realtime emulator for the duration of the ``async with`` block.
 
     ``seed``/``symbols``/``legacy_book`` configure the synthetic market, which makes ``rate``
     changes per second (``0`` or ``inf``: as fast as possible) until ``max_events``, then stays
-    still. ``replay`` serves a recording instead, at ``speed`` times real time (``0``: as fast as
-    the client reads). ``accounts`` maps API keys to ``(secret, account number)``; by default the
-    one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``). ``clock`` is the wall clock
+    still. ``replay`` serves a recording instead, to each session on its own from its start, at
+    ``speed`` times real time (``0``: as fast as the client reads). ``history`` serves a replay
+    source (a recording, Tardis slices, a folder or a list of them) as the one market everyone
+    shares and trades against (``ReplayedMarket``): the emulator's clock is then the data's time,
+    paced at ``speed`` times trio's clock (``0``: as fast as possible), and the dead man's switch
+    runs on that clock too. ``accounts`` maps API keys to ``(secret, account number)``; by
+    default the one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``);
+    ``balances`` (currency -> amount in settlement units, e.g. ``{"XBt": 10**8}``) funds the
+    accounts of a replayed market. BitMEX's REST API is served on the same port
+    (``rest_url``); an idle keep-alive connection is closed after ``keep_alive`` seconds.
+    ``clock`` is the wall clock
     used for timestamps (default ``time.time``); the market opens at that clock's time, so a
     fixed ``clock`` makes a seeded run byte-identical. Timers run on trio's clock. With
     ``listen=False`` no TCP port is opened and only the in-memory variant is available.
@@ -606,6 +706,8 @@ async def open_emulator(
         raise ValueError("speed and rate must be non-negative")
     if bye_every is not None and bye_every <= 0:
         raise ValueError("bye_every must be positive (or None: off)")
+    if replay is not None and history is not None:
+        raise ValueError("replay (per session) and history (a shared market): one or the other")
     wall = clock or time.time
     if isinstance(scenario, str):
         scenario = scenario_named(scenario)
@@ -625,8 +727,22 @@ async def open_emulator(
         dict(accounts) if accounts else {DEFAULT_API_KEY: (DEFAULT_API_SECRET, DEFAULT_ACCOUNT)}
     )
     recording = load_recording(replay) if replay is not None else None
-    market = None
-    if recording is None:
+    market: Market | _History | None = None
+    data_clock: _DataClock | None = None
+    if history is not None:
+        replayed = ReplayedMarket(history, seed=seed)
+        funds = dict(balances) if balances is not None else dict(HISTORY_BALANCES)
+        for _, account in account_map.values():
+            replayed.add_account(
+                account, balance_xbt_sats=funds.get("XBt", 0), balance_usdt=funds.get("USDt", 0)
+            )
+        if replayed.start is not None:
+            # Before anyone can connect: the first partials, so their symbols are known.
+            replayed.step(replayed.start + HISTORY_PREROLL)
+        market = replayed
+        data_clock = _DataClock(replayed, speed)
+        wall = data_clock
+    elif recording is None:
         market = Market(
             seed=seed,
             symbols=list(symbols) if symbols is not None else None,
@@ -647,7 +763,16 @@ async def open_emulator(
         budget_window=budget_window,
         limits=limits,
     )
-    emulator = Emulator(hub, rate=rate, max_events=max_events, max_queued_frames=max_queued_frames)
+    hub.data_time_switches = data_clock is not None
+    hub.rest = _rest_app(market, hub)
+    emulator = Emulator(
+        hub,
+        rate=rate,
+        max_events=max_events,
+        max_queued_frames=max_queued_frames,
+        keep_alive=keep_alive,
+    )
+    emulator._data_clock = data_clock
     try:
         async with trio.open_nursery() as nursery:
             emulator._start(nursery)
