@@ -440,11 +440,13 @@ class Emulator:
         with self._market_scope:
             while self._max_events is None or self.events < self._max_events:
                 frame, due = venue.next_time(), hub.next_switch_due()
-                if frame is None and (speed <= 0 or due is None):
+                if frame is None:
+                    self.still.set()  # the data has ended (time has not, at speed > 0)
                     if speed <= 0:
                         break
-                    await hub.switches_changed.wait()  # the data has ended; time has not
-                    continue
+                    if due is None:
+                        await hub.switches_changed.wait()
+                        continue
                 target = min(t for t in (frame, due) if t is not None)
                 if speed > 0:
                     changed = hub.switches_changed
