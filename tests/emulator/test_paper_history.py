@@ -29,6 +29,7 @@ from bitmex_trio_websocket.emulator import (
     Emulator,
     open_emulator,
 )
+from bitmex_trio_websocket.emulator.market._replayed import ReplayedMarket
 from bitmex_trio_websocket.emulator.market._schemas import TABLE_SCHEMAS
 
 from ..replay.helpers import write_slices
@@ -106,7 +107,8 @@ async def test_the_clock_is_the_datas_time_paced_by_speed(
                 assert message["data"][0]["price"] == 99.0
                 assert emulator.now() == pytest.approx(T0 + 10)
             await emulator.wait_still()
-            assert emulator.venue.next_time() is None
+            venue = emulator.venue
+            assert isinstance(venue, ReplayedMarket) and venue.next_time() is None
 
 
 async def test_orders_over_rest_fill_against_the_recorded_book_and_trades(
