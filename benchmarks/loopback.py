@@ -59,7 +59,7 @@ def server_process(kind: str, stream: Path) -> Iterator[str]:
     """Run the replaying server (``emulator`` or ``raw``) in a child process; yields its URL."""
     if kind == "emulator":
         command = [sys.executable, "-m", "bitmex_trio_websocket", "emulator"]
-        command += ["--replay", str(stream), "--port", "0"]
+        command += ["--replay", str(stream), "--replay-mode", "session", "--port", "0"]
     else:
         command = [sys.executable, "-m", "benchmarks.replay_server", "--stream", str(stream)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     collected += _run("loopback", [*common, *old_loopback])
     collected += _run("latency", [*common, "--latency-messages", str(args.latency_messages)])
     collected += _run("memory", ["--levels", str(args.levels)])
+    collected += _run("orders", ["--runs", str(args.runs)])  # paper orders (no target)
     results = {r.path: r for r in collected}
     print(f"\nstream: {stream} ({args.messages:,} messages, seed {args.seed}), runs: {args.runs}")
     print_table("All paths (median of runs)", [r for r in collected if r.rates])

@@ -60,6 +60,20 @@ def _account(text: str) -> tuple[str, str, int]:
     return key, secret, int(number)
 
 
+def _rest_limits(text: str) -> object:
+    """``PER_MINUTE:ORDERS_PER_SECOND`` or ``off`` (a RestLimits; imported only when used)."""
+    from ..emulator.rest import RestLimits
+
+    if text == "off":
+        return RestLimits(per_minute=10**9, anonymous_per_minute=10**9, orders_per_second=10**9)
+    per_minute, sep, per_second = text.partition(":")
+    if not (sep and per_minute.isdigit() and per_second.isdigit()):
+        raise argparse.ArgumentTypeError("expected PER_MINUTE:ORDERS_PER_SECOND or off")
+    if int(per_minute) < 1 or int(per_second) < 1:
+        raise argparse.ArgumentTypeError("limits must be at least 1")
+    return RestLimits(per_minute=int(per_minute), orders_per_second=int(per_second))
+
+
 def add_emulator(commands: Subparsers) -> None:
     from ..emulator import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_API_SECRET
 
@@ -152,6 +166,13 @@ def add_emulator(commands: Subparsers) -> None:
         help="another account with its own API key (repeatable); accounts never see each other",
     )
     parser.add_argument(
+        "--rest-limits",
+        type=_rest_limits,
+        default=None,
+        metavar="PER_MINUTE:ORDERS_PER_SECOND",
+        help="REST request limits per account (default: BitMEX's 120:10); 'off' lifts them",
+    )
+    parser.add_argument(
         "--scenario",
         metavar="NAME",
         default=None,
@@ -205,6 +226,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
             legacy_book=args.legacy_book,
             scenario=args.scenario,
             bye_every=args.bye_every or None,
+            **({"rest_limits": args.rest_limits} if args.rest_limits is not None else {}),
         ) as emulator:
             print(emulator.url, flush=True)
             print(emulator.rest_url, flush=True)

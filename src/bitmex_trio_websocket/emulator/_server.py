@@ -63,7 +63,7 @@ from ._http import (
     read_first_head,
     wants_websocket,
 )
-from ._hub import Hub, RestService
+from ._hub import Hub
 from ._limits import DEFAULT_LIMITS, Limits
 from ._replay import Recording, load_recording
 from ._texts import iso_timestamp
@@ -72,6 +72,7 @@ from .market import DEFAULT_ACCOUNT, Delta, Market, Scenario, scenario_named
 from .market._instruments import FUNDING_INTERVAL
 from .market._replayed import ReplayedMarket
 from .market._venue import Venue
+from .rest import DEFAULT_REST_LIMITS, RestApp, RestLimits
 
 __all__ = ["Emulator", "open_emulator"]
 
@@ -147,6 +148,15 @@ class Emulator:
         if venue is None:
             raise RuntimeError("a per-session replay has no market to trade against")
         return venue
+
+    @property
+    def rest_app(self) -> RestApp:
+        """The REST API's application (per-account limits: ``rest_app.set_limits``);
+        ``RuntimeError`` with a per-session replay, which serves no REST API."""
+        rest = self._hub.rest
+        if not isinstance(rest, RestApp):
+            raise RuntimeError("a per-session replay serves no REST API")
+        return rest
 
     @property
     def recording(self) -> Recording | None:
@@ -633,13 +643,11 @@ class _DataClock:
         return self.trio_origin + (data_time - self.data_origin) / self.speed
 
 
-def _rest_app(market: Market | Venue | None, hub: Hub) -> RestService | None:
+def _rest_app(market: Market | Venue | None, hub: Hub, limits: RestLimits) -> RestApp | None:
     """BitMEX's REST API over the market (none for a per-session replay: nothing to trade)."""
     if market is None:
         return None
-    from .rest import RestApp
-
-    return RestApp(market, hub.authenticator)
+    return RestApp(market, hub.authenticator, limits=limits)
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -674,6 +682,7 @@ async def open_emulator(
     scenario: Scenario | str | None = None,
     keep_alive: float = IDLE_TIMEOUT,
     balances: Mapping[str, int] | None = None,
+    rest_limits: RestLimits = DEFAULT_REST_LIMITS,
 ) -> AsyncIterator[Emulator]:
     """Run a local BitMEX realtime emulator for the duration of the ``async with`` block.
 
@@ -688,7 +697,9 @@ async def open_emulator(
     default the one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``);
     ``balances`` (currency -> amount in settlement units, e.g. ``{"XBt": 10**8}``) funds the
     accounts of a replayed market. BitMEX's REST API is served on the same port
-    (``rest_url``); an idle keep-alive connection is closed after ``keep_alive`` seconds.
+    (``rest_url``) with BitMEX's request limits, or ``rest_limits`` (per account:
+    ``emulator.rest_app.set_limits``); an idle keep-alive connection is closed after
+    ``keep_alive`` seconds.
     ``clock`` is the wall clock
     used for timestamps (default ``time.time``); the market opens at that clock's time, so a
     fixed ``clock`` makes a seeded run byte-identical. Timers run on trio's clock. With
@@ -766,7 +777,7 @@ async def open_emulator(
         limits=limits,
     )
     hub.data_time_switches = data_clock is not None
-    hub.rest = _rest_app(market, hub)
+    hub.rest = _rest_app(market, hub, rest_limits)
     emulator = Emulator(
         hub,
         rate=rate,
