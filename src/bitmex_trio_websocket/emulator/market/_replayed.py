@@ -50,15 +50,21 @@ its ``instrument`` row, else ``_replayed_contracts``' fallback) and joins the ex
 (``add_contract``); before that the exchange does not know the symbol and refuses its orders
 ("Invalid symbol"), a snapshot of it is empty and its rows are ``[]``. A symbol recorded
 without ``instrument`` rows is marked at its book's mid when it starts, then at each recorded
-trade's price (the only price there is). ``snapshot`` gives partials of the recorded tables (keys and types as recorded, else
-BitMEX's defaults) and the exchange's private tables; ``public_rows`` the REST API's reads.
+trade's price (the only price there is). ``snapshot`` gives partials of the recorded tables
+(keys and types as recorded, else BitMEX's defaults) and the exchange's private tables;
+``public_rows`` the REST API's reads. Modules: ``_replayed_cursor`` (reading the source),
+``_replayed_book`` (the ``Liquidity``), ``_replayed_images`` (partials as deltas),
+``_replayed_contracts`` (contracts from the data).
+
+Why over 600 lines: the facade keeps the frame dispatch and the exchange's events together
+(each event needs the store's state just before or after its frame); the parts that stand alone
+are in the modules above.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from random import Random
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,8 +77,14 @@ from ..._storage import BOOK_TABLES, Storage
 from .._texts import FALLBACK_KEYS
 from ._instruments import Contract
 from ._replayed_book import BOOK_TABLE_ORDER, RecordedBooks
-from ._replayed_contracts import contract_from_book, contract_from_instrument, is_index
+from ._replayed_contracts import (
+    add_contract,
+    contract_from_book,
+    contract_from_instrument,
+    is_index,
+)
 from ._replayed_cursor import Cursor
+from ._replayed_images import Meta, diff_rows, meta_of
 from ._schemas import (
     PRIVATE_TABLES_SERVED,
     PUBLIC_TABLES_SERVED,
@@ -99,17 +111,6 @@ _KEYLESS_DELTA: Final = frozenset({"insert"})
 _SCOPED: Final = ("order", "execution", "position")  # private tables a symbol narrows
 
 
-@dataclass(slots=True)
-class _Meta:
-    """A table's partial metadata as recorded (what its partials repeat)."""
-
-    keys: list[str]
-    types: dict[str, str]
-    foreign_keys: dict[str, str] = field(default_factory=dict)
-    attributes: dict[str, str] = field(default_factory=dict)
-    legacy_book: bool = False  # pre-2023 book rows: no price on updates and deletes
-
-
 def _default_exchange(
     contracts: Mapping[str, Contract],
     liquidity: Liquidity,
@@ -120,12 +121,6 @@ def _default_exchange(
     from ..exchange import Exchange
 
     return Exchange(contracts, liquidity, rng, fmt, marks=marks)
-
-
-def _str_dict(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _number(value: Any) -> float | None:
@@ -164,7 +159,7 @@ class ReplayedMarket:
         self._from_instrument: set[str] = set()
         self._marks: dict[str, float] = {}
         self._references: dict[str, list[str]] = {}  # index -> contracts referencing it
-        self._meta: dict[str, _Meta] = {}
+        self._meta: dict[str, Meta] = {}
         self.symbols: tuple[str, ...] = ()
         self.indices: tuple[str, ...] = ()
         self.start: float | None = self._cursor.next_time()
@@ -389,7 +384,7 @@ class ReplayedMarket:
         if keyed and (scope is None or storage.has_partial(table, scope)):
             before = storage.rows(table, scope)
         result = storage.apply(message)
-        self._remember_meta(table, message, data)
+        self._meta[table] = meta_of(table, message, data, self._meta.get(table))
         if result.violations:
             self.violations += len(result.violations)
         if not keyed:
@@ -397,7 +392,9 @@ class ReplayedMarket:
         assert isinstance(keys, list)
         after = storage.rows(table, scope)
         book10_before = {row.get("symbol"): row for row in before} if table == _BOOK10 else {}
-        deltas, touched = self._diff(table, keys, before, after)
+        held_meta = self._meta.get(table)
+        legacy = held_meta is not None and held_meta.legacy_book
+        deltas, touched = diff_rows(table, keys, before, after, legacy)
         out.extend(deltas)
         symbols = {row.get("symbol") for row in after} | {row.get("symbol") for row in before}
         if scope is not None:
@@ -418,87 +415,6 @@ class ReplayedMarket:
                 self._levels_changed(symbol, levels, t, private)
         if table == "instrument":
             self._instrument_rows(after, after, t, private)
-
-    # ------------------------------------------------------------------ partials as deltas
-
-    def _diff(
-        self,
-        table: str,
-        keys: list[str],
-        before: list[dict[str, Any]],
-        after: list[dict[str, Any]],
-    ) -> tuple[list[Delta], list[tuple[str, str, float]]]:
-        """Deltas turning ``before`` into ``after`` (same keys): deletes, updates, inserts,
-        each grouped per symbol in first-seen order; for books also the levels they touch,
-        ``(symbol, side, price)`` (a moved level at its old and its new price)."""
-
-        def key(row: dict[str, Any]) -> tuple[Any, ...]:
-            return tuple(row.get(k) for k in keys)
-
-        old = {key(row): row for row in before}
-        new = {key(row): row for row in after}
-        meta = self._meta.get(table)
-        legacy = meta is not None and meta.legacy_book
-        book = table in BOOK_TABLES
-        touched: list[tuple[str, str, float]] = []
-        deletes: list[dict[str, Any]] = []
-        for k, row in old.items():
-            if k not in new:
-                if book:
-                    touched.append((row["symbol"], row["side"], float(row["price"])))
-                gone = {name: row.get(name) for name in keys}
-                if book and not legacy:
-                    gone["price"] = row.get("price")
-                deletes.append(gone)
-        updates: list[dict[str, Any]] = []
-        inserts: list[dict[str, Any]] = []
-        for k, row in new.items():
-            held = old.get(k)
-            if held is None:
-                inserts.append(row)
-                if book:
-                    touched.append((row["symbol"], row["side"], float(row["price"])))
-            elif held != row:
-                if book:
-                    touched.append((row["symbol"], row["side"], float(row["price"])))
-                    if held.get("price") != row.get("price"):
-                        touched.append((row["symbol"], row["side"], float(held["price"])))
-                if table == _BOOK10:
-                    updates.append(row)
-                    continue
-                changed = {name: row.get(name) for name in keys}
-                changed.update((n, v) for n, v in row.items() if held.get(n) != v)
-                if book and not legacy and "price" in row:
-                    changed.setdefault("price", row["price"])
-                updates.append(changed)
-        deltas: list[Delta] = []
-        for action, rows in (("delete", deletes), ("update", updates), ("insert", inserts)):
-            groups: dict[Any, list[dict[str, Any]]] = {}
-            for row in rows:
-                groups.setdefault(row.get("symbol"), []).append(row)
-            for symbol, group in groups.items():
-                name = symbol if isinstance(symbol, str) else None
-                deltas.append(Delta(table, action, name, group))
-        return deltas, touched
-
-    def _remember_meta(self, table: str, message: dict[str, Any], data: list[Any]) -> None:
-        keys = message.get("keys")
-        types = _str_dict(message.get("types"))
-        meta = _Meta(
-            [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else [],
-            types,
-            _str_dict(message.get("foreignKeys")),
-            _str_dict(message.get("attributes")),
-        )
-        if table in BOOK_TABLES:
-            if types:
-                meta.legacy_book = "timestamp" not in types
-            elif data:
-                meta.legacy_book = "timestamp" not in data[0]
-            else:
-                held = self._meta.get(table)
-                meta.legacy_book = held.legacy_book if held is not None else False
-        self._meta[table] = meta
 
     # ------------------------------------------------------------------ the exchange's events
 
@@ -667,7 +583,7 @@ class ReplayedMarket:
             self._marks.setdefault(symbol, mark)
         if symbol in self._contracts:
             self._contracts[symbol] = contract  # the row's contract replaces a guessed one
-            _add_contract(self._exchange, symbol, contract, self._marks.get(symbol, 0.0))
+            add_contract(self._exchange, symbol, contract, self._marks.get(symbol, 0.0))
         else:
             self._pending[symbol] = contract
             if self._books.book_table(symbol) is not None:
@@ -691,7 +607,7 @@ class ReplayedMarket:
             bid, ask = self._books.best(symbol, "Buy"), self._books.best(symbol, "Sell")
             mark = (bid + ask) / 2 if bid is not None and ask is not None else bid or ask or 0.0
             self._marks[symbol] = mark = contract.round_price(mark)
-        _add_contract(self._exchange, symbol, contract, mark)
+        add_contract(self._exchange, symbol, contract, mark)
         self.symbols = (*self.symbols, symbol)
 
     # ------------------------------------------------------------------ reads
@@ -710,30 +626,6 @@ class ReplayedMarket:
             and table not in FALLBACK_KEYS
         ):
             raise UnknownTableError(f"unknown table {table!r}")
-
-
-def _add_contract(exchange: Any, symbol: str, contract: Contract, mark: float) -> None:
-    """Make ``symbol`` tradable on the exchange (or replace its contract).
-
-    The exchange's ``add_contract`` when it has one; else its per-symbol state is set up the
-    way its constructor does (it copies the contracts it starts with, and a replayed market
-    learns its contracts as the data shows them)."""
-    add = getattr(exchange, "add_contract", None)
-    if add is not None:
-        add(symbol, contract, mark)
-        return
-    from ..exchange._queue import QueueBook
-    from ..exchange._triggers import Triggers
-
-    exchange._contracts[symbol] = contract
-    if symbol in exchange._queues:
-        return
-    exchange._marks[symbol] = mark
-    exchange._prices[symbol, "MarkPrice"] = mark
-    exchange._queues[symbol] = QueueBook()
-    exchange._triggers[symbol] = Triggers()
-    exchange._resting[symbol] = set()
-    exchange._waiting[symbol] = set()
 
 
 def _book10_sides(row: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
