@@ -1,12 +1,16 @@
-"""A local BitMEX realtime emulator: synthetic market or replayed recording, with fault injection.
+"""A local BitMEX: realtime websocket and REST API, synthetic market or history, with faults.
 
-Theory of operation: ``open_emulator`` runs a websocket server that speaks BitMEX's realtime
-protocol, fed either by a deterministic synthetic ``Market`` or by a recording. It listens on
-``127.0.0.1`` and a free port by default (``emulator.url``) and can also be reached in memory
-(``emulator.open_memory_websocket()``, or ``connect=emulator.connect_in_memory`` for the client),
-which makes virtual-time tests with ``autojump_clock`` possible. Faults (drops, closes, stalls,
-malformed frames, refused handshakes, failed auth, delayed acks, deltas before partials, an
-ignored ``cancelAllAfter``) are scripted per connection and logged by kind.
+Theory of operation: ``open_emulator`` runs a server that speaks BitMEX's realtime protocol and,
+on the same port, its REST API (``/api/v1``: orders, positions, executions, wallet; paper
+trading against the market), fed either by a deterministic synthetic ``Market``, by BitMEX's
+history as a shared market (``history=``, a ``ReplayedMarket``), or by a recording replayed to
+each session (``replay=``). It listens on ``127.0.0.1`` and a free port by default
+(``emulator.url``, ``emulator.rest_url``) and can also be reached in memory
+(``emulator.open_memory_websocket()``, ``connect=emulator.connect_in_memory`` for the client,
+``emulator.connect_rest_in_memory()`` for HTTP), which makes virtual-time tests with
+``autojump_clock`` possible. Faults (drops, closes, stalls, malformed frames, refused handshakes,
+failed auth, delayed acks, deltas before partials, an ignored ``cancelAllAfter``, overloaded and
+dropped REST connections) are scripted per connection and logged by kind.
 
 ::
 
@@ -21,6 +25,8 @@ The default account's credentials are ``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET
 Layout, from the socket inward (imports point down this list, never up):
 
 * ``_server``: ``open_emulator`` and ``Emulator`` (listener, market pump, the public fault API);
+* ``_http``: the first request of a connection says websocket or HTTP; HTTP/1.1 keep-alive
+  serving of the REST app (``rest``, sans-IO) through the hub;
 * ``_connection``: one connection's tasks (reader, command worker, sender, faults), which reach
   the server only through ``ConnectionHost``, implemented by ``_hub.Hub`` (routing, partials,
   credentials, dead man's switch timers, the fault log);
@@ -29,8 +35,8 @@ Layout, from the socket inward (imports point down this list, never up):
   ``_transport`` (outgoing queue, fault-injecting stream), ``_replay``/``_replay_feed``
   (recordings), ``_faults``, ``_texts``, ``_limits`` (BitMEX's in-band 429/503/error limits),
   ``_json`` (BitMEX's float spelling);
-* ``market``: the synthetic market, sans-IO (books and trades, order flow, instruments and
-  funding, accounts, schemas).
+* ``market``: the synthetic market and the replayed one, sans-IO (books and trades, order flow,
+  instruments and funding, schemas), both ``Venue``s over the paper exchange (``exchange``).
 """
 
 from ._connection import EmulatorConnection
