@@ -31,6 +31,7 @@ from bitmex_trio_websocket.emulator import (
     Emulator,
     open_emulator,
 )
+from bitmex_trio_websocket.emulator.rest import RestLimits
 
 from .http_client import HttpClient, Reply, auth_headers
 
@@ -368,3 +369,22 @@ async def test_a_plain_bitmex_rest_client_works_but_for_the_base_url() -> None:
                 refused = await anonymous.get("order")
                 assert refused.status_code == 401
                 assert refused.json()["error"]["name"] == "HTTPError"
+
+
+async def test_rate_limits_are_per_account(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            paper() as emulator,
+            trader(emulator, DEFAULT_API_KEY, DEFAULT_API_SECRET) as me,
+            trader(emulator, OTHER_KEY, OTHER_SECRET) as them,
+        ):
+            emulator.rest_app.set_limits(OTHER_ACCOUNT, RestLimits(per_minute=3))
+            statuses = [(await them.call("GET", "/order")).status for _ in range(4)]
+            assert statuses == [200, 200, 200, 429]
+            refused = await them.call("GET", "/order")
+            assert int(refused.headers["retry-after"]) > 0
+            # Mine are BitMEX's 120 a minute, untouched by theirs.
+            mine = [await me.call("GET", "/order") for _ in range(5)]
+            assert {r.status for r in mine} == {200}
+            assert mine[-1].headers["x-ratelimit-limit"] == "120"
+            assert int(mine[-1].headers["x-ratelimit-remaining"]) == 115

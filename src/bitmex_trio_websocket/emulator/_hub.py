@@ -112,7 +112,7 @@ class Hub:
     def __init__(
         self,
         *,
-        market: Market | Venue | None,
+        market: Venue | None,
         recording: Recording | None,
         accounts: Mapping[str, tuple[str, int]],
         clock: Callable[[], float],
@@ -364,7 +364,7 @@ class Hub:
 
     # ------------------------------------------------------------------ internals
 
-    def _require_market(self) -> Market | Venue:
+    def _require_market(self) -> Venue:
         if self.market is None:
             raise RuntimeError("a replaying emulator has no market")
         return self.market
@@ -379,12 +379,9 @@ class Hub:
             self.publish(self._cancel_all(account))
 
     def _cancel_all(self, account: int) -> list[Delta]:
-        market = self.market
-        if market is None:
+        if self.market is None:
             return []
-        if isinstance(market, Market):
-            return market.cancel_all(account, self.clock(), text=DMS_TEXT)
-        _, deltas = market.exchange.cancel_all(account, self.clock(), text=DMS_TEXT)
+        _, deltas = self.market.exchange.cancel_all(account, self.clock(), text=DMS_TEXT)
         return deltas
 
     def _early_deltas(self, sub: Subscription, connection: int, after_messages: int) -> list[str]:

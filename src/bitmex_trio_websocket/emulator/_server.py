@@ -643,7 +643,7 @@ class _DataClock:
         return self.trio_origin + (data_time - self.data_origin) / self.speed
 
 
-def _rest_app(market: Market | Venue | None, hub: Hub, limits: RestLimits) -> RestApp | None:
+def _rest_app(market: Venue | None, hub: Hub, limits: RestLimits) -> RestApp | None:
     """BitMEX's REST API over the market (none for a per-session replay: nothing to trade)."""
     if market is None:
         return None
