@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+
 from ..._exceptions import BitMEXError
 from .._json import dumps
 from ._auth import RestAuthenticator
@@ -61,8 +63,6 @@ class RestResult:
 
     def json(self) -> Any:
         """The body decoded (a convenience for tests and tools)."""
-        import orjson
-
         return orjson.loads(self.body)
 
 
