@@ -17,10 +17,19 @@ step, to the hub's ``Router``, which hands them to the subscribed sessions' queu
 In replay mode there is no market: each session replays the recording's frames of its topics
 (see ``_replay_feed``).
 
+A connection's first request head (``_http``) says which protocol it speaks: websocket upgrades
+go the way above, ``/api/v1`` requests to the hub's REST app over HTTP/1.1 keep-alive. With
+``history=`` the market is a ``ReplayedMarket`` stepped in data time by ``_run_history`` (see
+``_DataClock``), and the dead man's switch runs on that clock.
+
 ``Emulator`` is the user's handle: where it listens, the market, the live connections, and the
 fault API. Faults that act on one live connection are methods of ``EmulatorConnection``; the ones
 here act on the next handshakes, authentications or subscriptions, on every connection, or on a
 connection by its index (``schedule_fault``, also before it exists).
+
+Why this module is longer than most (about 800 lines): ``Emulator`` is the one public handle and
+most of its length is the documented public API (connecting, market, faults), which reads best
+in one place; the protocol work lives in the modules it delegates to.
 """
 
 from __future__ import annotations
