@@ -213,7 +213,8 @@ async def test_replay_round_trip_gives_the_same_storage(
         async with open_emulator(
             listen=False, rate=100, max_events=1500, clock=virtual_clock()
         ) as emulator:
-            emulator.place_order(100001, "XBTUSD", "Buy", 100, 1.0)
+            # far below the market, and within the account's margin (at $1 it needed 10 XBT)
+            emulator.place_order(100001, "XBTUSD", "Buy", 100, 90_000.0)
             async with emulator.open_memory_websocket(extra_headers=auth_headers()) as ws:
                 await send(ws, {"op": "subscribe", "args": topics})
                 done = False
