@@ -52,7 +52,7 @@ compiled function checks them). The typed locals of the hot paths are what mypyc
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from sortedcontainers import SortedList
@@ -82,6 +82,9 @@ class _Absent:
 
 
 _ABSENT: Final[Any] = _Absent()
+# A level id (an int) as BitMEX sent it. Not annotated int: the compiled core would unbox such a
+# value and box it again where it is stored, a second int object per level (32 bytes each).
+LevelId = Any
 _UNSET: Final[Any] = object()
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
 _SPLIT: Final = 2048  # a side's price list becomes a SortedList beyond this many levels
@@ -116,6 +119,45 @@ def _finish(
     return new_result(table, action, changes, dropped, violations)
 
 
+class _Gate:
+    """Which slices of one table have had a partial, i.e. whose deltas we accept."""
+
+    __slots__ = ("excluded", "symbols", "whole")
+
+    def __init__(self) -> None:
+        self.whole = False
+        self.symbols: set[str] = set()
+        self.excluded: set[str] = set()  # reset() out of a whole-table slice
+
+    def __reduce__(self) -> tuple[Any, ...]:  # see _Level.__reduce__
+        return (_Gate, (), (self.whole, self.symbols, self.excluded))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.whole, self.symbols, self.excluded = state
+
+    def accepts(self, symbol: Any) -> bool:
+        return symbol in self.symbols or (self.whole and symbol not in self.excluded)
+
+    def cover(self, symbol: str | None) -> None:
+        if symbol is None:
+            self.whole = True
+            self.symbols.clear()
+            self.excluded.clear()
+        else:
+            self.symbols.add(symbol)
+            self.excluded.discard(symbol)
+
+    def forget(self, symbol: str | None) -> None:
+        if symbol is None:
+            self.whole = False
+            self.symbols.clear()
+            self.excluded.clear()
+        else:
+            self.symbols.discard(symbol)
+            if self.whole:
+                self.excluded.add(symbol)
+
+
 class _Level:
     """One stored level (symbol, side and id are where it is stored)."""
 
@@ -146,6 +188,16 @@ class _LevelX(_Level):
         return (_LevelX, (self.key, self.size, self.ts, self.tt, self.extra))
 
 
+def _finite(value: Any) -> bool:
+    """``_validate.finite``; a float is compared unboxed in the compiled core."""
+    if type(value) is float:
+        number: float = value
+        return NFMAX <= number <= FMAX
+    # Not "type(value) is int": narrowed to int, the compiled comparison would convert the value
+    # to a float, which raises for an int beyond float range (Python compares it exactly).
+    return type(value) in NUMBER and NFMAX <= value <= FMAX
+
+
 def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
     if extra:
         return _LevelX(key, size, ts, tt, extra)
@@ -161,7 +213,7 @@ class _Side:
         self.symbol: str = symbol
         self.side: str = side
         self.buy: bool = side == "Buy"
-        self.ids: dict[int, _Level] = {}
+        self.ids: dict[LevelId, _Level] = {}
         self.at: dict[Any, Any] = {}  # key -> id, or a list of ids sharing that key
         self.prices: Any = []  # list or SortedList of keys, one per level
 
@@ -174,7 +226,7 @@ class _Side:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.ids, self.at, self.prices = state
 
-    def row(self, level_id: int, level: _Level) -> Row:
+    def row(self, level_id: LevelId, level: _Level) -> Row:
         """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
         key = level.key
         row = {
@@ -194,7 +246,7 @@ class _Side:
 
     # -- the price index ---------------------------------------------------------------------
 
-    def place(self, level_id: int, key: Any) -> None:
+    def place(self, level_id: LevelId, key: Any) -> None:
         held = self.at.get(key)
         if held is None:
             self.at[key] = level_id
@@ -210,7 +262,7 @@ class _Side:
         else:
             prices.add(key)
 
-    def unplace(self, level_id: int, key: Any) -> None:
+    def unplace(self, level_id: LevelId, key: Any) -> None:
         at = self.at
         held = at[key]
         if type(held) is int:
@@ -225,7 +277,7 @@ class _Side:
         else:
             prices.remove(key)
 
-    def fill(self, levels: dict[int, _Level]) -> None:
+    def fill(self, levels: dict[LevelId, _Level]) -> None:
         """Replace everything with ``levels`` (refilled in place: views stay live)."""
         self.ids = levels
         at = self.at
@@ -249,7 +301,7 @@ class _Side:
             return None
         return -prices[0] if self.buy else prices[0]
 
-    def ordered(self, reverse: bool = False) -> Iterator[tuple[int, _Level]]:
+    def ordered(self, reverse: bool = False) -> Iterator[tuple[LevelId, _Level]]:
         """``(id, level)`` best first (worst first if ``reverse``), equal prices by id."""
         ids, at = self.ids, self.at
         prev: Any = _UNSET
@@ -378,8 +430,8 @@ class BookTable:
             if symbol is None:
                 continue  # whole-table empty partial
             sides = self.sides_of(symbol)
-            buys: dict[int, _Level] = {}
-            sells: dict[int, _Level] = {}
+            buys: dict[LevelId, _Level] = {}
+            sells: dict[LevelId, _Level] = {}
             for row in rows:
                 side = row["side"]
                 levels = buys if side == "Buy" else sells
@@ -405,7 +457,11 @@ class BookTable:
                 problems.append(problem)
         self.stamp = stamp
 
-    def insert(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
+    def insert(self, table: str, data: list[Any], gate: _Gate) -> ApplyResult:
+        if len(data) == 1:
+            result = self._insert_one(table, data[0], gate)
+            if result is not None:
+                return result
         check_levels(data, True)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
@@ -420,7 +476,7 @@ class BookTable:
             symbol = row["symbol"]
             if symbol != current:
                 current = symbol
-                if accepts(symbol):
+                if gate.accepts(symbol):
                     sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
@@ -480,7 +536,11 @@ class BookTable:
             problems = self._checks(groups, True, problems)
         return _finish(table, "insert", groups, dropped, problems)
 
-    def update(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
+    def update(self, table: str, data: list[Any], gate: _Gate) -> ApplyResult:
+        if len(data) == 1:
+            result = self._update_one(table, data[0], gate)
+            if result is not None:
+                return result
         for item in data:  # check_levels(data, False), inlined: the most common message
             if type(item) is dict:
                 try:
@@ -508,7 +568,7 @@ class BookTable:
         current: Any = _UNSET
         bids: _Side | None = None
         asks = _NO_SIDE
-        bid_ids: dict[int, _Level] = {}
+        bid_ids: dict[LevelId, _Level] = {}
         ask_ids = bid_ids
         level: _Level | None
         row: Row
@@ -518,7 +578,7 @@ class BookTable:
             symbol = row["symbol"]
             if symbol != current:
                 current = symbol
-                if accepts(symbol):
+                if gate.accepts(symbol):
                     sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
@@ -579,7 +639,11 @@ class BookTable:
             problems = self._checks(groups, moved, problems)
         return _finish(table, "update", groups, dropped, problems)
 
-    def delete(self, table: str, data: list[Any], accepts: Callable[[Any], bool]) -> ApplyResult:
+    def delete(self, table: str, data: list[Any], gate: _Gate) -> ApplyResult:
+        if len(data) == 1:
+            result = self._delete_one(table, data[0], gate)
+            if result is not None:
+                return result
         check_levels(data, False)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
@@ -593,7 +657,7 @@ class BookTable:
             symbol = row["symbol"]
             if symbol != current:
                 current = symbol
-                if accepts(symbol):
+                if gate.accepts(symbol):
                     sides = self.sides_of(symbol)
                     bids = sides["Buy"]
                     asks = sides["Sell"]
@@ -626,6 +690,165 @@ class BookTable:
             problems = self._checks(groups, False, problems)
         return _finish(table, "delete", groups, dropped, problems)
 
+    # -- one-row messages (most of what BitMEX sends): fields read once, no grouping ----------
+    # Each returns None, having changed nothing, for anything but the plain case (a malformed
+    # row, a duplicate insert, an unknown id, a level with extra fields); the general path then
+    # validates, applies and reports it as before.
+
+    def _side_of(self, symbol: str, side_name: Any) -> _Side | None:
+        sides = self.books.get(symbol)
+        if sides is None:
+            sides = self.sides_of(symbol)
+        return sides.get(side_name)
+
+    def _update_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
+        if type(row) is not dict or len(row) != 7:
+            return None
+        try:
+            symbol = row["symbol"]
+            level_id = row["id"]
+            side_name = row["side"]
+            price = row["price"]
+            size = row["size"]
+            ts = row["timestamp"]
+            tt = row["transactTime"]
+        except KeyError:
+            return None
+        if not (
+            type(symbol) is str
+            and type(level_id) is int
+            and (side_name == "Buy" or side_name == "Sell")
+            and _finite(price)
+            and _finite(size)
+        ):
+            return None
+        if not gate.accepts(symbol):
+            return new_result(table, "update", (), 1, ())
+        side = self._side_of(symbol, side_name)
+        if side is None:
+            return None
+        level = side.ids.get(level_id)
+        if level is None or type(level) is not _Level:
+            return None
+        key = -price if side.buy else price
+        held = level.key
+        moved = key != held or type(key) is not type(held)
+        if moved:  # a price change moves the level
+            side.unplace(level_id, held)
+            level.key = key
+            side.place(level_id, key)
+        level.size = size
+        stamp = self.stamp
+        if ts == stamp:
+            ts = stamp
+            if tt == stamp:
+                tt = stamp
+        elif type(ts) is str:
+            self.stamp = ts
+            if tt == ts:
+                tt = ts
+        level.ts = ts
+        level.tt = tt
+        change = new_change(table, "update", symbol, (row,))
+        if moved or symbol in self.crossed:
+            return self._checked(table, "update", change, symbol)
+        return new_result(table, "update", (change,), 0, ())
+
+    def _insert_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
+        if type(row) is not dict or len(row) != 7:
+            return None
+        try:
+            symbol = row["symbol"]
+            level_id = row["id"]
+            side_name = row["side"]
+            price = row["price"]
+            size = row["size"]
+            ts = row["timestamp"]
+            tt = row["transactTime"]
+        except KeyError:
+            return None
+        if not (
+            type(symbol) is str
+            and type(level_id) is int
+            and (side_name == "Buy" or side_name == "Sell")
+            and _finite(price)
+            and _finite(size)
+        ):
+            return None
+        if not gate.accepts(symbol):
+            return new_result(table, "insert", (), 1, ())
+        side = self._side_of(symbol, side_name)
+        if side is None:
+            return None
+        ids = side.ids
+        if level_id in ids:
+            return None
+        key = -price if side.buy else price
+        stamp = self.stamp
+        if ts == stamp:
+            ts = stamp
+            if tt == stamp:
+                tt = stamp
+        elif type(ts) is str:
+            self.stamp = ts
+            if tt == ts:
+                tt = ts
+        ids[level_id] = _Level(key, size, ts, tt)
+        at = side.at
+        prices = side.prices
+        if key not in at and type(prices) is list and len(prices) < _SPLIT:
+            at[key] = level_id
+            insort(prices, key)
+        else:
+            side.place(level_id, key)
+        return self._checked(table, "insert", new_change(table, "insert", symbol, (row,)), symbol)
+
+    def _delete_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
+        if type(row) is not dict:
+            return None
+        try:
+            symbol = row["symbol"]
+            level_id = row["id"]
+            side_name = row["side"]
+        except KeyError:
+            return None
+        price = row.get("price", 0)
+        size = row.get("size", 0)
+        if not (
+            type(symbol) is str
+            and type(level_id) is int
+            and (side_name == "Buy" or side_name == "Sell")
+            and _finite(price)
+            and _finite(size)
+        ):
+            return None
+        if not gate.accepts(symbol):
+            return new_result(table, "delete", (), 1, ())
+        side = self._side_of(symbol, side_name)
+        if side is None:
+            return None
+        level = side.ids.pop(level_id, None)
+        if level is None:
+            return None
+        change = new_change(table, "delete", symbol, (side.row(level_id, level),))
+        key = level.key
+        at = side.at
+        prices = side.prices
+        if type(at[key]) is int and type(prices) is list:
+            del at[key]
+            del prices[bisect_left(prices, key)]
+        else:
+            side.unplace(level_id, key)
+        if symbol in self.crossed:  # a delete can uncross a book, never cross one
+            return self._checked(table, "delete", change, symbol)
+        return new_result(table, "delete", (change,), 0, ())
+
+    def _checked(self, table: str, action: str, change: Change, symbol: str) -> ApplyResult:
+        """The result of a one-row message whose book may be crossed now."""
+        problem = self.check(symbol)
+        violations = () if problem is None else violations_of(table, [problem])
+        return new_result(table, action, (change,), 0, violations)
+
     def rows(self, symbol: str | None) -> list[Row]:
         """Rows as BitMEX lays out partials: asks, then bids, each by descending price."""
         books = self.books
@@ -642,7 +865,7 @@ class BookTable:
         self.crossed.discard(symbol)
 
 
-def _merge(side: _Side, level_id: int, level: _Level, row: Row) -> tuple[Row, bool]:
+def _merge(side: _Side, level_id: LevelId, level: _Level, row: Row) -> tuple[Row, bool]:
     """Merge an update row into a level the general way; the merged row, and if it moved."""
     merged = side.row(level_id, level)
     merged.update(row)

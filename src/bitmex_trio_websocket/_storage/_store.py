@@ -52,7 +52,7 @@ from sortedcontainers import SortedDict
 from .._events import ApplyResult, Row, Violation, new_result
 from .._storage._orders import CLOSED_ORDER_STATUSES, ClosedOrders, parse_timestamp
 from .._storage._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
-from ._book import BOOK_TABLES, BookTable, Problem, changes_of, violations_of
+from ._book import BOOK_TABLES, BookTable, Problem, _Gate, changes_of, violations_of
 from ._validate import bad, check_book10, check_levels, check_row, row_key
 
 __all__ = ["BOOK_TABLES", "CLOSED_ORDER_STATUSES", "Storage"]
@@ -62,45 +62,6 @@ _ACTIONS: Final = ("partial", "insert", "update", "delete")
 _ORDER: Final = "order"
 _UNSET: Final[Any] = object()
 _dict_set = dict.__setitem__
-
-
-class _Gate:
-    """Which slices of one table have had a partial, i.e. whose deltas we accept."""
-
-    __slots__ = ("excluded", "symbols", "whole")
-
-    def __init__(self) -> None:
-        self.whole = False
-        self.symbols: set[str] = set()
-        self.excluded: set[str] = set()  # reset() out of a whole-table slice
-
-    def __reduce__(self) -> tuple[Any, ...]:  # see _book._Level.__reduce__
-        return (_Gate, (), (self.whole, self.symbols, self.excluded))
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.whole, self.symbols, self.excluded = state
-
-    def accepts(self, symbol: Any) -> bool:
-        return symbol in self.symbols or (self.whole and symbol not in self.excluded)
-
-    def cover(self, symbol: str | None) -> None:
-        if symbol is None:
-            self.whole = True
-            self.symbols.clear()
-            self.excluded.clear()
-        else:
-            self.symbols.add(symbol)
-            self.excluded.discard(symbol)
-
-    def forget(self, symbol: str | None) -> None:
-        if symbol is None:
-            self.whole = False
-            self.symbols.clear()
-            self.excluded.clear()
-        else:
-            self.symbols.discard(symbol)
-            if self.whole:
-                self.excluded.add(symbol)
 
 
 def _group(rows: list[Row]) -> dict[Any, list[Row]]:
@@ -155,13 +116,27 @@ class Storage:
 
     def apply(self, message: Mapping[str, Any]) -> ApplyResult:
         """Apply one decoded table message; ``RemoteProtocolError`` if it is malformed."""
-        if type(message) is not dict and not isinstance(message, Mapping):
+        if type(message) is dict:  # typed as such, the compiled core reads it without a call
+            plain: dict[str, Any] = message
+            table = plain.get("table")
+            action = plain.get("action")
+            data = plain.get("data")
+        elif isinstance(message, Mapping):
+            table = message.get("table")
+            action = message.get("action")
+            data = message.get("data")
+        else:
             raise bad("table message is not an object", message)
-        table = message.get("table")
-        action = message.get("action")
-        data = message.get("data")
         if type(table) is not str:
             raise bad("table message has no table name", table)
+        books = self._books.get(table)
+        if books is not None and type(data) is list:  # an L2 delta (most messages): no more checks
+            if action == "update":
+                return books.update(table, data, self._gates[table])
+            if action == "insert":
+                return books.insert(table, data, self._gates[table])
+            if action == "delete":
+                return books.delete(table, data, self._gates[table])
         if action not in _ACTIONS:
             raise bad("unknown table action", action)
         if type(data) is not list:
@@ -177,10 +152,10 @@ class Storage:
                 check_levels(data, action == "insert")
                 return new_result(table, action, (), len(data), ())
             if action == "update":
-                return books.update(table, data, self._gates[table].accepts)
+                return books.update(table, data, self._gates[table])
             if action == "insert":
-                return books.insert(table, data, self._gates[table].accepts)
-            return books.delete(table, data, self._gates[table].accepts)
+                return books.insert(table, data, self._gates[table])
+            return books.delete(table, data, self._gates[table])
         keys = self.keys.get(table)
         if keys is None:  # never had a partial: only the envelope can be checked
             for row in data:
