@@ -28,6 +28,10 @@ calls return at once when nothing of any account is open in the symbol, so a ven
 on every book change. After an account's order takes liquidity the exchange reports the new size
 of every level taken to its own queues (other accounts' orders resting there lose the size that
 was ahead of them). Account orders never trade with each other and are never in the public book.
+
+Length: this module is over 600 lines because the commands and the market events share one
+order life cycle (arrive, take, rest, trigger, cancel); validation, rows and maths live in
+``_orders``, ``_accounts`` and ``_positions``.
 """
 
 from __future__ import annotations
