@@ -23,7 +23,9 @@ from ._exceptions import (
     ExchangeClosedError,
     HandshakeError,
     LocalProtocolError,
+    Overloaded,
     ProtocolError,
+    RateLimited,
     RemoteProtocolError,
     ReplayInterrupted,
     ReplayRefused,
@@ -31,6 +33,7 @@ from ._exceptions import (
     SubscriptionError,
 )
 from ._replay import BitMEXReplay, ReplayStats, open_bitmex_replay
+from ._rest import BitMEXRest, open_bitmex_rest
 from ._routing import ConnectionStats
 from ._storage import ApplyResult, BookSide, Change, OrderBook, Storage, Violation
 from ._version import __version__
@@ -42,6 +45,7 @@ __all__ = [
     "BitMEXAPIError",
     "BitMEXError",
     "BitMEXReplay",
+    "BitMEXRest",
     "BitMEXWebsocket",
     "BookSide",
     "Change",
@@ -58,7 +62,9 @@ __all__ = [
     "LifecycleEvent",
     "LocalProtocolError",
     "OrderBook",
+    "Overloaded",
     "ProtocolError",
+    "RateLimited",
     "Reconnected",
     "RemoteProtocolError",
     "ReplayInterrupted",
@@ -71,5 +77,6 @@ __all__ = [
     "Violation",
     "__version__",
     "open_bitmex_replay",
+    "open_bitmex_rest",
     "open_bitmex_websocket",
 ]

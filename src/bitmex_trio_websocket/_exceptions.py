@@ -8,9 +8,11 @@ well-formed error reply from BitMEX carrying its structured fields. ::
     ├── ProtocolError
     │   ├── LocalProtocolError       we were asked to send something BitMEX would not accept
     │   └── RemoteProtocolError      the server sent something we cannot interpret
-    ├── BitMEXAPIError               an error reply: status, message, meta, request
+    ├── BitMEXAPIError               an error reply: status, name, message, meta, request
     │   ├── AuthenticationError      the server refused our credentials
-    │   └── SubscriptionError        the server refused a subscribe/unsubscribe
+    │   ├── SubscriptionError        the server refused a subscribe/unsubscribe
+    │   ├── RateLimited              REST 429, still refused after waiting: retry_after
+    │   └── Overloaded               REST 503 "overloaded", not retried or still shed
     ├── ConnectionClosed*            the connection is closed and was not recovered: reason
     │   ├── ReplayRefused*           tardis-machine refused the replay (1011): why, what to do
     │   └── ReplayInterrupted*       a replay server's connection dropped before the end
@@ -47,7 +49,9 @@ __all__ = [
     "ExchangeClosedError",
     "HandshakeError",
     "LocalProtocolError",
+    "Overloaded",
     "ProtocolError",
+    "RateLimited",
     "RemoteProtocolError",
     "ReplayInterrupted",
     "ReplayRefused",
@@ -109,8 +113,10 @@ class BitMEXAPIError(BitMEXError):
     """BitMEX answered a command with an error reply.
 
     ``status`` is BitMEX's HTTP-like status (``None`` when the reply had none), ``message`` its
-    error text, ``meta`` its meta object (``retryAfter`` lives there on 429) and ``request`` the
-    command it echoed, with signatures redacted.
+    error text, ``name`` its error name where it gave one (REST: ``HTTPError``,
+    ``ValidationError``...), ``meta`` its meta object (``retryAfter`` lives there on 429) and
+    ``request`` the command it answered, with signatures redacted (a REST request is kept as
+    method, path and parameters: never its headers, so never its key's signature).
     """
 
     def __init__(
@@ -120,9 +126,11 @@ class BitMEXAPIError(BitMEXError):
         *,
         meta: Mapping[str, Any] | None = None,
         request: Any = None,
+        name: str | None = None,
     ) -> None:
         self.status = status
         self.message = message
+        self.name = name
         self.meta: dict[str, Any] = dict(meta or {})
         self.request = redact_request(request)
         super().__init__(f"{status if status is not None else '?'} {message}")
@@ -146,6 +154,33 @@ class AuthenticationError(BitMEXAPIError):
 
 class SubscriptionError(BitMEXAPIError):
     """The server refused a subscribe or unsubscribe command."""
+
+
+class RateLimited(BitMEXAPIError):
+    """A REST request was refused with 429 and still was after waiting ``Retry-After`` as many
+    times as the client allows. ``retry_after`` holds the server's last ``Retry-After`` (s)."""
+
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        *,
+        retry_after: float | None,
+        meta: Mapping[str, Any] | None = None,
+        request: Any = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(status, message, meta=meta, request=request, name=name)
+        self._retry_after = retry_after
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._retry_after
+
+
+class Overloaded(BitMEXAPIError):
+    """BitMEX shed a REST request with 503 "The system is currently overloaded.": raised when a
+    retry was not safe (it could double an order) or every retry was shed too."""
 
 
 class ConnectionClosed(BitMEXError, trio_websocket.ConnectionClosed):
