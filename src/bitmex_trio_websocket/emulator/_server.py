@@ -705,10 +705,10 @@ async def open_emulator(
     runs on that clock too. ``accounts`` maps API keys to ``(secret, account number)``; by
     default the one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``);
     ``balances`` (currency -> amount in settlement units, e.g. ``{"XBt": 10**8}``) funds the
-    accounts of a replayed market. BitMEX's REST API is served on the same port
-    (``rest_url``) with BitMEX's request limits, or ``rest_limits`` (per account:
-    ``emulator.rest_app.set_limits``); an idle keep-alive connection is closed after
-    ``keep_alive`` seconds.
+    accounts of a replayed market, and those of a synthetic one but the default account.
+    BitMEX's REST API is served on the same port (``rest_url``) with BitMEX's request
+    limits, or ``rest_limits`` (per account: ``emulator.rest_app.set_limits``); an idle
+    keep-alive connection is closed after ``keep_alive`` seconds.
     ``clock`` is the wall clock
     used for timestamps (default ``time.time``); the market opens at that clock's time, so a
     fixed ``clock`` makes a seeded run byte-identical. Timers run on trio's clock. With
@@ -773,8 +773,13 @@ async def open_emulator(
             scenario=scenario,
         )
         for _, account in account_map.values():
-            if account != DEFAULT_ACCOUNT:
-                market.add_account(account)
+            if account != DEFAULT_ACCOUNT:  # funded by ``balances`` when given
+                funds = balances or {}
+                market.add_account(
+                    account,
+                    balance_xbt_sats=funds.get("XBt", 10**8),
+                    balance_usdt=funds.get("USDt", 0),
+                )
     hub = Hub(
         market=market,
         recording=recording,
