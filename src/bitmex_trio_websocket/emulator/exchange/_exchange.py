@@ -105,13 +105,40 @@ class Exchange:
         self._prices: dict[tuple[str, str], float] = {}  # (symbol, trigger kind) -> price
         for symbol, mark in self._marks.items():
             self._prices[symbol, "MarkPrice"] = mark
-        self._ledger = Ledger(self._contracts, self._marks, rng)
-        self._queues = {symbol: QueueBook() for symbol in self._contracts}
-        self._triggers = {symbol: Triggers() for symbol in self._contracts}
+        self._ledger = Ledger(self._contracts, self._marks, rng)  # shares both dicts
+        self._queues: dict[str, QueueBook] = {}
+        self._triggers: dict[str, Triggers] = {}
         self._live: dict[str, Order] = {}  # every open order of every account, by orderID
         # orderIDs in each symbol's queue, and of its untriggered stops
-        self._resting: dict[str, set[str]] = {symbol: set() for symbol in self._contracts}
-        self._waiting: dict[str, set[str]] = {symbol: set() for symbol in self._contracts}
+        self._resting: dict[str, set[str]] = {}
+        self._waiting: dict[str, set[str]] = {}
+        for symbol in self._contracts:
+            self._add_symbol(symbol)
+
+    def _add_symbol(self, symbol: str) -> None:
+        self._queues[symbol] = QueueBook()
+        self._triggers[symbol] = Triggers()
+        self._resting[symbol] = set()
+        self._waiting[symbol] = set()
+
+    # ------------------------------------------------------------------ contracts
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols this exchange trades (orders in any other: "Invalid symbol")."""
+        return frozenset(self._contracts)
+
+    def add_contract(self, symbol: str, contract: Contract, mark: float) -> None:
+        """Make ``symbol`` tradable with ``contract``, marked at ``mark`` until the venue reports
+        a mark (``on_prices``). A venue that learns its contracts from its data (history) calls
+        this as each one appears. For a symbol already traded only the contract is replaced
+        (a better reading of the same instrument: orders, positions and the mark stay)."""
+        self._contracts[symbol] = contract
+        if symbol in self._queues:
+            return
+        self._marks[symbol] = mark
+        self._prices[symbol, "MarkPrice"] = mark
+        self._add_symbol(symbol)
 
     # ------------------------------------------------------------------ accounts
 

@@ -47,8 +47,8 @@ What exists when: a table, and each symbol in it, has no state until its partial
 replayed. ``symbols`` (tradable contracts) and ``indices`` grow as the data shows them: a
 contract joins ``symbols`` when its book's first partial has been replayed (its contract from
 its ``instrument`` row, else ``_replayed_contracts``' fallback) and joins the exchange
-(``add_contract``); before that the exchange does not know the symbol and refuses its orders
-("Invalid symbol"), a snapshot of it is empty and its rows are ``[]``. A symbol recorded
+(``Exchange.add_contract``); before that the exchange does not know the symbol and refuses its
+orders ("Invalid symbol"), a snapshot of it is empty and its rows are ``[]``. A symbol recorded
 without ``instrument`` rows is marked at its book's mid when it starts, then at each recorded
 trade's price (the only price there is). ``snapshot`` gives partials of the recorded tables
 (keys and types as recorded, else BitMEX's defaults) and the exchange's private tables;
@@ -77,12 +77,7 @@ from ..._storage import BOOK_TABLES, Storage
 from .._texts import FALLBACK_KEYS
 from ._instruments import Contract
 from ._replayed_book import BOOK_TABLE_ORDER, RecordedBooks
-from ._replayed_contracts import (
-    add_contract,
-    contract_from_book,
-    contract_from_instrument,
-    is_index,
-)
+from ._replayed_contracts import contract_from_book, contract_from_instrument, is_index
 from ._replayed_cursor import Cursor
 from ._replayed_images import Meta, diff_rows, meta_of
 from ._schemas import (
@@ -136,8 +131,9 @@ class ReplayedMarket:
     randomness, so two runs over the same source make the same bytes. ``max_trades`` bounds
     each keyless table (trades, quotes: the ``trade`` rows the REST API reads back).
     ``exchange_factory`` builds the paper exchange (default: ``emulator.exchange.Exchange``)
-    from the contracts (a live mapping: contracts join it as the data shows them), this
-    market's ``Liquidity``, a seeded ``Random``, the time formatter and the mark prices.
+    from the contracts known at the start (none), this market's ``Liquidity``, a seeded
+    ``Random``, the time formatter and the mark prices; contracts join it through its
+    ``add_contract`` as the data shows them.
     """
 
     def __init__(
@@ -583,7 +579,7 @@ class ReplayedMarket:
             self._marks.setdefault(symbol, mark)
         if symbol in self._contracts:
             self._contracts[symbol] = contract  # the row's contract replaces a guessed one
-            add_contract(self._exchange, symbol, contract, self._marks.get(symbol, 0.0))
+            self._exchange.add_contract(symbol, contract, self._marks.get(symbol, 0.0))
         else:
             self._pending[symbol] = contract
             if self._books.book_table(symbol) is not None:
@@ -607,7 +603,7 @@ class ReplayedMarket:
             bid, ask = self._books.best(symbol, "Buy"), self._books.best(symbol, "Sell")
             mark = (bid + ask) / 2 if bid is not None and ask is not None else bid or ask or 0.0
             self._marks[symbol] = mark = contract.round_price(mark)
-        add_contract(self._exchange, symbol, contract, mark)
+        self._exchange.add_contract(symbol, contract, mark)
         self.symbols = (*self.symbols, symbol)
 
     # ------------------------------------------------------------------ reads

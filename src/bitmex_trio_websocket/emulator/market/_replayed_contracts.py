@@ -18,7 +18,7 @@ from typing import Any
 
 from ._instruments import _KNOWN_SPECS, Contract, InstrumentSpec
 
-__all__ = ["add_contract", "contract_from_book", "contract_from_instrument", "is_index"]
+__all__ = ["contract_from_book", "contract_from_instrument", "is_index"]
 
 
 def is_index(symbol: str, row: Mapping[str, Any] | None = None) -> bool:
@@ -111,27 +111,3 @@ def contract_from_book(symbol: str, prices: Iterable[float]) -> Contract | None:
         1 if linear else 100, root or symbol, "USDT" if linear else "USD",
         "USDt" if linear else "XBt", 1_000_000 if linear else 1,
     )  # fmt: skip
-
-
-def add_contract(exchange: Any, symbol: str, contract: Contract, mark: float) -> None:
-    """Make ``symbol`` tradable on the exchange (or replace its contract).
-
-    The exchange's ``add_contract`` when it has one; else its per-symbol state is set up the
-    way its constructor does (it copies the contracts it starts with, and a replayed market
-    learns its contracts as the data shows them)."""
-    add = getattr(exchange, "add_contract", None)
-    if add is not None:
-        add(symbol, contract, mark)
-        return
-    from ..exchange._queue import QueueBook  # the exchange imports this package: import late
-    from ..exchange._triggers import Triggers
-
-    exchange._contracts[symbol] = contract
-    if symbol in exchange._queues:
-        return
-    exchange._marks[symbol] = mark
-    exchange._prices[symbol, "MarkPrice"] = mark
-    exchange._queues[symbol] = QueueBook()
-    exchange._triggers[symbol] = Triggers()
-    exchange._resting[symbol] = set()
-    exchange._waiting[symbol] = set()

@@ -1,0 +1,43 @@
+"""The exchange's options and late contracts: ``add_contract``, ``queue_window``, ``through``.
+
+Same hand-written book as ``test_orders`` (asks 95000.0 x 1000 ..., bids 94999.5 x 1000 ...).
+"""
+
+from __future__ import annotations
+
+from random import Random
+
+import pytest
+
+from bitmex_trio_websocket.emulator.exchange import Exchange, OrderRejected
+from bitmex_trio_websocket.emulator.market import Contract, Delta, spec_for
+from bitmex_trio_websocket.emulator.market._schemas import TimeFormatter
+
+from .test_orders import ASKS, BIDS, T0, FakeBook, fills
+
+
+def test_add_contract_makes_a_symbol_tradable_later() -> None:
+    book = FakeBook(BIDS, ASKS)
+    contracts = {"ETHUSD": Contract(spec_for("ETHUSD"))}
+    exchange = Exchange(contracts, book, Random(1), TimeFormatter(), marks={"ETHUSD": 3300.0})
+    exchange.add_account(7, {"XBt": 10**8}, T0)
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 95_000.0}
+    with pytest.raises(OrderRejected, match="Invalid symbol"):
+        exchange.place_order(7, order, T0)
+    assert exchange.symbols == {"ETHUSD"}
+
+    exchange.add_contract("XBTUSD", Contract(spec_for("XBTUSD")), 94_999.75)
+    assert exchange.symbols == {"ETHUSD", "XBTUSD"}
+    row, deltas = exchange.place_order(7, order, T0)
+    assert row["ordStatus"] == "Filled" and fills(deltas) == [(95_000.0, 100, "RemovedLiquidity")]
+    (position,) = exchange.positions(7)
+    assert position["markPrice"] == 94_999.75 and position["currentQty"] == 100
+
+    # a resting order there keeps its place when the contract is read again (same instrument)
+    resting = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 94_999.5}
+    row, _ = exchange.place_order(7, resting, T0)
+    exchange.add_contract("XBTUSD", Contract(spec_for("XBTUSD")), 1.0)
+    out: list[Delta] = []
+    exchange.on_trade("XBTUSD", "Sell", 94_999.5, 1100, T0 + 1, out)  # 1000 ahead, then ours
+    assert fills(out) == [(94_999.5, 100, "AddedLiquidity")]
+    assert exchange.positions(7)[0]["markPrice"] == 94_999.75  # the mark is not reset
