@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
@@ -45,6 +45,7 @@ import trio.testing
 
 from .._client import BitMEXWebsocket, open_bitmex_websocket
 from .._replay._sources import ReplaySource, source_files
+from .._storage import Change
 from ..emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, SCENARIOS, Emulator, open_emulator
 from ..emulator.market._venue import Liquidity, Venue
 from ._report import Recorder, Report, Sample, iso
@@ -392,18 +393,18 @@ async def _follow(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     started = False
-    async for item in watcher.events(table):
-        rows = getattr(item, "rows", None)
-        if rows is None:
-            continue  # a lifecycle event
-        if not started:
-            task_status.started()
-            started = True
-        for row in rows:
-            if table == "order":
-                recorder.on_order(row)
-            elif recorder.on_execution(row) is not None:
-                sampler.fill_seen()
+    async with aclosing(watcher.events(table)) as items:
+        async for item in items:
+            if not isinstance(item, Change):
+                continue  # a lifecycle event
+            if not started:
+                task_status.started()  # the partial: subscribed
+                started = True
+            for row in item.rows:
+                if table == "order":
+                    recorder.on_order(row)
+                elif recorder.on_execution(row) is not None:
+                    sampler.fill_seen()
 
 
 class _Sampler:
