@@ -109,3 +109,46 @@ def test_a_symbol_without_a_book_refuses_orders(tmp_path: Path) -> None:
         venue.exchange.place_order(
             ACCOUNT, {"symbol": "ETHUSD", "side": "Buy", "orderQty": 1, "price": 1.0}, venue.now
         )
+
+
+def _queue_frames() -> list[tuple[float, str]]:
+    """A sell of 60 at 100.0 (100 recorded there), its book update 3 ms later (the next frame,
+    as receive times have it), then sells of 40 and 100 at 100.0."""
+
+    def sell(size: int) -> str:
+        row = {"symbol": "XBTUSD", "side": "Sell", "size": size, "price": 100.0, "timestamp": TS}
+        return msg("trade", "insert", [row])
+
+    shrunk = level(3, "Buy", 40, 100.0)
+    return opening(
+        (T0 + 1, sell(60)),
+        (T0 + 1.003, msg("orderBookL2", "update", [shrunk])),
+        (T0 + 2, sell(40)),
+        (T0 + 3, sell(100)),
+    )
+
+
+def _resting_fills(venue: ReplayedMarket, until: float) -> list[tuple[str, int]]:
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 100.0}
+    row, _ = venue.exchange.place_order(ACCOUNT, order, venue.now)
+    assert row["ordStatus"] == "New"  # behind the 100 recorded at 100.0
+    deltas = venue.step(until)
+    return [(e["timestamp"], e["lastQty"]) for e in private(deltas, "execution")
+            if e["execType"] == "Trade"]  # fmt: skip
+
+
+def test_a_trade_and_its_book_update_frames_apart_count_once(tmp_path: Path) -> None:
+    venue = venue_of(tmp_path, _queue_frames())
+    # 100 ahead; the sell of 60 leaves 40 ahead, and the update 100 -> 40 is that sell, not
+    # 60 more leaving in front: the sell of 40 at T0 + 2 reaches the front, the next fills us
+    fills = _resting_fills(venue, T0 + 3)
+    assert fills == [("2025-01-01T00:00:03.000Z", 100)]
+
+
+def test_without_a_window_the_same_volume_comes_off_twice(tmp_path: Path) -> None:
+    # the fault the window fixes: keyed by receive time alone, the update is a second decrease
+    venue = ReplayedMarket(write_slices(tmp_path / "s.txt", _queue_frames()), queue_window=0.0)
+    venue.add_account(ACCOUNT, balance_xbt_sats=10**8)
+    venue.step(T0)
+    fills = _resting_fills(venue, T0 + 3)
+    assert fills[0] == ("2025-01-01T00:00:02.000Z", 40)  # a second too early

@@ -41,3 +41,23 @@ def test_add_contract_makes_a_symbol_tradable_later() -> None:
     exchange.on_trade("XBTUSD", "Sell", 94_999.5, 1100, T0 + 1, out)  # 1000 ahead, then ours
     assert fills(out) == [(94_999.5, 100, "AddedLiquidity")]
     assert exchange.positions(7)[0]["markPrice"] == 94_999.75  # the mark is not reset
+
+
+@pytest.mark.parametrize(("window", "early"), [(0.0, True), (0.005, False)])
+def test_queue_window_reconciles_a_trade_and_its_decrease_3ms_apart(
+    window: float, early: bool
+) -> None:
+    book = FakeBook(BIDS, ASKS)
+    contracts = {"XBTUSD": Contract(spec_for("XBTUSD"))}
+    exchange = Exchange(contracts, book, Random(1), TimeFormatter(),
+                        marks={"XBTUSD": 94_999.75}, queue_window=window)  # fmt: skip
+    exchange.add_account(7, {"XBt": 10**8}, T0)
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 94_999.5}
+    exchange.place_order(7, order, T0)  # 1000 ahead
+    out: list[Delta] = []
+    exchange.on_trade("XBTUSD", "Sell", 94_999.5, 600, T0 + 1, out)  # 400 ahead
+    exchange.on_level("XBTUSD", "Buy", 94_999.5, 400, T0 + 1.003, out)  # that trade's update
+    exchange.on_trade("XBTUSD", "Sell", 94_999.5, 400, T0 + 2, out)
+    assert bool(fills(out)) is early  # 600 off twice without the window
+    exchange.on_trade("XBTUSD", "Sell", 94_999.5, 100, T0 + 3, out)
+    assert sum(qty for _, qty, _ in fills(out)) == 100

@@ -86,7 +86,14 @@ _FOK_WALK: Final = 200_000  # ticks a FillOrKill check may walk (a wide band on 
 
 
 class Exchange:
-    """BitMEX's trading engine for paper accounts; see the module docstring."""
+    """BitMEX's trading engine for paper accounts; see the module docstring.
+
+    ``queue_window`` (seconds) is handed to every symbol's ``QueueBook``: market events at a
+    level within that time of each other count as one timestamp when trades and book decreases
+    are reconciled. 0 (exact timestamps) suits a venue that reports a trade and the book change
+    it caused at the same ``now`` (the synthetic market); a venue whose times are receive times,
+    where the two arrive in separate frames, needs a window (``ReplayedMarket`` uses
+    ``REPLAY_QUEUE_WINDOW``)."""
 
     def __init__(
         self,
@@ -96,7 +103,9 @@ class Exchange:
         fmt: Callable[[float], str],
         *,
         marks: Mapping[str, float],
+        queue_window: float = 0.0,
     ) -> None:
+        self._queue_window = queue_window
         self._contracts = dict(contracts)
         self._liquidity = liquidity
         self._rng = rng
@@ -116,7 +125,7 @@ class Exchange:
             self._add_symbol(symbol)
 
     def _add_symbol(self, symbol: str) -> None:
-        self._queues[symbol] = QueueBook()
+        self._queues[symbol] = QueueBook(window=self._queue_window)
         self._triggers[symbol] = Triggers()
         self._resting[symbol] = set()
         self._waiting[symbol] = set()
