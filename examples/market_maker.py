@@ -31,6 +31,7 @@ closed on 2026-09-23: ``mainnet`` and ``testnet`` are accepted and fail with
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from contextlib import AsyncExitStack, aclosing, suppress
@@ -47,7 +48,8 @@ from bitmex_trio_websocket import (
     open_bitmex_websocket,
 )
 
-SIDES: Final = ("Buy", "Sell")
+log = logging.getLogger("examples.market_maker")  # main() shows it; a backtest does not
+
 CLOSED: Final = frozenset({"Filled", "Canceled", "Rejected"})
 
 
@@ -87,6 +89,7 @@ async def strategy(bws: BitMEXWebsocket, rest: BitMEXRest, settings: Settings = 
             cleanup.shield = True
             await quoter.cancel_all()
             await rest.cancel_all_after(0)  # disarm: nothing of ours is left to protect
+            log.info("quotes canceled, switch disarmed; position %+d", quoter.position)
 
 
 async def keep_switch_armed(rest: BitMEXRest, settings: Settings) -> None:
@@ -208,6 +211,7 @@ class Quoter:
         if row.get("execType") == "Trade":
             qty = int(row["lastQty"])
             self.position += qty if row["side"] == "Buy" else -qty
+            log.info("%s %d @ %s: position %+d", row["side"], qty, row["lastPx"], self.position)
             self.book_moved.set()  # the position changed: the sides may change too
         if row.get("ordStatus") in CLOSED:
             self._forget(clordid)
@@ -245,6 +249,7 @@ async def run_live(
             network, key, secret = emulator.url, bot_key, bot_secret
         bws = await stack.enter_async_context(open_bitmex_websocket(network, key, secret))
         rest = await stack.enter_async_context(open_bitmex_rest(rest_network(network), key, secret))
+        log.info("making a market in %s on %s for %g s", settings.symbol, network, duration)
         with trio.move_on_after(duration):
             await strategy(bws, rest, settings)
 
@@ -266,6 +271,7 @@ def main() -> None:
     if args.network is not None and not (args.api_key and args.api_secret):
         parser.error("--api-key and --api-secret (or BITMEX_API_KEY/BITMEX_API_SECRET) needed")
     settings = Settings(symbol=args.symbol)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     trio.run(run_live, args.network, args.api_key, args.api_secret, args.duration, settings)
 
 

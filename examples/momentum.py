@@ -34,6 +34,7 @@ closed on 2026-09-23: ``mainnet`` and ``testnet`` are accepted and fail with
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from collections import deque
@@ -50,6 +51,8 @@ from bitmex_trio_websocket import (
     open_bitmex_rest,
     open_bitmex_websocket,
 )
+
+log = logging.getLogger("examples.momentum")  # main() shows it; a backtest does not
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ async def strategy(bws: BitMEXWebsocket, rest: BitMEXRest, settings: Settings = 
         with trio.move_on_after(10) as cleanup:
             cleanup.shield = True
             await bot.exit_position()
+            log.info("stop canceled, position closed")
 
 
 async def follow_trades(bws: BitMEXWebsocket, bot: Momentum) -> None:
@@ -138,6 +142,7 @@ class Momentum:
             flow = 0.0
         if self.position == 0:
             if self.stop is not None:  # the stop closed the position: its leftovers go
+                log.info("stopped out")
                 await self.cancel_stop()
             if abs(flow) >= self.settings.threshold:
                 await self.enter("Buy" if flow > 0 else "Sell", now)
@@ -165,6 +170,7 @@ class Momentum:
         # A Market order's reply is final; the position row follows on the websocket.
         self.position += filled if side == "Buy" else -filled
         self.entered_at = now
+        log.info("%s %d @ %s (flow)", side, filled, row["avgPx"])
         entry, away = float(row["avgPx"]), float(row["avgPx"]) * self.settings.stop_fraction
         if side == "Buy":
             stop_px = math.floor((entry - away) / self.tick) * self.tick
@@ -187,6 +193,7 @@ class Momentum:
     async def exit_position(self) -> None:
         await self.cancel_stop()
         if self.position:
+            log.info("leaving a position of %+d", self.position)
             # Refused when already closed (the stop got there first): the position row says so.
             with suppress(BitMEXAPIError):
                 await self.rest.place_order(
@@ -236,6 +243,7 @@ async def run_live(
             network, key, secret = emulator.url, bot_key, bot_secret
         bws = await stack.enter_async_context(open_bitmex_websocket(network, key, secret))
         rest = await stack.enter_async_context(open_bitmex_rest(rest_network(network), key, secret))
+        log.info("trading %s on momentum on %s for %g s", settings.symbol, network, duration)
         with trio.move_on_after(duration):
             await strategy(bws, rest, settings)
 
@@ -257,6 +265,7 @@ def main() -> None:
     if args.network is not None and not (args.api_key and args.api_secret):
         parser.error("--api-key and --api-secret (or BITMEX_API_KEY/BITMEX_API_SECRET) needed")
     settings = Settings(symbol=args.symbol)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     trio.run(run_live, args.network, args.api_key, args.api_secret, args.duration, settings)
 
 
