@@ -13,7 +13,7 @@ from bitmex_trio_websocket.emulator.exchange import Exchange, OrderRejected
 from bitmex_trio_websocket.emulator.market import Contract, Delta, spec_for
 from bitmex_trio_websocket.emulator.market._schemas import TimeFormatter
 
-from .test_orders import ASKS, BIDS, T0, FakeBook, fills
+from .test_orders import ASKS, BIDS, T0, FakeBook, fills, make, place
 
 
 def test_add_contract_makes_a_symbol_tradable_later() -> None:
@@ -61,3 +61,37 @@ def test_queue_window_reconciles_a_trade_and_its_decrease_3ms_apart(
     assert bool(fills(out)) is early  # 600 off twice without the window
     exchange.on_trade("XBTUSD", "Sell", 94_999.5, 100, T0 + 3, out)
     assert sum(qty for _, qty, _ in fills(out)) == 100
+
+
+def test_a_fill_the_queue_did_not_make_is_written_back_to_it() -> None:
+    exchange, _ = make()
+    row, _ = place(exchange, side="Buy", orderQty=200, price=94_999.0)  # 2000 ahead
+    exchange.fill_order(7, row["orderID"], T0 + 1, qty=100)  # filled outside the queue
+    out: list[Delta] = []
+    exchange.on_trade("XBTUSD", "Sell", 94_999.0, 2200, T0 + 2, out)  # 200 past the front
+    assert fills(out) == [(94_999.0, 100, "AddedLiquidity")]  # the 100 left, not 200
+    (order,) = exchange.orders(7)
+    assert (order["ordStatus"], order["leavesQty"], order["cumQty"]) == ("Filled", 0, 200)
+    assert not exchange.active("XBTUSD")
+
+
+def test_an_order_filled_by_the_hook_leaves_its_queue() -> None:
+    exchange, _ = make()
+    row, _ = place(exchange, side="Buy", orderQty=200, price=94_999.0)
+    exchange.fill_order(7, row["orderID"], T0 + 1)
+    assert not exchange.active("XBTUSD")  # on_level/on_trade return at once again
+
+
+def test_a_reduce_only_fill_cut_to_the_position_leaves_nothing_in_the_queue() -> None:
+    exchange, _ = make()
+    place(exchange, side="Buy", orderQty=100, price=95_001.0)  # long 100
+    place(exchange, side="Sell", orderQty=200, price=95_002.0, execInst="ReduceOnly")
+    out: list[Delta] = []
+    exchange.on_trade("XBTUSD", "Buy", 95_002.0, 150, T0 + 2, out)  # the queue reports 150
+    assert fills(out) == [(95_002.0, 100, "AddedLiquidity")]  # cut to the position
+    order = exchange.orders(7)[-1]
+    assert (order["ordStatus"], order["cumQty"]) == ("Canceled", 100)
+    assert not exchange.active("XBTUSD")
+    out.clear()
+    exchange.on_trade("XBTUSD", "Buy", 95_002.0, 500, T0 + 3, out)
+    assert out == []

@@ -636,6 +636,14 @@ class Exchange:
         self._ledger.fill(acct, order, qty, price, maker, match_id, ts, out)
         if not order.leaves:
             self._live.pop(order.order_id, None)
+            self._unrest(order)
+            return
+        # The queue holds at most the order's leaves: a fill it did not make itself (a
+        # ReduceOnly fill cut below what it reported, the fill_order hook) is written back, or a
+        # later trade would fill more than is left. Less quantity keeps the order's place.
+        queue = self._queues[order.symbol]
+        if order.order_id in queue and queue.qty(order.order_id) > order.leaves:
+            queue.amend(order.order_id, qty=order.leaves)
 
     def _maker_fills(
         self, symbol: str, fills: list[tuple[str, int, float]], now: float, out: list[Delta]
