@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -187,3 +188,24 @@ def test_the_scripts_run_live_against_an_emulator_and_exit_cleanly(
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("making a market" if name == "market_maker" else "trading")
     assert last_line in lines[-1]
+
+
+def test_the_readme_backtest_runs_as_written(
+    history: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("**Backtest**")) + len("```python\n")
+    code = text[start : text.index("```", start)]
+    code, replaced = re.subn(
+        r'run_backtest\(strategy, "[^"]*"\)', f"run_backtest(strategy, {str(history)!r})", code
+    )
+    assert replaced == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    expected = run_backtest(market_maker.strategy, history)
+    figures = [expected.net_pnl, expected.fees, expected.max_drawdown, len(expected.fills)]
+    assert capsys.readouterr().out.split() == [str(figure) for figure in figures]
+    assert (tmp_path / "market_maker.png").read_bytes().startswith(b"\x89PNG")
