@@ -302,16 +302,26 @@ class Emulator:
         cl_ord_id: str = "",
     ) -> str:
         """Place a limit order for ``account`` as if over REST (one that crosses the book fills
-        at once); its deltas go to the subscribers. Returns its ``orderID``."""
-        order_id, deltas = self.market.place_order(
-            account, symbol, side, qty, price, self.now(), cl_ord_id=cl_ord_id
-        )
+        at once), on the synthetic market or on history (at the data's time); its deltas go to
+        the subscribers. Returns its ``orderID``. ``RuntimeError`` with a per-session replay
+        (``replay=``), which has no market to trade against."""
+        venue = self.venue
+        if isinstance(venue, Market):
+            order_id, deltas = venue.place_order(
+                account, symbol, side, qty, price, self.now(), cl_ord_id=cl_ord_id
+            )
+        else:
+            params = {"symbol": symbol, "side": side, "orderQty": qty, "price": price,
+                      "ordType": "Limit", "clOrdID": cl_ord_id or None}  # fmt: skip
+            row, deltas = venue.exchange.place_order(account, params, self.now())
+            order_id = row["orderID"]
         self.publish(deltas)
         return order_id
 
     def cancel_order(self, account: int, order_id: str) -> None:
-        """Cancel one open order of ``account`` as if over REST."""
-        self.publish(self.market.cancel_order(account, order_id, self.now()))
+        """Cancel one open order of ``account`` as if over REST (any venue, as ``place_order``)."""
+        deltas = self.venue.exchange.cancel_orders(account, [order_id], [], self.now())[1]
+        self.publish(deltas)
 
     def dead_mans_switch_deadline(self, account: int) -> float | None:
         """Trio time at which the account's dead man's switch fires, ``None`` if disarmed."""
