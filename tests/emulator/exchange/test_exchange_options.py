@@ -6,6 +6,7 @@ Same hand-written book as ``test_orders`` (asks 95000.0 x 1000 ..., bids 94999.5
 from __future__ import annotations
 
 from random import Random
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,19 @@ def test_a_reduce_only_fill_cut_to_the_position_leaves_nothing_in_the_queue() ->
     out.clear()
     exchange.on_trade("XBTUSD", "Buy", 95_002.0, 500, T0 + 3, out)
     assert out == []
+
+
+@pytest.mark.parametrize(("through", "filled"), [(None, 1), ("volume", 1), ("whole", 1000)])
+def test_a_one_contract_print_through_a_1000_lot_bid(through: str | None, filled: int) -> None:
+    # docs/fill-model.rst's example: "volume" (the default) fills what traded, "whole" it all
+    book = FakeBook(BIDS, ASKS)
+    contracts = {"XBTUSD": Contract(spec_for("XBTUSD"))}
+    options: dict[str, Any] = {} if through is None else {"queue_through": through}
+    exchange = Exchange(contracts, book, Random(1), TimeFormatter(),
+                        marks={"XBTUSD": 94_999.75}, **options)  # fmt: skip
+    exchange.add_account(7, {"XBt": 10**8}, T0)
+    order = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 1000, "price": 94_999.0}
+    exchange.place_order(7, order, T0)  # 2000 ahead
+    out: list[Delta] = []
+    exchange.on_trade("XBTUSD", "Sell", 94_998.5, 1, T0 + 1, out)
+    assert fills(out) == [(94_999.0, filled, "AddedLiquidity")]

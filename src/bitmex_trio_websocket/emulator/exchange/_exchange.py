@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from random import Random
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ..market._instruments import Contract
 from ..market._schemas import Delta, random_guid
@@ -93,7 +93,9 @@ class Exchange:
     are reconciled. 0 (exact timestamps) suits a venue that reports a trade and the book change
     it caused at the same ``now`` (the synthetic market); a venue whose times are receive times,
     where the two arrive in separate frames, needs a window (``ReplayedMarket`` uses
-    ``REPLAY_QUEUE_WINDOW``)."""
+    ``REPLAY_QUEUE_WINDOW``). ``queue_through`` is what a trade printing through a resting
+    order's price fills: ``"volume"`` (default, conservative) up to the trade's volume,
+    ``"whole"`` every order it passes in full (docs/fill-model.rst)."""
 
     def __init__(
         self,
@@ -104,8 +106,10 @@ class Exchange:
         *,
         marks: Mapping[str, float],
         queue_window: float = 0.0,
+        queue_through: Literal["volume", "whole"] = "volume",
     ) -> None:
         self._queue_window = queue_window
+        self._queue_through: Literal["volume", "whole"] = queue_through
         self._contracts = dict(contracts)
         self._liquidity = liquidity
         self._rng = rng
@@ -125,7 +129,7 @@ class Exchange:
             self._add_symbol(symbol)
 
     def _add_symbol(self, symbol: str) -> None:
-        self._queues[symbol] = QueueBook(window=self._queue_window)
+        self._queues[symbol] = QueueBook(through=self._queue_through, window=self._queue_window)
         self._triggers[symbol] = Triggers()
         self._resting[symbol] = set()
         self._waiting[symbol] = set()
