@@ -59,13 +59,14 @@ def test_the_report_of_a_buy_then_a_sell_on_a_hand_made_history(tmp_path: Path) 
     # From the starting 1 XBT down to the long marked at 95.0.
     assert report.max_drawdown == 10**8 - LOW_EQUITY
     assert report.max_drawdown_pct == pytest.approx((10**8 - LOW_EQUITY) / 10**8)
+    # Equity at the mark; the price is the book's mid (99.5/100.0, then 125.0/125.5).
     assert [(p.time - T0, p.equity, p.position, p.price) for p in report.equity] == [
-        (1, 10**8, 0, 100.0),  # as the strategy found the account
-        (1, 10**8 - BUY_FEE, 100, 100.0),  # the buy
-        (5, LOW_EQUITY, 100, 95.0),
-        (10, 10**8 - BUY_FEE + REALISED, 100, 125.0),
-        (21, FINAL_EQUITY, 0, 125.0),  # the sell
-        (30, FINAL_EQUITY, 0, 100.0),  # the end
+        (1, 10**8, 0, 99.75),  # as the strategy found the account
+        (1, 10**8 - BUY_FEE, 100, 99.75),  # the buy
+        (5, LOW_EQUITY, 100, 99.75),  # marked at 95.0
+        (10, 10**8 - BUY_FEE + REALISED, 100, 125.25),  # marked at 125.0
+        (21, FINAL_EQUITY, 0, 125.25),  # the sell
+        (30, FINAL_EQUITY, 0, 125.25),  # the end
     ]
 
 
@@ -87,7 +88,7 @@ def test_the_report_as_json(tmp_path: Path) -> None:
     rows = [dict(zip(columns, row, strict=True)) for row in document["equity"]["rows"]]
     assert rows[2] == {"time": T0 + 5, "equity": LOW_EQUITY, "wallet": 10**8 - BUY_FEE,
                        "unrealised_pnl": LOW_EQUITY - 10**8 + BUY_FEE, "position": 100,
-                       "price": 95.0}  # fmt: skip
+                       "price": 99.75}  # fmt: skip
 
 
 async def quoting(bws: Any, rest: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Final
 
 from .._storage._core import CORE
 from .._version import __version__
+from ._backtest_command import add_backtest
 from ._client_commands import add_demo, add_listen, add_record
 from ._emulator_command import add_emulator
 from ._replay_command import add_replay
@@ -34,6 +35,7 @@ _COMMANDS: Final[tuple[Callable[[Subparsers], None], ...]] = (
     add_record,
     add_demo,
     add_replay,
+    add_backtest,
 )
 
 _EPILOG: Final = (

@@ -4,7 +4,7 @@ Theory of operation: ``render_report`` draws a ``Report`` with matplotlib (extra
 imported on use through ``_export``'s ``require``, so a missing matplotlib is one clear
 ``MissingExtraError`` line naming the ``pip install`` that brings it) on an off-screen
 ``Figure`` (no pyplot, no display, no global state). Three panels share the data-time axis: the
-report symbol's mark price as a step line (it holds until the next sample) with buys as green
+report symbol's mid price as a step line (it holds until the next sample) with buys as green
 upward triangles and sells as red downward ones at their fill prices; the position in contracts;
 the equity (margin balance) in the report's currency, with the largest drawdown shaded.
 """
@@ -46,7 +46,7 @@ def render_report(report: Report, path: str | os.PathLike[str], *, title: str | 
     priced = [(p.time, p.price) for p in points if p.price is not None]
     if priced:
         price.step(dates([t for t, _ in priced]), [v for _, v in priced], where="post",
-                   linewidth=0.8, color="#1f4e9c", label=f"{report.symbol} mark")  # fmt: skip
+                   linewidth=0.8, color="#1f4e9c", label=f"{report.symbol} mid")  # fmt: skip
     fills = [fill for fill in report.fills if fill.symbol == report.symbol]
     for side, marker, colour in (("Buy", "^", "#2e8b57"), ("Sell", "v", "#c0392b")):
         chosen = [fill for fill in fills if fill.side == side]

@@ -105,7 +105,7 @@ class OrderRecord:
 @dataclass(frozen=True, slots=True)
 class Point:
     """The account at one data time: equity (margin balance), wallet balance and unrealised PnL
-    in the report's currency; position and price of the report's symbol."""
+    in the report's currency; position and mid price of the report's symbol."""
 
     time: float
     equity: int
@@ -119,7 +119,7 @@ class Point:
 class Sample:
     """What the runner reads of the account at one data time (see ``Recorder.sample``):
     ``money`` maps a currency to (margin balance, wallet balance, unrealised PnL);
-    ``positions`` a symbol to its contracts; ``prices`` a symbol to its mark price."""
+    ``positions`` a symbol to its contracts; ``prices`` a symbol to its book's mid price."""
 
     time: float
     money: Mapping[str, tuple[int, int, int]]

@@ -463,7 +463,7 @@ class _Sampler:
         }
         prices: dict[str, float] = {}
         for name in self._symbols():
-            price = mark_price(self._run.venue, name)
+            price = mid_price(self._run.venue, name)
             if price is not None:
                 prices[name] = price
         return Sample(now, money, positions, prices)
@@ -481,19 +481,20 @@ class _Sampler:
                     yield name
 
 
-def mark_price(venue: Venue, symbol: str) -> float | None:
-    """The symbol's mark price (its instrument row's), else its book's mid, else ``None``."""
-    for row in venue.public_rows("instrument", symbol):
-        if row.get("symbol") == symbol:
-            mark = _finite(row.get("markPrice"))
-            if mark is not None:
-                return mark
+def mid_price(venue: Venue, symbol: str) -> float | None:
+    """The middle of the symbol's best bid and ask (one side when the other is empty), else
+    its instrument row's mark price, else ``None``: the price fills are made against."""
     # A replayed market has a ``liquidity``; the synthetic market is its own.
     liquidity = cast(Liquidity, getattr(venue, "liquidity", venue))
     bid, ask = liquidity.best(symbol, "Buy"), liquidity.best(symbol, "Sell")
     if bid is not None and ask is not None:
         return (bid + ask) / 2
-    return bid if ask is None else ask
+    if bid is not None or ask is not None:
+        return bid if ask is None else ask
+    for row in venue.public_rows("instrument", symbol):
+        if row.get("symbol") == symbol:
+            return _finite(row.get("markPrice"))
+    return None
 
 
 def _finite(value: Any) -> float | None:
