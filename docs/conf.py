@@ -9,7 +9,7 @@ CI builds the same way, with warnings as errors. The API reference (``api.rst``)
 from the docstrings and follows the public modules' ``__all__`` both ways: each entry is a
 ``.. public:: NAME`` directive (below), which documents NAME with the right autodoc directive
 only while the current module exports it, and ``check_public_names`` makes the build fail when
-a name in ``bitmex_trio_websocket.__all__`` or ``bitmex_trio_websocket.emulator.__all__`` has no
+a name in the ``__all__`` of ``bitmex_trio_websocket``, ``.emulator`` or ``.backtest`` has no
 entry, so a new public name cannot ship undocumented.
 """
 
@@ -59,7 +59,11 @@ html_theme = "furo" if importlib.util.find_spec("furo") is not None else "alabas
 html_title = f"bitmex-trio-websocket {release}"
 html_static_path: list[str] = []
 
-PUBLIC_MODULES = ("bitmex_trio_websocket", "bitmex_trio_websocket.emulator")
+PUBLIC_MODULES = (
+    "bitmex_trio_websocket",
+    "bitmex_trio_websocket.emulator",
+    "bitmex_trio_websocket.backtest",
+)
 
 
 class PublicName(SphinxDirective):

@@ -56,7 +56,6 @@ from ._runner import (
     BACKTEST_ACCOUNT,
     SYNTHETIC,
     Progress,
-    Strategy,
     open_backtest,
     run_backtest,
 )
@@ -69,7 +68,6 @@ __all__ = [
     "Point",
     "Progress",
     "Report",
-    "Strategy",
     "open_backtest",
     "run_backtest",
 ]
