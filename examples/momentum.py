@@ -1,7 +1,7 @@
 """A momentum taker: buys when recent trades are mostly buys, sells when mostly sells, with a stop.
 
 Theory of operation. ``strategy(bws, rest)`` is the whole bot, written against the live API:
-the websocket client ``bws`` (authenticated) for public trades and the account's executions,
+the websocket client ``bws`` (authenticated) for public trades and the account's position,
 the REST client ``rest`` for orders. The same function runs live (``main()`` below) and in a
 backtest (``bitmex-trio-websocket backtest SOURCE examples.momentum:strategy``), because every
 wait in it is on trio's clock, which the backtest runs in the data's time.
@@ -13,17 +13,16 @@ aggressor's side; the flow is (bought - sold) / (bought + sold), from -1 (only s
 * flat, with at least ``min_volume_lots`` traded in the window and the flow beyond
   ``threshold``: take the market in the flow's direction (a Market order), then protect the
   position at once with a stop on the exchange (``ordType=Stop``, ``stopPx`` ``stop_fraction``
-  away from the entry, triggered by the last price, ``ReduceOnly``): if the bot dies, the stop
-  still closes the position;
+  away from the entry, ``execInst=Close,LastPrice``: triggered by the last price): if the bot
+  dies, the stop still closes the position;
 * in a position: leave with a Market order (and cancel the stop) when the flow turns beyond the
   threshold against it or after ``hold_at_most`` seconds.
 
 The bot's position is the account's (the ``position`` table's ``currentQty``): run it on an
 account of its own (a BitMEX sub-account). Its stop and its exits use ``execInst=Close``, which
 closes the whole position and never more, so a stop that fires while the bot is leaving cannot
-reverse the position. On the way out (cancellation, an error, the end
-of a backtest's data) it cancels its stop and closes its position, shielded from the
-cancellation that is stopping it.
+reverse the position. On the way out (cancellation, an error, the end of a backtest's data) it
+cancels its stop and closes its position, shielded from the cancellation that is stopping it.
 
 Run it live with ``python examples/momentum.py`` (an emulator started in the same process), or
 give a network: the URL the ``bitmex-trio-websocket emulator`` command prints. BitMEX itself
