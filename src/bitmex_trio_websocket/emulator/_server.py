@@ -784,7 +784,7 @@ async def open_emulator(
         )
         for _, account in account_map.values():
             if account != DEFAULT_ACCOUNT:  # funded by ``balances`` when given
-                funds = balances or {}
+                funds = dict(balances or {})
                 market.add_account(
                     account,
                     balance_xbt_sats=funds.get("XBt", 10**8),
