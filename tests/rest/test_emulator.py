@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -154,8 +155,9 @@ async def test_404_for_an_unknown_order_and_route(autojump_clock: trio.testing.M
 
 
 async def test_the_client_waits_for_a_token_instead_of_being_refused(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "bitmex_trio_websocket.rest")
     # 6 a minute: after 6 requests the bucket is empty and refills one token every 10 s.
     with trio.fail_after(TIMEOUT):
         async with emulated(rest_limits=RestLimits(per_minute=6)) as (rest, _):
@@ -163,7 +165,8 @@ async def test_the_client_waits_for_a_token_instead_of_being_refused(
             for _ in range(9):
                 await rest.wallet()
             elapsed = trio.current_time() - start
-    assert 30.0 <= elapsed <= 31.0  # three waits of 10 s, and no 429 taken
+    assert 30.0 <= elapsed <= 31.0  # three waits of 10 s...
+    assert [r.getMessage() for r in caplog.records] == []  # ...and not one 429 to wait for
     assert rest.rate_limit.limit == 6
 
 
