@@ -101,11 +101,13 @@ def measure(path: Path, runs: int, paths: Sequence[str] = tuple(PATHS)) -> list[
             wall = time.perf_counter() - begin
             result = results.setdefault(name, Result(name, [], report.messages))
             result.rates.append(report.messages / wall)
-            result.extra = {
-                "data seconds": round(report.end - report.start),
-                "data seconds per wall second": round((report.end - report.start) / wall),
-                "fills": len(report.fills),
-            }
+            seconds = report.end - report.start
+            result.extra = {"data seconds": round(seconds), "fills": len(report.fills)}
+    for result in results.values():  # at the median rate
+        data_seconds = result.extra["data seconds"]
+        result.extra["data seconds per wall second"] = round(
+            data_seconds * result.median / result.messages
+        )
     return list(results.values())
 
 
