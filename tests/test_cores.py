@@ -11,6 +11,7 @@ The comparisons skip where no compiled core is built; ``BITMEX_TRIO_WEBSOCKET_EX
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 from benchmarks import cores as cores_benchmark
 from benchmarks.gen_stream import generate, write_recording
-from bitmex_trio_websocket import RemoteProtocolError, Storage
+from bitmex_trio_websocket import ApplyResult, Change, RemoteProtocolError, Storage
 from bitmex_trio_websocket._cli import main
 from bitmex_trio_websocket._storage import _book, _core, _store
 from tests.support.fuzz_findings import short
@@ -174,6 +175,25 @@ def test_python_subclasses_of_the_compiled_store_work() -> None:
     storage = Counting()
     storage.apply(table_message("trade", "partial", [make_row("trade", "XBTUSD", 0)]))
     assert storage.applied == 1 and len(storage.rows("trade")) == 1
+
+
+@pytest.mark.parametrize("core", ["pure", "compiled"])
+def test_both_cores_hand_out_genuine_frozen_results(core: str) -> None:
+    # The result objects are built by _book's own twin constructors (C in the compiled core).
+    if core == "compiled" and COMPILED is None:
+        pytest.skip(f"no compiled core: {WHY}")
+    storage = _store.Storage() if core == "pure" else compiled_storage()
+    rows = [make_row("orderBookL2", "XBTUSD", n) for n in range(2)]
+    storage.apply(table_message("orderBookL2", "partial", rows, "XBTUSD"))
+    update = {**rows[0], "size": 7}
+    result = storage.apply(table_message("orderBookL2", "update", [update], "XBTUSD"))
+    (change,) = result.changes
+    assert type(result) is ApplyResult and type(change) is Change
+    assert change == Change("orderBookL2", "update", "XBTUSD", (update,))
+    assert result == ApplyResult("orderBookL2", "update", (change,), 0, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        change.rows = ()  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(result)) == result and repr(result).startswith("ApplyResult(")
 
 
 def test_the_comparison_sees_a_store_that_differs() -> None:

@@ -47,6 +47,9 @@ plain typed classes (constructors, no ``object.__new__`` or ``__class__`` tricks
 is not itself a ``Mapping`` (mypyc classes cannot inherit from ABCs: ``BookTable.views`` holds
 the ``LevelRows`` that ``storage.data`` shows), and annotations must hold at run time (a
 compiled function checks them). The typed locals of the hot paths are what mypyc speeds up.
+The result objects (``Change``, ``ApplyResult``: interpreted classes of ``_events``) are built
+here by ``new_change``/``new_result`` with the twin trick of ``_events.fast_constructor``
+written out, so the compiled core builds them without an interpreted call.
 """
 
 from __future__ import annotations
@@ -57,11 +60,19 @@ from typing import Any, Final
 
 from sortedcontainers import SortedList
 
-from .._events import ApplyResult, Change, Row, Violation, new_change, new_result
+from .._events import ApplyResult, Change, Row, Violation, twin_class
 from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
 from ._validate import FMAX, NFMAX, NUMBER, SIDES, check_level, check_levels
 
-__all__ = ["BOOK_TABLES", "BookTable", "Problem", "changes_of", "violations_of"]
+__all__ = [
+    "BOOK_TABLES",
+    "BookTable",
+    "Problem",
+    "changes_of",
+    "new_change",
+    "new_result",
+    "violations_of",
+]
 
 BOOK_TABLES: Final = frozenset({"orderBookL2", "orderBookL2_25"})
 
@@ -88,6 +99,42 @@ LevelId = Any
 _UNSET: Final[Any] = object()
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
 _SPLIT: Final = 2048  # a side's price list becomes a SortedList beyond this many levels
+
+
+# The two result objects of every message, built as ``_events.fast_constructor`` builds them
+# (a plain twin with the same slots, then ``__class__`` switched) but written out here, so that
+# the compiled core runs them as C instead of calling an interpreted function per object.
+_CHANGE_TWIN: Final = twin_class(Change)
+_RESULT_TWIN: Final = twin_class(ApplyResult)
+
+
+def new_change(table: str, action: str, symbol: str | None, rows: tuple[Row, ...]) -> Change:
+    made: Any = _CHANGE_TWIN()
+    made.table = table
+    made.action = action
+    made.symbol = symbol
+    made.rows = rows
+    made.__class__ = Change
+    change: Change = made  # not cast(): a call in the pure core
+    return change
+
+
+def new_result(
+    table: str,
+    action: str,
+    changes: tuple[Change, ...],
+    dropped: int,
+    violations: tuple[Violation, ...],
+) -> ApplyResult:
+    made: Any = _RESULT_TWIN()
+    made.table = table
+    made.action = action
+    made.changes = changes
+    made.dropped = dropped
+    made.violations = violations
+    made.__class__ = ApplyResult
+    result: ApplyResult = made
+    return result
 
 
 def changes_of(table: str, action: str, groups: dict[Any, list[Row]]) -> tuple[Change, ...]:

@@ -49,10 +49,18 @@ from typing import Any, Final
 from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedDict
 
-from .._events import ApplyResult, Row, Violation, new_result
+from .._events import ApplyResult, Row, Violation
 from .._storage._orders import CLOSED_ORDER_STATUSES, ClosedOrders, parse_timestamp
 from .._storage._views import EMPTY_SIDE, BookSide, OrderBook, PriceLevels, book10_side
-from ._book import BOOK_TABLES, BookTable, Problem, _Gate, changes_of, violations_of
+from ._book import (
+    BOOK_TABLES,
+    BookTable,
+    Problem,
+    _Gate,
+    changes_of,
+    new_result,
+    violations_of,
+)
 from ._validate import bad, check_book10, check_levels, check_row, row_key
 
 __all__ = ["BOOK_TABLES", "CLOSED_ORDER_STATUSES", "Storage"]
