@@ -24,7 +24,8 @@ The default account's credentials are ``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET
 
 Layout, from the socket inward (imports point down this list, never up):
 
-* ``_server``: ``open_emulator`` and ``Emulator`` (listener, market pump, the public fault API);
+* ``_open``: ``open_emulator`` (options, the market and hub built, the tasks run); ``_server``:
+  ``Emulator`` (listener, connections, the public fault API); ``_pump``: the market pump;
 * ``_http``: the first request of a connection says websocket or HTTP; HTTP/1.1 keep-alive
   serving of the REST app (``rest``, sans-IO) through the hub;
 * ``_connection``: one connection's tasks (reader, command worker, sender, faults), which reach
@@ -44,7 +45,8 @@ from ._faults import RANDOM_FAULT_KINDS, FaultKind, FaultRecord, RandomFaults, S
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from ._limits import Limits
 from ._replay import RecordedFrame, Recording, load_recording, parse_recording
-from ._server import Emulator, open_emulator
+from ._open import open_emulator
+from ._server import Emulator
 from .market import DEFAULT_ACCOUNT, SCENARIOS, Market, Scenario
 
 __all__ = [

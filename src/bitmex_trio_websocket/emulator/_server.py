@@ -1,47 +1,36 @@
-"""The emulator server: ``open_emulator``, the public ``Emulator``, its listener and market pump.
+"""The public ``Emulator``: where it listens, its connections, its market and its faults.
 
-Theory of operation: ``open_emulator`` opens one nursery that owns everything: the TCP listener
-(optional), the market task, dead man's switch timers and every connection. A connection arrives
-either from the listener or from ``connect_in_memory`` (a ``trio.testing`` stream pair, so tests
-under ``autojump_clock`` need no socket); both go through ``_serve_stream``, which wraps the
-transport in a ``FaultStream`` (for drop/stall faults), lets trio-websocket parse the HTTP
-upgrade, asks the ``Gatekeeper`` (``_handshake``) whether to accept it (404, scripted refusal,
-429 past the connection budget, 401 for bad credentials) and, if so, hands the websocket to an
-``EmulatorConnection``, which reaches the server only through the ``Hub`` (``_hub``).
+Theory of operation: an ``Emulator`` is made by ``open_emulator`` (``_open``), which runs its
+tasks in one nursery: the TCP listener (optional), the market pump (``_pump``), dead man's
+switch timers and every connection. A connection arrives either from the listener or from
+``connect_in_memory`` (a ``trio.testing`` stream pair, so tests under ``autojump_clock`` need
+no socket); both go through ``_serve_stream``, whose first request head (``_http``) says which
+protocol it speaks:
 
-The market task calls ``Market.step`` at ``rate`` events per second (``trio.sleep_until`` on an
-absolute schedule, so pacing does not drift and is exact virtual time under ``autojump_clock``)
-until ``max_events``, then the market stays still. Each step's deltas go, in the same synchronous
-step, to the hub's ``Router``, which hands them to the subscribed sessions' queues.
+* a websocket upgrade: the transport is wrapped in a ``FaultStream`` (for drop/stall faults),
+  trio-websocket parses the upgrade, the ``Gatekeeper`` (``_handshake``) decides whether to
+  accept it (404, scripted refusal, 429 past the connection budget, 401 for bad credentials)
+  and, if so, the websocket goes to an ``EmulatorConnection``, which reaches the server only
+  through the ``Hub`` (``_hub``);
+* anything else: HTTP/1.1 keep-alive, ``/api/v1`` requests answered by the hub's REST app,
+  whose deltas the hub publishes in the same synchronous step.
 
-In replay mode there is no market: each session replays the recording's frames of its topics
-(see ``_replay_feed``).
-
-A connection's first request head (``_http``) says which protocol it speaks: websocket upgrades
-go the way above, ``/api/v1`` requests to the hub's REST app over HTTP/1.1 keep-alive. With
-``history=`` the market is a ``ReplayedMarket`` stepped in data time by ``_run_history`` (see
-``_DataClock``), and the dead man's switch runs on that clock.
+In replay mode (``replay=``) there is no market: each session replays the recording's frames of
+its topics (see ``_replay_feed``).
 
 ``Emulator`` is the user's handle: where it listens, the market, the live connections, and the
 fault API. Faults that act on one live connection are methods of ``EmulatorConnection``; the ones
 here act on the next handshakes, authentications or subscriptions, on every connection, or on a
 connection by its index (``schedule_fault``, also before it exists).
-
-Why this module is longer than most (about 800 lines): ``Emulator`` is the one public handle and
-most of its length is the documented public API (connecting, market, faults), which reads best
-in one place; the protocol work lives in the modules it delegates to.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import random
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Final, Protocol, cast
+from typing import Final, cast
 
 import h11
 import trio
@@ -50,7 +39,6 @@ import trio_websocket
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from .._protocol import encode_welcome
-from .._replay._sources import ReplaySource
 from ._connection import EmulatorConnection
 from ._faults import (
     RANDOM_FAULT_KINDS,
@@ -60,7 +48,7 @@ from ._faults import (
     ScheduledFault,
     normalize_kinds,
 )
-from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET, Refusal
+from ._handshake import Refusal
 from ._http import (
     API_PREFIX,
     IDLE_TIMEOUT,
@@ -73,23 +61,17 @@ from ._http import (
     wants_websocket,
 )
 from ._hub import Hub
-from ._limits import DEFAULT_LIMITS, Limits
-from ._replay import Recording, load_recording
+from ._pump import DataClock, MarketPump
+from ._replay import Recording
 from ._texts import iso_timestamp
 from ._transport import FaultStream
-from .market import DEFAULT_ACCOUNT, Delta, Market, Scenario, scenario_named
-from .market._instruments import FUNDING_INTERVAL
-from .market._replayed import ReplayedMarket
+from .market import Delta, Market, Scenario
 from .market._venue import Venue
-from .rest import DEFAULT_REST_LIMITS, RestApp, RestLimits
+from .rest import RestApp
 
-__all__ = ["Emulator", "open_emulator"]
+__all__ = ["APP_NAME", "CONNECT_TIMEOUT", "DISCONNECT_TIMEOUT", "Emulator", "unwrap"]
 
 CONNECT_TIMEOUT: Final = 60.0
-# Data seconds replayed before a history emulator opens: BitMEX answered a recorder's subscribes
-# within this, so the first partials, hence the symbols, are known when clients connect.
-HISTORY_PREROLL: Final = 1.0
-HISTORY_BALANCES: Final = {"XBt": 10**8, "USDt": 10_000 * 10**6}  # 1 XBT, 10,000 USDT each
 DISCONNECT_TIMEOUT: Final = 5.0
 APP_NAME: Final = "bitmex-trio-websocket-emulator"
 
@@ -115,6 +97,7 @@ class Emulator:
         max_events: int | None,
         max_queued_frames: int,
         keep_alive: float = IDLE_TIMEOUT,
+        data_clock: DataClock | None = None,
     ) -> None:
         self.host: str | None = None
         self.port: int | None = None
@@ -122,11 +105,8 @@ class Emulator:
         self.rest_connections: list[HttpConnection] = []
         self._next_http_index = 0
         self._idle_timeout = keep_alive
-        self.events = 0
-        self.still = trio.Event()
         self._hub = hub
-        self._rate = rate
-        self._max_events = max_events
+        self.pump = MarketPump(hub, rate=rate, max_events=max_events, data_clock=data_clock)
         self._max_queued_frames = max_queued_frames
         self._nursery: trio.Nursery | None = None
         self._by_index: dict[int, EmulatorConnection] = {}
@@ -134,10 +114,6 @@ class Emulator:
         self._accepted = trio.Event()
         self._scheduled: dict[int, list[ScheduledFault]] = {}
         self._random: RandomFaults | None = None
-        self._market_scope = trio.CancelScope()
-        self._data_clock: _DataClock | None = None
-        if hub.market is None:
-            self.still.set()
 
     # ------------------------------------------------------------------ where and what
 
@@ -252,7 +228,7 @@ class Emulator:
                         scope.shield = True
                         await ws.aclose()
         except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+            raise unwrap(group) from None
         finally:  # also when the handshake was rejected
             await trio.aclose_forcefully(stream)
 
@@ -278,10 +254,19 @@ class Emulator:
         for connection in live:
             await connection.finished.wait()
 
+    @property
+    def events(self) -> int:
+        """The market changes made so far (steps of the market)."""
+        return self.pump.events
+
+    @property
+    def still(self) -> trio.Event:
+        """Set once the market has made its ``max_events`` changes (or its data has ended)."""
+        return self.pump.still
+
     def stop_market(self) -> None:
         """Make the market stand still from now on, as if ``max_events`` had been reached."""
-        self._max_events = self.events
-        self._market_scope.cancel()
+        self.pump.stop()
 
     async def wait_still(self) -> None:
         """Wait until the market has made its ``max_events`` changes (forever if unlimited)."""
@@ -461,61 +446,6 @@ class Emulator:
                 return
             await trio.sleep(scenario.deploy_every)
 
-    async def _run_history(self, clock: _DataClock) -> None:
-        """Step the replayed market in data time (see ``_DataClock``), firing the dead man's
-        switches of the data's clock on the way; at ``speed`` 0 it ends with the data, else
-        time runs on for the switches."""
-        hub, venue, speed = self._hub, clock.venue, clock.speed
-        with self._market_scope:
-            while self._max_events is None or self.events < self._max_events:
-                frame, due = venue.next_time(), hub.next_switch_due()
-                if frame is None:
-                    self.still.set()  # the data has ended (time has not, at speed > 0)
-                    if speed <= 0:
-                        break
-                    if due is None:
-                        await hub.switches_changed.wait()
-                        continue
-                target = min(t for t in (frame, due) if t is not None)
-                if speed > 0:
-                    changed = hub.switches_changed
-                    with trio.move_on_at(clock.trio_time(target)):
-                        await changed.wait()
-                        continue  # a switch was (re)armed meanwhile: plan again
-                else:
-                    await trio.lowlevel.checkpoint()
-                # No await from here on (see _run_market).
-                deltas = venue.step(target)
-                if frame is not None and frame <= target:
-                    self.events += 1
-                hub.router.publish(deltas)
-                hub.fire_due_switches(target)
-        self.still.set()
-
-    async def _run_market(self) -> None:
-        if self._data_clock is not None:
-            await self._run_history(self._data_clock)
-            return
-        market = self._hub.market
-        if not isinstance(market, Market):
-            return
-        hub = self._hub
-        interval = 1.0 / self._rate if 0 < self._rate < math.inf else 0.0
-        deadline = trio.current_time()
-        with self._market_scope:
-            while self._max_events is None or self.events < self._max_events:
-                if interval:
-                    deadline += interval
-                    await trio.sleep_until(deadline)
-                else:
-                    await trio.lowlevel.checkpoint()
-                # No await from here to the end of the loop body: the step and its fan-out are
-                # one atomic unit with respect to subscribes (see _connection).
-                deltas = market.step(hub.clock())
-                self.events += 1
-                hub.router.publish(deltas)
-        self.still.set()
-
     async def _serve_tcp(
         self,
         host: str,
@@ -627,204 +557,9 @@ class Emulator:
                 await ws.aclose()
 
 
-class _History(Venue, Protocol):
-    """A venue whose market is history (``ReplayedMarket``): it says when its next frame is."""
-
-    now: float  # the data time stepped to
-
-    def next_time(self) -> float | None: ...
-
-    def close(self) -> None: ...
-
-
-class _DataClock:
-    """The emulator's clock when serving history: the data's time.
-
-    At ``speed`` > 0 it runs ``speed`` times trio's clock from where the data started (so a
-    REST request between two frames is stamped between them); at ``speed`` 0 it is the time
-    of the last frame stepped (the market runs as fast as possible and time jumps with it).
-    """
-
-    def __init__(self, venue: _History, speed: float) -> None:
-        self.venue = venue
-        self.speed = speed
-        self.data_origin = venue.now
-        self.trio_origin = trio.current_time()
-
-    def __call__(self) -> float:
-        if self.speed <= 0:
-            return self.venue.now
-        elapsed = trio.current_time() - self.trio_origin
-        return max(self.venue.now, self.data_origin + elapsed * self.speed)
-
-    def trio_time(self, data_time: float) -> float:
-        """The trio time at which the clock reads ``data_time`` (``speed`` > 0)."""
-        return self.trio_origin + (data_time - self.data_origin) / self.speed
-
-
-def _rest_app(market: Venue | None, hub: Hub, limits: RestLimits) -> RestApp | None:
-    """BitMEX's REST API over the market (none for a per-session replay: nothing to trade)."""
-    if market is None:
-        return None
-    return RestApp(market, hub.authenticator, limits=limits)
-
-
-def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The lone exception of a (nested) group, else the group itself."""
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-@asynccontextmanager
-async def open_emulator(
-    *,
-    seed: int = 1,
-    symbols: Iterable[str] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    listen: bool = True,
-    rate: float = 50.0,
-    max_events: int | None = None,
-    replay: str | os.PathLike[str] | None = None,
-    history: ReplaySource | None = None,
-    speed: float = 0.0,
-    accounts: Mapping[str, tuple[str, int]] | None = None,
-    connection_budget: int = 720,
-    budget_window: float = 3600.0,
-    clock: Callable[[], float] | None = None,
-    legacy_book: bool = False,
-    max_queued_frames: int = 10_000,
-    limits: Limits = DEFAULT_LIMITS,
-    bye_every: float | None = None,
-    scenario: Scenario | str | None = None,
-    keep_alive: float = IDLE_TIMEOUT,
-    balances: Mapping[str, int] | None = None,
-    rest_limits: RestLimits = DEFAULT_REST_LIMITS,
-) -> AsyncIterator[Emulator]:
-    """Run a local BitMEX realtime emulator for the duration of the ``async with`` block.
-
-    ``seed``/``symbols``/``legacy_book`` configure the synthetic market, which makes ``rate``
-    changes per second (``0`` or ``inf``: as fast as possible) until ``max_events``, then stays
-    still. ``replay`` serves a recording instead, to each session on its own from its start, at
-    ``speed`` times real time (``0``: as fast as the client reads). ``history`` serves a replay
-    source (a recording, Tardis slices, a folder or a list of them) as the one market everyone
-    shares and trades against (``ReplayedMarket``): the emulator's clock is then the data's time,
-    paced at ``speed`` times trio's clock (``0``: as fast as possible), and the dead man's switch
-    runs on that clock too. ``accounts`` maps API keys to ``(secret, account number)``; by
-    default the one default account (``DEFAULT_API_KEY`` / ``DEFAULT_API_SECRET``);
-    ``balances`` (currency -> amount in settlement units, e.g. ``{"XBt": 10**8}``) funds the
-    accounts of a replayed market, and those of a synthetic one but the default account.
-    BitMEX's REST API is served on the same port (``rest_url``) with BitMEX's request
-    limits, or ``rest_limits`` (per account: ``emulator.rest_app.set_limits``); an idle
-    keep-alive connection is closed after ``keep_alive`` seconds.
-    ``clock`` is the wall clock
-    used for timestamps (default ``time.time``); the market opens at that clock's time, so a
-    fixed ``clock`` makes a seeded run byte-identical. Timers run on trio's clock. With
-    ``listen=False`` no TCP port is opened and only the in-memory variant is available.
-    ``limits`` sets BitMEX's in-band limits (429 bursts, 503 pending, the error limit);
-    ``bye_every`` (seconds, default off) closes every connection with 1000 "Bye" at seeded
-    random intervals of that mean, as BitMEX's deploys did. ``scenario`` (a ``Scenario`` or
-    one of the names in ``SCENARIOS``) bends the synthetic market into a regime; the
-    ``funding_flip`` one moves the emulator's clock to just before a funding time and
-    ``exchange_deploy`` makes the server close every connection now and then.
-    """
-    if max_events is not None and max_events < 0:
-        raise ValueError("max_events must be non-negative")
-    if connection_budget < 0 or max_queued_frames < 1:
-        raise ValueError("connection_budget must be >= 0 and max_queued_frames >= 1")
-    if speed < 0 or rate < 0:
-        raise ValueError("speed and rate must be non-negative")
-    if bye_every is not None and bye_every <= 0:
-        raise ValueError("bye_every must be positive (or None: off)")
-    if replay is not None and history is not None:
-        raise ValueError("replay (per session) and history (a shared market): one or the other")
-    wall = clock or time.time
-    if isinstance(scenario, str):
-        scenario = scenario_named(scenario)
-    if scenario is not None and scenario.funding_in is not None and replay is None:
-        # the market opens funding_in seconds before the next funding time (04/12/20 UTC)
-        opened = wall()
-        base = wall
-        funding = ((opened - 4 * 3600) // FUNDING_INTERVAL + 1) * FUNDING_INTERVAL + 4 * 3600
-        offset = funding - scenario.funding_in - opened
-        if offset < 0:
-            offset += FUNDING_INTERVAL
-
-        def wall() -> float:
-            return base() + offset
-
-    account_map = (
-        dict(accounts) if accounts else {DEFAULT_API_KEY: (DEFAULT_API_SECRET, DEFAULT_ACCOUNT)}
-    )
-    recording = load_recording(replay) if replay is not None else None
-    market: Market | _History | None = None
-    data_clock: _DataClock | None = None
-    if history is not None:
-        replayed = ReplayedMarket(history, seed=seed)
-        funds = dict(balances) if balances is not None else dict(HISTORY_BALANCES)
-        for _, account in account_map.values():
-            replayed.add_account(
-                account, balance_xbt_sats=funds.get("XBt", 0), balance_usdt=funds.get("USDt", 0)
-            )
-        if replayed.start is not None:
-            # Before anyone can connect: the first partials, so their symbols are known.
-            replayed.step(replayed.start + HISTORY_PREROLL)
-        market = replayed
-        data_clock = _DataClock(replayed, speed)
-        wall = data_clock
-    elif recording is None:
-        market = Market(
-            seed=seed,
-            symbols=list(symbols) if symbols is not None else None,
-            start_time=wall(),
-            legacy_book=legacy_book,
-            scenario=scenario,
-        )
-        for _, account in account_map.values():
-            if account != DEFAULT_ACCOUNT:  # funded by ``balances`` when given
-                funds = dict(balances or {})
-                market.add_account(
-                    account,
-                    balance_xbt_sats=funds.get("XBt", 10**8),
-                    balance_usdt=funds.get("USDt", 0),
-                )
-    hub = Hub(
-        market=market,
-        recording=recording,
-        accounts=account_map,
-        clock=wall,
-        speed=speed,
-        connection_budget=connection_budget,
-        budget_window=budget_window,
-        limits=limits,
-    )
-    hub.data_time_switches = data_clock is not None
-    hub.rest = _rest_app(market, hub, rest_limits)
-    emulator = Emulator(
-        hub,
-        rate=rate,
-        max_events=max_events,
-        max_queued_frames=max_queued_frames,
-        keep_alive=keep_alive,
-    )
-    emulator._data_clock = data_clock
-    try:
-        async with trio.open_nursery() as nursery:
-            emulator._start(nursery)
-            if listen:
-                await nursery.start(emulator._serve_tcp, host, port)
-            nursery.start_soon(emulator._run_market)
-            if bye_every is not None:
-                nursery.start_soon(emulator._run_byes, bye_every, seed)
-            if scenario is not None and scenario.deploy_after is not None:
-                nursery.start_soon(emulator._run_deploys, scenario)
-            try:
-                yield emulator
-            finally:
-                emulator._start(None)
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # Let callers catch their own exceptions from the body as usual.
-        raise _unwrap(group) from None
