@@ -44,8 +44,8 @@ from ._connection import EmulatorConnection
 from ._faults import RANDOM_FAULT_KINDS, FaultKind, FaultRecord, RandomFaults, ScheduledFault
 from ._handshake import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from ._limits import Limits
-from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._open import open_emulator
+from ._replay import RecordedFrame, Recording, load_recording, parse_recording
 from ._server import Emulator
 from .market import DEFAULT_ACCOUNT, SCENARIOS, Market, Scenario
 
