@@ -28,6 +28,7 @@ from typing import Protocol
 
 import trio
 
+from ._fast_forward import FastForward
 from ._hub import Hub
 from .market import Market
 from .market._venue import Venue
@@ -124,6 +125,14 @@ class MarketPump:
         """Step the replayed market in data time (see ``DataClock``), firing the dead man's
         switches of the data's clock on the way; at ``speed`` 0 it ends with the data, else
         time runs on for the switches."""
+        forward = FastForward.of_current_clock() if clock.speed > 0 else None
+        if forward is None:
+            await self._step_history(clock, None)
+            return
+        with forward:
+            await self._step_history(clock, forward)
+
+    async def _step_history(self, clock: DataClock, forward: FastForward | None) -> None:
         hub, venue, speed = self._hub, clock.venue, clock.speed
         with self._scope:
             while self.max_events is None or self.events < self.max_events:
@@ -136,13 +145,10 @@ class MarketPump:
                         await hub.switches_changed.wait()
                         continue
                 target = min(t for t in (frame, due) if t is not None)
-                if speed > 0:
-                    changed = hub.switches_changed
-                    with trio.move_on_at(clock.trio_time(target)):
-                        await changed.wait()
-                        continue  # a switch was (re)armed meanwhile: plan again
-                else:
+                if speed <= 0:
                     await trio.lowlevel.checkpoint()
+                elif not await _until(clock.trio_time(target), hub.switches_changed, forward):
+                    continue  # a switch was (re)armed meanwhile: plan again
                 # No await from here on (see run).
                 deltas = venue.step(target)
                 if frame is not None and frame <= target:
@@ -150,3 +156,24 @@ class MarketPump:
                 hub.router.publish(deltas)
                 hub.fire_due_switches(target)
         self.still.set()
+
+
+async def _until(wake: float, changed: trio.Event, forward: FastForward | None) -> bool:
+    """Wait until trio time ``wake``; ``False`` if ``changed`` was set first. A frame already
+    due costs one checkpoint; under an autojumping ``MockClock`` the clock is jumped to it
+    when nothing else could run first (``FastForward``), else a sleep waits for it."""
+    if trio.current_time() >= wake:
+        if forward is not None:
+            forward.slept()
+        await trio.lowlevel.checkpoint()
+        return True
+    if forward is not None:
+        await forward.settle()
+        if changed.is_set():
+            return False
+        if forward.jump_to(wake):
+            return True
+    with trio.move_on_at(wake):
+        await changed.wait()
+        return False
+    return True
