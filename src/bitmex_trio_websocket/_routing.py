@@ -321,14 +321,18 @@ class Router:
         if route is None:
             return None
         wide, by_symbol = route
-        for index in range(start, len(changes)):
+        # A while loop, and no enumerate below: most messages make one change for one listener,
+        # and the range and enumerate objects cost more than the rest of such a hand-out.
+        index = start
+        end = len(changes)
+        while index < end:
             change = changes[index]
             if by_symbol and change.symbol is not None:
                 narrow = by_symbol.get(change.symbol)
                 if narrow and (blocked := self.offer(narrow, change)) >= 0:
                     return index, [*narrow[blocked:], *wide]
             # offer(wide, change), inlined: most changes go to whole-table listeners only.
-            for position, listener in enumerate(wide):
+            for listener in wide:
                 items = listener.items
                 if len(items) < listener.capacity:
                     items.append(change)
@@ -339,8 +343,9 @@ class Router:
                         _reschedule(receiver)
                 elif not listener.put_nowait(change):
                     if listener.overflow != "drop":
-                        return index, wide[position:]
+                        return index, wide[wide.index(listener) :]
                     listener.dropped += 1
+            index += 1
         return None
 
     async def route_rest(
