@@ -11,8 +11,8 @@ could run before its frame, jumps the clock to the frame's time itself and steps
 "Nothing else could run" is autojump's own condition, checked from inside the run:
 
 * no other task is runnable, and none was woken with the pump: an instrument (``_Activity``)
-  counts every schedule and step of another task and notes the count at each I/O poll; the
-  pump was alone if nothing happened between the poll of the turn that woke it and its step
+  counts the other tasks made runnable and notes the count at each I/O poll; the pump was
+  alone if no other task was woken between the poll of the turn that woke it and its step
   (trio wakes every ``wait_all_tasks_blocked`` caller of the same cushion in one turn: a
   backtest's sampler, a test, expect to run before the clock moves, so they must not be
   there). Trio's own statistics cannot tell: the batch being run is not in its run queue;
@@ -48,7 +48,12 @@ MAX_SKIPS: Final = 64  # frames jumped to without settling, at most, between two
 
 
 class _Activity(trio.abc.Instrument):
-    """Counts schedules and steps of tasks other than the pump; notes the count at each poll."""
+    """Counts the tasks other than the pump made runnable; notes the count at each poll.
+
+    A task runs only once scheduled, so a count unchanged since the pump was found alone means
+    nobody has run since; and the tasks woken in the pump's turn are scheduled after its poll
+    (``after_io_wait``), whether trio runs them before or after the pump.
+    """
 
     def __init__(self, pump: trio.lowlevel.Task) -> None:
         self.pump = pump
@@ -59,10 +64,6 @@ class _Activity(trio.abc.Instrument):
         self.at_poll = self.others
 
     def task_scheduled(self, task: trio.lowlevel.Task) -> None:
-        if task is not self.pump:
-            self.others += 1
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if task is not self.pump:
             self.others += 1
 
