@@ -18,7 +18,12 @@ memory, the report recorded), per path:
 Per path the figure is messages of history per wall second (median of ``--runs``), with the
 data seconds per wall second and the fills of the run.
 
-    python -m benchmarks.backtest --messages 200000 --runs 3
+``--sleeping-pump`` adds each path once more with the emulator's history pump sleeping until
+every frame (a cancel scope per frame, trio's autojump moving the clock), as it did before it
+fast-forwarded the clock itself (``emulator._fast_forward``): the two alternate in every round,
+so drift hits both alike, and the reports of the two must be the same bytes (checked).
+
+    python -m benchmarks.backtest --messages 200000 --runs 3 [--sleeping-pump]
 """
 
 from __future__ import annotations
@@ -28,19 +33,20 @@ import datetime
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import aclosing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from bitmex_trio_websocket.backtest import Report, run_backtest
+from bitmex_trio_websocket.emulator._fast_forward import FastForward
 
 from ._common import Result, add_common_arguments, cache_dir, emit
 from .gen_stream import generate
 
-__all__ = ["history_file", "main", "measure"]
+__all__ = ["SLEEPING", "history_file", "main", "measure", "sleeping_pump"]
 
 Strategy = Callable[[Any, Any], Any]
 
@@ -91,18 +97,45 @@ PATHS: dict[str, Strategy] = {
 }
 
 
-def measure(path: Path, runs: int, paths: Sequence[str] = tuple(PATHS)) -> list[Result]:
+SLEEPING: Final = " [sleeping pump]"
+
+
+@contextmanager
+def sleeping_pump() -> Iterator[None]:
+    """The history pump without fast-forward: it sleeps until each frame."""
+    saved = FastForward.__dict__["of_current_clock"]
+    FastForward.of_current_clock = staticmethod(lambda: None)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FastForward.of_current_clock = saved  # type: ignore[method-assign]
+
+
+def measure(
+    path: Path, runs: int, paths: Sequence[str] = tuple(PATHS), *, sleeping: bool = False
+) -> list[Result]:
     results: dict[str, Result] = {}
-    for _ in range(runs):
+    reports: dict[str, bytes] = {}
+    for round_ in range(runs):
         for name in paths:  # interleaved: drift hits every path alike
-            gc.collect()
-            begin = time.perf_counter()
-            report: Report = run_backtest(PATHS[name], path)
-            wall = time.perf_counter() - begin
-            result = results.setdefault(name, Result(name, [], report.messages))
-            result.rates.append(report.messages / wall)
-            seconds = report.end - report.start
-            result.extra = {"data seconds": round(seconds), "fills": len(report.fills)}
+            modes = [False, True] if sleeping else [False]
+            for asleep in modes if round_ % 2 == 0 else modes[::-1]:
+                label = name + SLEEPING if asleep else name
+                gc.collect()
+                begin = time.perf_counter()
+                if asleep:
+                    with sleeping_pump():
+                        report: Report = run_backtest(PATHS[name], path)
+                else:
+                    report = run_backtest(PATHS[name], path)
+                wall = time.perf_counter() - begin
+                data = report.to_json()
+                if reports.setdefault(name, data) != data:
+                    raise AssertionError(f"{label}: the report's bytes differ between runs")
+                result = results.setdefault(label, Result(label, [], report.messages))
+                result.rates.append(report.messages / wall)
+                seconds = report.end - report.start
+                result.extra = {"data seconds": round(seconds), "fills": len(report.fills)}
     for result in results.values():  # at the median rate
         data_seconds = result.extra["data seconds"]
         result.extra["data seconds per wall second"] = round(
@@ -115,9 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backtest", description=__doc__)
     add_common_arguments(parser)
     parser.add_argument("--rate", type=float, default=50.0, help="messages per data second")
+    parser.add_argument(
+        "--sleeping-pump",
+        action="store_true",
+        help="also each path with the history pump sleeping until every frame (alternating)",
+    )
     args = parser.parse_args(argv)
     path = Path(args.stream) if args.stream else history_file(args.messages, args.seed, args.rate)
-    emit(measure(path, args.runs), args.json, f"Backtest over {path.name}")
+    results = measure(path, args.runs, sleeping=args.sleeping_pump)
+    emit(results, args.json, f"Backtest over {path.name}")
     return 0
 
 

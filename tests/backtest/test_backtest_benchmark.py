@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from benchmarks import backtest
+from bitmex_trio_websocket.emulator._fast_forward import FastForward
 
 
 def test_every_path_runs_and_trades_each_data_second(
@@ -26,3 +29,27 @@ def test_every_path_runs_and_trades_each_data_second(
             assert seconds <= result.extra["fills"] <= seconds + 1
         else:
             assert result.extra["fills"] == 0
+
+
+def test_the_sleeping_pump_comparison_runs_both_and_restores_the_fast_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    path = backtest.history_file(300, seed=3, rate=50.0)
+    paths = ["idle strategy", "an order every data second"]
+    results = backtest.measure(path, runs=2, paths=paths, sleeping=True)
+    names = {result.path: result for result in results}
+    assert set(names) == {name + suffix for name in paths for suffix in ("", backtest.SLEEPING)}
+    for name in paths:  # the same market, the same fills (measure checks the report bytes too)
+        fast, slept = names[name].extra, names[name + backtest.SLEEPING].extra
+        assert (fast["data seconds"], fast["fills"]) == (slept["data seconds"], slept["fills"])
+        assert len(names[name].rates) == len(names[name + backtest.SLEEPING].rates) == 2
+    assert FastForward.of_current_clock is not None
+    with backtest.sleeping_pump():
+        assert FastForward.of_current_clock() is None
+
+    async def inside() -> object:
+        return FastForward.of_current_clock()
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    assert isinstance(trio.run(inside, clock=clock), FastForward)  # restored
