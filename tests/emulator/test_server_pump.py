@@ -9,9 +9,11 @@ before it, and ``wait_all_tasks_blocked`` still means "the clock has not moved".
 from __future__ import annotations
 
 import datetime
+import math
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -25,6 +27,7 @@ from ..replay.helpers import write_slices
 from .test_paper_history import BOOK, INSTRUMENT, T0, level, msg
 
 TIMEOUT = 60
+T = TypeVar("T")
 BOOK_META: dict[str, Any] = {"keys": ["symbol", "id", "side"], "types": {}}
 FRAMES = 150
 
@@ -146,18 +149,26 @@ async def test_a_task_waking_between_frames_sees_exactly_the_frames_before_it(
         assert frames == partials + sum(1 for t in times if t <= data_at + 1e-9)
 
 
-async def test_the_pump_fast_forwarding_sees_what_a_sleeping_pump_saw(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+def test_the_pump_fast_forwarding_sees_what_a_sleeping_pump_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = history(tmp_path)
-    with trio.fail_after(TIMEOUT):
-        fast = await transcript(path)
+    fast = by_kind(in_virtual_time(transcript, path))
     monkeypatch.setattr(_fast_forward.FastForward, "of_current_clock", lambda: None)
-    assert _fast_forward.FastForward.of_current_clock() is None
-    with trio.fail_after(TIMEOUT):
-        slept = await transcript(path)
-    assert by_kind(fast) == by_kind(slept)
-    assert len(by_kind(fast)["idle"]) > 100
+    slept = by_kind(in_virtual_time(transcript, path))
+    assert fast == slept
+    assert len(fast["idle"]) > 100
+
+
+def in_virtual_time(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``fn(*args)`` in a run of its own on a fresh autojumping clock: two runs compared start
+    at the same trio time, so their clocks go through the very same floats."""
+
+    async def bounded() -> T:
+        with trio.fail_after(TIMEOUT):
+            return await fn(*args)
+
+    return trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def by_kind(seen: list[tuple[str, Any]]) -> dict[str, list[Any]]:
@@ -166,3 +177,59 @@ def by_kind(seen: list[tuple[str, Any]]) -> dict[str, list[Any]]:
     for kind, value in seen:
         kinds.setdefault(kind, []).append(value)
     return kinds
+
+
+async def synthetic_transcript() -> dict[str, list[Any]]:
+    """What a book subscriber and a sleeper see of 300 steps of the seeded synthetic market."""
+    seen: list[tuple[str, Any]] = []
+    async with open_emulator(
+        listen=False, seed=3, rate=50.0, max_events=300, clock=lambda: T0
+    ) as emulator:
+        market = emulator.market
+        start = trio.current_time()
+
+        def since() -> float:
+            return round(trio.current_time() - start, 9)
+
+        async def subscriber(task_status: trio.TaskStatus[None]) -> None:
+            async with emulator.open_memory_websocket() as ws:
+                await ws.get_message()  # welcome
+                await ws.send_message('{"op": "subscribe", "args": ["orderBookL2:XBTUSD"]}')
+                await ws.get_message()  # the ack
+                await ws.get_message()  # the partial
+                task_status.started()
+                while True:
+                    text = await ws.get_message()
+                    at, events = since(), market.events
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert (since(), market.events) == (at, events)
+                    seen.append(("rows", (at, events, text)))
+
+        async def sleeper() -> None:
+            while True:
+                await trio.sleep(0.013)
+                await trio.testing.wait_all_tasks_blocked()
+                seen.append(("sleeper", (since(), market.events)))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(subscriber)
+            nursery.start_soon(sleeper)
+            await emulator.wait_still()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    return by_kind(seen)
+
+
+def test_the_synthetic_market_fast_forwarding_sees_what_a_sleeping_pump_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast = in_virtual_time(synthetic_transcript)
+    monkeypatch.setattr(_fast_forward.FastForward, "of_current_clock", lambda: None)
+    slept = in_virtual_time(synthetic_transcript)
+    assert fast == slept
+    assert len(fast["rows"]) > 100 and len(fast["sleeper"]) > 100
+    # The sleeper sees one step per 1/50 s so far (a wake at a step's very time: either).
+    for at, events in fast["sleeper"]:
+        steps = at * 50
+        if abs(steps - round(steps)) > 1e-6:
+            assert events == math.floor(steps)

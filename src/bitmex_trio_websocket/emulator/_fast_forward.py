@@ -1,8 +1,9 @@
-"""Fast-forward: the history pump moves trio's ``MockClock`` itself, as its autojump would.
+"""Fast-forward: the market pump moves trio's ``MockClock`` itself, as its autojump would.
 
 Theory of operation: under ``MockClock(autojump_threshold=0)`` (``autojump_clock`` in tests, every
 backtest) trio jumps the clock to the next deadline once every task is blocked. A pump that
-sleeps until each frame's time pays for that per frame: a cancel scope, its deadline, a
+sleeps until each frame's time (history at ``speed`` > 0, or the synthetic market's next step
+at ``rate``) pays for that per frame: a cancel scope, its deadline, a
 ``Cancelled`` raised and caught, and two turns of trio's run loop. ``FastForward`` gets the
 same result for less: the pump waits in ``wait_all_tasks_blocked`` (``settle``: woken, without
 an exception, in the very turn in which trio would otherwise autojump) and then, if nothing else
@@ -140,6 +141,11 @@ class FastForward:
                 return True
             stats = trio.lowlevel.current_statistics()
 
-    def slept(self) -> None:
-        """The pump waited some other way: whoever else ran meanwhile is not accounted for."""
-        self._alone = False
+    async def reach(self, wake: float, changed: trio.Event | None = None) -> bool:
+        """``settle``, then ``jump_to(wake)``: ``True`` once the clock reads ``wake`` (or
+        ``changed`` was set while settling: the caller plans again), ``False``: sleep until
+        ``wake`` instead (``trio.current_time()`` is then still before it)."""
+        await self.settle()
+        if changed is not None and changed.is_set():
+            return True
+        return self.jump_to(wake)

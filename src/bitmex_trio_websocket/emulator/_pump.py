@@ -15,14 +15,17 @@ atomic unit with respect to subscribes (see ``_connection``).
   dead man's switch deadline (switches serving history run on the data's clock and are fired
   here, ``Hub.fire_due_switches``); a switch (re)armed meanwhile makes the pump plan again.
 
-Either way the pump stops after ``max_events`` steps (``stop`` makes that now) and sets
-``still``; history also sets ``still`` when its data ends, and at ``speed`` > 0 the pump then
-keeps firing switches as time runs on. A per-session replay (``replay=``) has no market: the
-pump has nothing to do and ``still`` is set from the start.
+Under an autojumping ``MockClock`` both move trio's clock to their next step themselves when
+nothing else could run first, instead of sleeping (``_fast_forward``: the same times, fewer
+turns of trio's run loop). Either way the pump stops after ``max_events`` steps (``stop``
+makes that now) and sets ``still``; history also sets ``still`` when its data ends, and at
+``speed`` > 0 the pump then keeps firing switches as time runs on. A per-session replay
+(``replay=``) has no market: the pump has nothing to do and ``still`` is set from the start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Protocol
 
@@ -107,11 +110,13 @@ class MarketPump:
         hub = self._hub
         interval = 1.0 / self._rate if 0 < self._rate < math.inf else 0.0
         deadline = trio.current_time()
-        with self._scope:
+        forward = FastForward.of_current_clock() if interval else None
+        with self._scope, forward or contextlib.nullcontext():
             while self.max_events is None or self.events < self.max_events:
                 if interval:
                     deadline += interval
-                    await trio.sleep_until(deadline)
+                    if forward is None or not await forward.reach(deadline):
+                        await trio.sleep_until(deadline)
                 else:
                     await trio.lowlevel.checkpoint()
                 # No await from here to the end of the loop body: the step and its fan-out are
@@ -163,16 +168,10 @@ async def _until(wake: float, changed: trio.Event, forward: FastForward | None) 
     due costs one checkpoint; under an autojumping ``MockClock`` the clock is jumped to it
     when nothing else could run first (``FastForward``), else a sleep waits for it."""
     if trio.current_time() >= wake:
-        if forward is not None:
-            forward.slept()
         await trio.lowlevel.checkpoint()
         return True
-    if forward is not None:
-        await forward.settle()
-        if changed.is_set():
-            return False
-        if forward.jump_to(wake):
-            return True
+    if forward is not None and await forward.reach(wake, changed):
+        return not changed.is_set()
     with trio.move_on_at(wake):
         await changed.wait()
         return False
