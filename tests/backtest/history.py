@@ -17,15 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import trio
 
 from bitmex_trio_websocket.emulator.market._schemas import TABLE_SCHEMAS
 
 from ..replay.helpers import write_slices
-
-T0: Final = 1_735_689_600.0  # 2025-01-01T00:00:00Z
-TS: Final = "2025-01-01T00:00:00.000Z"
+from ..support.history_frames import INSTRUMENT, T0, TS, level, msg
 
 # By hand (see the module docstring):
 BUY_COST: Final = 100_000_000  # |execCost| of 100 at 100.0
@@ -38,26 +35,8 @@ LOW_EQUITY: Final = 10**8 - BUY_FEE - 5_263_158
 FINAL_EQUITY: Final = 10**8 + REALISED - BUY_FEE - SELL_FEE
 
 
-def msg(table: str, action: str, data: list[dict[str, Any]], **extra: Any) -> str:
-    return orjson.dumps({"table": table, "action": action, **extra, "data": data}).decode()
-
-
-def level(id_: int, side: str, size: int, price: float) -> dict[str, Any]:
-    return {"symbol": "XBTUSD", "id": id_, "side": side, "size": size, "price": price,
-            "timestamp": TS, "transactTime": TS}  # fmt: skip
-
-
 def mark(price: float) -> dict[str, Any]:
     return {"symbol": "XBTUSD", "markPrice": price, "timestamp": TS}
-
-
-INSTRUMENT: Final = {
-    "symbol": "XBTUSD", "state": "Open", "typ": "FFWCSX", "tickSize": 0.5, "lotSize": 100,
-    "multiplier": -100_000_000, "isInverse": True, "isQuanto": False, "underlying": "XBT",
-    "quoteCurrency": "USD", "settlCurrency": "XBt", "referenceSymbol": ".BXBT",
-    "lastPrice": 100.0, "markPrice": 100.0, "indicativeSettlePrice": 100.0,
-    "makerFee": -0.00025, "takerFee": 0.00075, "timestamp": TS,
-}  # fmt: skip
 
 
 def frames() -> list[tuple[float, str]]:

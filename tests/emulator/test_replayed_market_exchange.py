@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bitmex_trio_websocket.emulator.exchange import OrderRejected
@@ -14,34 +13,9 @@ from bitmex_trio_websocket.emulator.market._replayed import ReplayedMarket
 from bitmex_trio_websocket.emulator.market._schemas import TABLE_SCHEMAS
 
 from ..replay.helpers import write_slices
+from ..support.history_frames import BOOK, INSTRUMENT, T0, TS, level, msg
 
-T0 = 1_735_689_600.0
-TS = "2025-01-01T00:00:00.000Z"
 ACCOUNT = 7
-
-
-def msg(table: str, action: str, data: list[dict[str, Any]], **extra: Any) -> str:
-    return orjson.dumps({"table": table, "action": action, **extra, "data": data}).decode()
-
-
-def level(id_: int, side: str, size: int, price: float) -> dict[str, Any]:
-    return {"symbol": "XBTUSD", "id": id_, "side": side, "size": size, "price": price,
-            "timestamp": TS, "transactTime": TS}  # fmt: skip
-
-
-INSTRUMENT = {
-    "symbol": "XBTUSD", "state": "Open", "typ": "FFWCSX", "tickSize": 0.5, "lotSize": 100,
-    "multiplier": -100_000_000, "isInverse": True, "isQuanto": False, "underlying": "XBT",
-    "quoteCurrency": "USD", "settlCurrency": "XBt", "referenceSymbol": ".BXBT",
-    "lastPrice": 100.0, "markPrice": 100.0, "indicativeSettlePrice": 100.0,
-    "makerFee": -0.00025, "takerFee": 0.00075, "timestamp": TS,
-}  # fmt: skip
-BOOK = [
-    level(1, "Sell", 300, 101.0),
-    level(2, "Sell", 200, 100.5),
-    level(3, "Buy", 100, 100.0),
-    level(4, "Buy", 400, 99.5),
-]
 
 
 def opening(*later: tuple[float, str]) -> list[tuple[float, str]]:
