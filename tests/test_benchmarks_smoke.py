@@ -15,6 +15,7 @@ from benchmarks import (
     loopback,
     memory,
     oldlib,
+    peers,
     run_all,
 )
 from benchmarks import profile as bench_profile
@@ -61,6 +62,23 @@ def test_loopback_both_servers(stream: Path) -> None:
 
 
 @pytest.mark.skipif(not oldlib.available(), reason="no 2021-library venv (benchmarks.oldlib)")
+def test_peers_wait_for_every_update_of_every_symbol(stream: Path) -> None:
+    frames = load_frames(stream)
+    updates, symbols = peers.stream_facts(frames)
+    messages = [orjson.loads(text) for text in frames]
+    partials = sum(m["action"] == "partial" for m in messages)
+    indices = sum(all(r["symbol"].startswith(".") for r in m["data"]) for m in messages)
+    assert updates == len(frames) - partials - indices and partials >= len(BENCH_TABLES)
+    assert symbols and not any(s.startswith(".") for s in symbols)
+    # A peer only runs where its venv was made by hand (``python -m benchmarks.peers``).
+    ready = [
+        peer for peer in peers.PEERS.values() if peer.name == "cryptofeed" and peers.available(peer)
+    ]
+    results = peers.measure(stream, frames, 1, ready, peer_timeout=120.0)
+    assert results[0].path == "loopback/emulator: ours, 3 listeners"
+    assert len(results) == 1 + len(ready) and all(r.median > 0 for r in results)
+
+
 def test_oldlib_in_process(stream: Path) -> None:
     result = oldlib.run_driver("inprocess", stream, runs=1)
     assert result.median > 0 and result.messages == MESSAGES
