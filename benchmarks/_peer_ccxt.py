@@ -1,19 +1,20 @@
 """Driver for ccxt pro (the ``ccxt`` package's ``ccxt.pro.bitmex``), run INSIDE its own venv.
 
 Theory of operation: executed as a script by that venv's Python (see ``benchmarks.peers``);
-imports nothing of ours. ccxt removed BitMEX after the exchange closed, so the venv pins the last
-release that still has it. Per symbol of the stream, three tasks loop on ccxt's public
-``watch_order_book``, ``watch_trades`` and ``watch_ticker`` (the ``instrument`` table): the same
-three tables as our three listeners. Only the addresses are pointed elsewhere: ``urls['api']['ws']``
-is the emulator's URL, and the market list, which ccxt would fetch from BitMEX's REST API (the
-emulator's replay mode serves none), is built from each symbol's instrument fields through ccxt's
-own ``parse_market``. The exchange's ``handle_message`` is wrapped only to count table frames:
-the clock runs from the first watch call until it has returned for the last update (ccxt
-subscribes per symbol, so partials come one per symbol and table). ccxt hands a watcher the
-latest state, so a watcher does not wake for every frame: that is its design, measured as is.
-Prints one JSON object: ``{"rate": frames per second, "wakeups": {...}}``.
+imports nothing of ours. ccxt removed BitMEX after the exchange closed, so the venv pins a
+release that still has it (and an older aiohttp: see ``benchmarks.peers``). Per symbol of the
+stream, three tasks loop on ccxt's public ``watch_order_book``, ``watch_trades`` and
+``watch_ticker`` (the ``instrument`` table): the same three tables as our three listeners. Only
+the addresses are pointed elsewhere: ``urls['api']['ws']`` is the emulator's URL, and the market
+list, which ccxt would fetch from BitMEX's REST API (the emulator's replay mode serves none), is
+built from each symbol's instrument fields through ccxt's own ``parse_market``. The exchange's
+``handle_message`` is wrapped only to count table frames: the clock runs from the first watch
+call until it has returned for the last update (ccxt subscribes per symbol, so partials come one
+per symbol and table). ccxt hands a watcher the latest state, so a watcher does not wake for
+every frame: that is its design, measured as is. Prints one JSON object: ``{"rate": frames per
+second, "wakeups": {...}}``.
 
-    /tmp/peer-ccxt/bin/python benchmarks/_peer_ccxt.py URL N_FRAMES N_UPDATES XBTUSD,ETHUSD
+    /tmp/peer-ccxt/bin/python benchmarks/_peer_ccxt.py URL FRAMES UPDATES XBTUSD,ETHUSD
 """
 
 from __future__ import annotations

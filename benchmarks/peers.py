@@ -44,7 +44,7 @@ PEER_TIMEOUT = 600.0
 @dataclass(frozen=True)
 class Peer:
     name: str
-    requirements: tuple[str, ...]
+    installs: tuple[tuple[str, ...], ...]  # one ``pip install`` per entry, in order
     probe: str  # Python run in the venv: succeeds once the peer is installed
 
     @property
@@ -55,9 +55,16 @@ class Peer:
 PEERS: dict[str, Peer] = {
     peer.name: peer
     for peer in (
-        Peer("cryptofeed", ("cryptofeed==2.4.1",), "import cryptofeed.exchanges.bitmex"),
-        # BitMEX left ccxt after the exchange closed: 4.5.82 is a release that still has it.
-        Peer("ccxt", ("ccxt==4.5.82",), "import ccxt.pro; ccxt.pro.bitmex"),
+        Peer("cryptofeed", (("cryptofeed==2.4.1",),), "import cryptofeed.exchanges.bitmex"),
+        # BitMEX left ccxt after the exchange closed: 4.5.82 is a release that still has it. Its
+        # websocket client reads aiohttp's private receive buffer; with the aiohttp 3.14 it
+        # asks for, it stops reading a fast stream after ~2,400 frames (the transport stays
+        # paused), with 3.10.11 it runs: installed over it without dependency checks.
+        Peer(
+            "ccxt",
+            (("ccxt==4.5.82",), ("--no-deps", "aiohttp==3.10.11")),
+            "import ccxt.pro, aiohttp; ccxt.pro.bitmex; assert aiohttp.__version__ == '3.10.11'",
+        ),
     )
 }
 
@@ -90,11 +97,12 @@ def ensure_venv(peer: Peer) -> Path:
     python = _python(venv)
     if available(peer):
         return python
-    wanted = " ".join(peer.requirements)
+    wanted = "; ".join(" ".join(step) for step in peer.installs)
     print(f"creating {venv} with {wanted} ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True, env=_clean_env())
-    pip: list[str | Path] = [python, "-m", "pip", "install", "--quiet", *peer.requirements]
-    subprocess.run(pip, check=True, stdout=subprocess.DEVNULL, env=_clean_env())
+    for step in peer.installs:
+        pip: list[str | Path] = [python, "-m", "pip", "install", "--quiet", *step]
+        subprocess.run(pip, check=True, stdout=subprocess.DEVNULL, env=_clean_env())
     return python
 
 
