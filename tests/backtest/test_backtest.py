@@ -17,6 +17,7 @@ from bitmex_trio_websocket import Change
 from bitmex_trio_websocket._export._errors import MissingExtraError
 from bitmex_trio_websocket.backtest import Progress, open_backtest, run_backtest
 
+from ..support.history_frames import T0
 from .history import (
     BUY_COST,
     BUY_FEE,
@@ -25,7 +26,6 @@ from .history import (
     REALISED,
     SELL_COST,
     SELL_FEE,
-    T0,
     buy_then_sell,
     write_history,
 )

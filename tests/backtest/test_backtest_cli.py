@@ -13,7 +13,8 @@ from bitmex_trio_websocket._cli._main import main
 from bitmex_trio_websocket.backtest._progress import ProgressLine
 from bitmex_trio_websocket.backtest._runner import Progress
 
-from .history import BUY_FEE, FINAL_EQUITY, REALISED, T0, write_history
+from ..support.history_frames import T0
+from .history import BUY_FEE, FINAL_EQUITY, REALISED, write_history
 
 STRATEGY = """
 import trio

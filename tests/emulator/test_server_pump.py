@@ -24,7 +24,7 @@ from bitmex_trio_websocket.emulator import Emulator, _fast_forward, open_emulato
 from bitmex_trio_websocket.emulator.market._replayed import ReplayedMarket
 
 from ..replay.helpers import write_slices
-from .test_paper_history import BOOK, INSTRUMENT, T0, level, msg
+from ..support.history_frames import BOOK, INSTRUMENT, T0, level, msg
 
 TIMEOUT = 60
 T = TypeVar("T")
