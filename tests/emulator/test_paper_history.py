@@ -32,6 +32,7 @@ from bitmex_trio_websocket.emulator import (
 from bitmex_trio_websocket.emulator.market._replayed import ReplayedMarket
 from bitmex_trio_websocket.emulator.market._schemas import TABLE_SCHEMAS
 
+from ..cli.test_cli_emulator import read_line
 from ..replay.helpers import write_slices
 from ..support.history_frames import BOOK, INSTRUMENT, T0, TS, level, msg
 from .http_client import HttpClient, auth_headers
@@ -176,17 +177,6 @@ def test_history_and_per_session_replay_exclude_each_other(tmp_path: Path) -> No
     trio.run(main)
 
 
-async def read_line(process: trio.Process) -> str:
-    assert process.stdout is not None
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await process.stdout.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_cli_replay_serves_history_as_a_market_with_two_accounts(tmp_path: Path) -> None:
     source = history(tmp_path)
@@ -200,7 +190,10 @@ async def test_cli_replay_serves_history_as_a_market_with_two_accounts(tmp_path:
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
         try:
-            url, rest_url = await read_line(process), await read_line(process)
+            url, rest_url = (
+                (await read_line(process)).decode().strip(),
+                (await read_line(process)).decode().strip(),
+            )
             assert url.startswith("ws://127.0.0.1:") and url.endswith("/realtime")
             assert rest_url == url.replace("ws://", "http://").replace("/realtime", "/api/v1")
             port = int(url.split(":")[2].split("/")[0])
