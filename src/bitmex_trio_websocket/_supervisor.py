@@ -53,6 +53,7 @@ from ._session import (
 )
 from ._storage import Storage
 from ._subscriptions import Subscriptions
+from ._tls import open_tls_stream
 from ._websocket import ClientWebSocket, connect_websocket
 
 __all__ = ["Supervisor", "open_socket"]
@@ -104,20 +105,7 @@ async def _open_stream(url: str, opts: ClientOptions) -> trio.abc.Stream:
     host = parts.hostname or ""
     if parts.scheme == "ws":
         return await trio.open_tcp_stream(host, parts.port or 80)
-    context = opts.ssl_context or ssl.create_default_context()
-    stream = await trio.open_ssl_over_tcp_stream(
-        host, parts.port or 443, ssl_context=context, https_compatible=True
-    )
-    # trio handshakes lazily; doing it here turns a bad certificate into a clear error instead
-    # of a websocket handshake that never completes.
-    try:
-        await stream.do_handshake()
-    except BaseException as exc:
-        await trio.aclose_forcefully(stream)
-        if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
-            raise exc.__cause__ from None
-        raise
-    return stream
+    return await open_tls_stream(host, parts.port or 443, opts.ssl_context)
 
 
 class Supervisor:

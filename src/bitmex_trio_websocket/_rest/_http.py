@@ -31,6 +31,7 @@ import h11
 import trio
 
 from .._exceptions import RemoteProtocolError
+from .._tls import open_tls_stream
 
 __all__ = ["HttpConnection", "HttpResponse", "open_stream"]
 
@@ -61,18 +62,7 @@ async def open_stream(
     now, as ``ssl.SSLCertVerificationError``, not in the first request)."""
     if scheme == "http":
         return await trio.open_tcp_stream(host, port)
-    context = ssl_context or ssl.create_default_context()
-    stream = await trio.open_ssl_over_tcp_stream(
-        host, port, ssl_context=context, https_compatible=True
-    )
-    try:
-        await stream.do_handshake()
-    except BaseException as exc:
-        await trio.aclose_forcefully(stream)
-        if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
-            raise exc.__cause__ from None
-        raise
-    return stream
+    return await open_tls_stream(host, port, ssl_context)
 
 
 class HttpConnection:
