@@ -65,6 +65,7 @@ are in the modules above.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from random import Random
@@ -81,6 +82,8 @@ from ._instruments import Contract
 from ._replayed_book import BOOK_TABLE_ORDER, RecordedBooks
 from ._replayed_contracts import contract_from_book, contract_from_instrument, is_index
 from ._replayed_cursor import Cursor
+from ._replayed_derived import DERIVABLE, DerivedBooks
+from ._replayed_funding import FundingSchedule, Settlement
 from ._replayed_images import Meta, diff_rows, meta_of
 from ._schemas import (
     PRIVATE_TABLES_SERVED,
@@ -98,6 +101,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REPLAY_QUEUE_WINDOW", "ExchangeFactory", "ReplayedMarket"]
 
+log = logging.getLogger("bitmex_trio_websocket.emulator")
+
 # Frames are keyed by receive time, and BitMEX sent a trade and the book update it caused as two
 # frames: in the 2021 capture (../shared/captures/cryptofeed_BITMEX.ws.1.0.jsonl) 14 of the 15
 # trades whose level update can be told arrived 0.10-0.34 ms before it (XBTUSD, MATICUSDT), and
@@ -112,6 +117,7 @@ ExchangeFactory = Callable[
 ]
 
 _BOOK10: Final = "orderBook10"
+_FUNDING: Final = "funding"
 _KEYLESS_DELTA: Final = frozenset({"insert"})
 _SCOPED: Final = ("order", "execution", "position")  # private tables a symbol narrows
 
@@ -180,6 +186,8 @@ class ReplayedMarket:
         self.ignored = 0  # frames that are not public table data
         self.gaps = 0  # recorder's disconnects
         self.violations = 0  # store violations (rows not sent)
+        self._derived = DerivedBooks(self._storage, self._fmt, self._legacy_l2)
+        self._funding = FundingSchedule(self.now)
         factory = exchange_factory or _default_factory(queue_window)
         self._exchange = factory(
             self._contracts, self._books, Random(f"replayed-exchange/{self._key}"), self._fmt,
@@ -207,17 +215,42 @@ class ReplayedMarket:
         """Frames read from the source but not yet stepped (one block at most)."""
         return self._cursor.held
 
+    @property
+    def funding_sources(self) -> Mapping[str, str]:
+        """Symbol -> where its last funding payment came from: ``"funding"`` (the recorded
+        table's rows) or ``"instrument"`` (the rows' ``fundingTimestamp``/``fundingRate``)."""
+        return self._funding.sources
+
+    @property
+    def unfunded(self) -> tuple[str, ...]:
+        """Tradable symbols found, at a funding time, to have no funding recorded (no
+        ``funding`` partial, no ``instrument`` row): they pay none."""
+        return self._funding.unfunded
+
     def next_time(self) -> float | None:
-        """The data time of the next frame, ``None`` once the source is exhausted."""
-        return self._cursor.next_time()
+        """The data time of the next frame, or of an announced funding payment due before it;
+        ``None`` once the source is exhausted."""
+        t = self._cursor.next_time()
+        due = self._funding.next_due
+        if t is not None and due is not None and due < t:
+            return max(due, self.now)
+        return t
 
     def step(self, now: float) -> list[Delta]:
-        """Consume every frame recorded at or before ``now``; the deltas to send, in order."""
+        """Consume every frame recorded at or before ``now``, settling the funding due on the
+        way; the deltas to send, in order."""
         out: list[Delta] = []
         cursor = self._cursor
+        funding = self._funding
         while True:
             t = cursor.next_time()
-            if t is None or t > now:
+            if t is None:
+                break
+            due = funding.next_due
+            if due is not None and due <= now and due <= t:
+                self._settle_announced(max(due, self.now), out)
+                continue
+            if t > now:
                 break
             t, text = cursor.take()
             self.frames += 1
@@ -228,6 +261,12 @@ class ReplayedMarket:
             self._frame(t, text, out)
         if now > self.now:
             self.now = now
+        for symbol in funding.check(self.now, self.symbols, self._funding_recorded):
+            log.warning(
+                "history has no funding for %s (no funding or instrument rows recorded): its "
+                "positions pay none",
+                symbol,
+            )
         return out
 
     def close(self) -> None:
@@ -235,10 +274,13 @@ class ReplayedMarket:
         self._cursor.close()
 
     def enable_table(self, table: str) -> None:
-        self._check_table(table)  # replayed tables are what was recorded: nothing to derive
+        """A client subscribed ``table``: the book tables not recorded are derived from now."""
+        self._check_table(table)
+        self._derived.enable(table, self.now)
 
     def disable_table(self, table: str) -> None:
         self._check_table(table)
+        self._derived.disable(table)
 
     def snapshot(
         self, table: str, symbol: str | None = None, account: int | None = None
@@ -257,8 +299,14 @@ class ReplayedMarket:
             return TABLE_SCHEMAS[table].snapshot(rows, flt)
         self._check_table(table)
         rows = self._rows(table, symbol)
-        flt = {} if symbol is None else {"symbol": symbol}
         meta = self._meta.get(table)
+        if table in DERIVABLE:
+            derived = self._derived.rows(table, symbol, self.now)
+            if derived:
+                rows.extend(derived)
+                if meta is None and table != _BOOK10:
+                    meta = self._meta.get("orderBookL2")  # the columns derived rows carry
+        flt = {} if symbol is None else {"symbol": symbol}
         if meta is not None:
             return Snapshot(
                 list(meta.keys), dict(meta.types), dict(meta.foreign_keys),
@@ -370,12 +418,15 @@ class ReplayedMarket:
             if is_book:
                 if self._books.book_table(symbol) == table:
                     self._book_delta(symbol, action, change.rows, held, t, private)
+                    self._derived.book_delta(symbol, action, change.rows, t, out)
             elif table == "trade" and action == "insert":
                 self._trades(symbol, rows, t, private)
             elif table == "instrument":
                 self._instrument_rows(change.rows, rows, t, private)
             elif table == _BOOK10 and self._books.book_table(symbol) == _BOOK10:
                 self._book10_changed(symbol, book10_before.get(symbol), t, private)
+            elif table == _FUNDING:
+                self._settle(self._funding.recorded_rows(change.rows), t, private)
 
     def _partial(
         self,
@@ -395,6 +446,8 @@ class ReplayedMarket:
         keyed = isinstance(keys, list) and bool(keys)
         if keyed and (scope is None or storage.has_partial(table, scope)):
             before = storage.rows(table, scope)
+        if keyed and table in DERIVABLE:
+            before.extend(self._derived.take_over(table, scope))  # subscribers hold these
         result = storage.apply(message)
         self._meta[table] = meta_of(table, message, data, self._meta.get(table))
         if result.violations:
@@ -403,6 +456,8 @@ class ReplayedMarket:
             return  # keyless: a partial's rows are history, nothing to send
         assert isinstance(keys, list)
         after = storage.rows(table, scope)
+        if table == _FUNDING:
+            self._settle(self._funding.recorded_rows(after), t, private)
         book10_before = {row.get("symbol"): row for row in before} if table == _BOOK10 else {}
         held_meta = self._meta.get(table)
         legacy = held_meta is not None and held_meta.legacy_book
@@ -419,6 +474,7 @@ class ReplayedMarket:
                 self._books.forget_symbol(symbol)
                 if table != _BOOK10:
                     self._books.rebuild(symbol, table)
+                    self._derived.book_reset(symbol, t, out)
                 else:
                     old = book10_before.get(symbol)
                     self._book10_changed(symbol, _book10_sides(old), t, private)
@@ -551,10 +607,13 @@ class ReplayedMarket:
         private: list[Delta],
     ) -> None:
         """Learn contracts and indices from full rows; report the prices the sent rows carry."""
+        announce = self._funding.announce
         for row in full:
             symbol = row.get("symbol")
             if isinstance(symbol, str):
                 self._learn_instrument(symbol, row)
+                if not is_index(symbol, row):
+                    announce(symbol, row)
         on_prices = self._exchange.on_prices
         for row in sent:
             symbol = row.get("symbol")
@@ -621,6 +680,25 @@ class ReplayedMarket:
             self._marks[symbol] = mark = contract.round_price(mark)
         self._exchange.add_contract(symbol, contract, mark)
         self.symbols = (*self.symbols, symbol)
+
+    # ------------------------------------------------------------------ funding
+
+    def _settle_announced(self, at: float, out: list[Delta]) -> None:
+        """Data time reached announced funding times: pay them (instrument source)."""
+        self.now = at
+        self._settle(self._funding.due(at, self._funding_recorded), at, out)
+
+    def _settle(self, settlements: list[Settlement], t: float, out: list[Delta]) -> None:
+        on_funding = self._exchange.on_funding
+        for settlement in settlements:
+            on_funding(settlement.symbol, settlement.rate, t, out)
+
+    def _funding_recorded(self, symbol: str) -> bool:
+        return self._storage.has_partial(_FUNDING, symbol)
+
+    def _legacy_l2(self) -> bool:
+        meta = self._meta.get("orderBookL2")
+        return meta is not None and meta.legacy_book
 
     # ------------------------------------------------------------------ reads
 
