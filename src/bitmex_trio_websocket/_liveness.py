@@ -25,9 +25,21 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
    queued during that transfer (at most X seconds of the feed, plus smaller partials), which
    drains in less than X more over a link that carries the feed with room to spare.
 
+4. **A transfer's wait is not the link's round trip.** Of a round trip, the time credited to a
+   large frame (its progress and transfer time, rule 3) is set apart as *drain*: it says how long
+   the server's queue behind that frame may still hold the next pong, not how long the link
+   needs. The rest is the round trip rule 2 carries. The drain is carried to the next ping only
+   while that queue can still be there: it lapses for good once the link delivers faster than it
+   did during the wait (more than the wait's bytes per second times the time since the read
+   before the pong, plus ``DRAIN_SLACK``; a queue drains no faster than the link carries it, so
+   a link that got faster has emptied it), and it never outlasts ``timeout`` after the last
+   read (a draining queue arrives without pause; a stalled link is no drain).
+
 So a connection that stops hearing us is declared dead within
 ``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
-with the defaults), while a slow but honest link completes any partial it carries at the rate.
+with the defaults), where the round trip is the link's own (rule 4) unless the queue behind a
+large frame is still visibly draining at the link's rate, while a slow but honest link completes
+any partial it carries at the rate, and the queue behind it, however long it takes to drain.
 
 ``pings_sent`` counts pings and ``pings_answered`` is the number of the latest answered one: a
 command sent while ``pings_sent == k`` has been processed by the server once ``pings_answered > k``
@@ -40,7 +52,14 @@ import enum
 import math
 from typing import Final
 
-__all__ = ["LARGE_FRAME", "MAX_ROUND_TRIP", "MIN_PROGRESS_RATE", "Liveness", "LivenessAction"]
+__all__ = [
+    "DRAIN_SLACK",
+    "LARGE_FRAME",
+    "MAX_ROUND_TRIP",
+    "MIN_PROGRESS_RATE",
+    "Liveness",
+    "LivenessAction",
+]
 
 # Bytes per second of a frame in progress that count as life (a hostile trickle sends far less;
 # any link that can carry BitMEX's feed at all carries far more).
@@ -50,6 +69,9 @@ MIN_PROGRESS_RATE: Final = 1024.0
 LARGE_FRAME: Final = 32 * 1024
 # The previous round trip is added to a ping's allowance up to this many seconds.
 MAX_ROUND_TRIP: Final = 30.0
+# Seconds of the drain's rate a read may run ahead of it (reads are chunky) before the link counts
+# as faster than the one the queue drained over (rule 4).
+DRAIN_SLACK: Final = 1.0
 
 
 class LivenessAction(enum.Enum):
@@ -65,16 +87,26 @@ class Liveness:
     __slots__ = (
         "_blocked",
         "_blocked_at",
+        "_drain",
+        "_drain_mark_at",
+        "_drain_mark_bytes",
+        "_drain_rate",
         "_episode_length",
         "_episode_until",
         "_excused",
         "_frame_bytes",
         "_frame_started_at",
+        "_last_read_at",
         "_max_round_trip",
         "_min_rate",
+        "_prev_read_at",
+        "_prev_received",
         "_progress_at",
         "_progress_bytes",
+        "_progress_excused",
         "_progress_mark",
+        "_received",
+        "_received_at_ping",
         "_round_trip",
         "_timeout",
         "_unblocked_at",
@@ -104,11 +136,21 @@ class Liveness:
         self.last_pong_at = now  # pings are scheduled from here
         self.pings_sent = 0
         self.pings_answered = 0
-        self._round_trip = 0.0
+        self._round_trip = 0.0  # the link's own round trip, the last one measured (rule 4)
+        self._drain = 0.0  # seconds of the last round trip credited to a large frame (rule 4)
+        self._drain_rate = 0.0  # bytes per second the link carried during that round trip
+        self._drain_mark_at = now  # the read before its pong ...
+        self._drain_mark_bytes = 0  # ... and the bytes received by then
+        self._received = 0  # bytes of every read so far
+        self._received_at_ping = 0
+        self._last_read_at = now
+        self._prev_read_at = now  # the read before the latest one ...
+        self._prev_received = 0  # ... and the bytes received by then
         self._blocked = False
         self._blocked_at = -math.inf
         self._unblocked_at = -math.inf
         self._excused = 0.0  # seconds of the outstanding ping's wait excused so far
+        self._progress_excused = 0.0  # ... of them by a large frame's progress
         self._progress_at = -math.inf  # last read that counted as progress of a frame
         self._progress_mark = now  # start of the current progress measurement
         self._progress_bytes = 0
@@ -126,6 +168,8 @@ class Liveness:
         self.ping_sent_at = now
         self.pings_sent += 1
         self._excused = 0.0
+        self._progress_excused = 0.0
+        self._received_at_ping = self._received
 
     def pong_received(self, now: float) -> float | None:
         """Record a pong; returns the round trip of the ping it answers (``None``: unsolicited)."""
@@ -135,11 +179,30 @@ class Liveness:
         self.ping_sent_at = None
         self.last_pong_at = now
         self.pings_answered = self.pings_sent
-        self._round_trip = now - sent
-        return self._round_trip
+        trip = now - sent
+        # Rule 4: what rule 3 credited to a large frame is drain, not the link's round trip.
+        drain = self._progress_excused
+        if self._episode_until >= sent:
+            drain = max(drain, self._episode_length)
+        drain = min(drain, trip)
+        self._round_trip = trip - drain
+        self._drain = drain
+        if drain:
+            self._drain_rate = (self._received - self._received_at_ping) / trip
+            # Measured from the read before the pong's: the pong's own read may be the burst.
+            self._drain_mark_at = self._prev_read_at
+            self._drain_mark_bytes = self._prev_received
+            self._check_drain(now)
+        return trip
 
     def data_received(self, now: float, nbytes: int, frames: int) -> None:
         """One read: ``nbytes`` arrived and completed ``frames`` messages."""
+        self._prev_read_at = self._last_read_at
+        self._prev_received = self._received
+        self._last_read_at = now
+        self._received += nbytes
+        if self._drain:
+            self._check_drain(now)
         if frames:
             # Complete frames are no answer to a ping; what follows them starts a new measure.
             self._progress_mark = now
@@ -152,7 +215,7 @@ class Liveness:
         if self._frame_bytes >= LARGE_FRAME and self._progress_bytes >= self._min_rate * (
             now - self._progress_mark
         ):
-            self._excuse(self._progress_mark, now)
+            self._progress_excused += self._excuse(self._progress_mark, now)
             self._episode_length = now - self._frame_started_at
             self._episode_until = now
             self._progress_at = now
@@ -169,10 +232,20 @@ class Liveness:
         self._unblocked_at = now
         self._excuse(self._blocked_at, now)
 
-    def _excuse(self, start: float, end: float) -> None:
+    def _excuse(self, start: float, end: float) -> float:
+        """Excuse the outstanding ping's wait from ``start`` to ``end``; returns the seconds."""
         sent = self.ping_sent_at
-        if sent is not None and end > max(start, sent):
-            self._excused += end - max(start, sent)
+        if sent is None or end <= max(start, sent):
+            return 0.0
+        seconds = end - max(start, sent)
+        self._excused += seconds
+        return seconds
+
+    def _check_drain(self, now: float) -> None:
+        """Rule 4: the drain lapses once the link delivers faster than it did while queued."""
+        since = now - self._drain_mark_at + DRAIN_SLACK
+        if self._received - self._drain_mark_bytes > self._drain_rate * since:
+            self._drain = 0.0
 
     # ------------------------------------------------------------------ decisions
 
@@ -183,8 +256,19 @@ class Liveness:
 
     @property
     def allowance(self) -> float:
-        """How long the outstanding (or next) ping may take before the connection is dead."""
-        return self._timeout + min(self._round_trip, self._max_round_trip)
+        """How long the outstanding (or next) ping may take before the connection is dead
+        (the last round trip and any drain still carried; excused time comes on top)."""
+        return self._timeout + min(self._round_trip + self._drain, self._max_round_trip)
+
+    @property
+    def round_trip(self) -> float:
+        """The link's own last round trip: without the time credited to a large frame."""
+        return self._round_trip
+
+    @property
+    def drain(self) -> float:
+        """Seconds of drain (rule 4) still carried to the outstanding or next ping."""
+        return self._drain
 
     def due(self) -> tuple[LivenessAction, float]:
         """The next action and when it is due (``math.inf``: not before something happens)."""
@@ -197,4 +281,9 @@ class Liveness:
         if self._episode_until >= sent:  # a large frame was still arriving after the ping
             extra = max(extra, self._episode_length)
         last_excuse = max(self._progress_at, self._unblocked_at) + self._timeout
-        return LivenessAction.DEAD, max(sent + self.allowance + extra, last_excuse)
+        deadline = sent + self.allowance + extra
+        if self._drain:
+            # A draining queue arrives without pause: the drain ends a timeout after the last read.
+            bare = sent + self._timeout + min(self._round_trip, self._max_round_trip) + extra
+            deadline = max(bare, min(deadline, self._last_read_at + self._timeout))
+        return LivenessAction.DEAD, max(deadline, last_excuse)
