@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bitmex_trio_websocket._liveness import (
+    DRAIN_SLACK,
     LARGE_FRAME,
     MIN_PROGRESS_RATE,
     Liveness,
@@ -150,12 +151,14 @@ def simulate(
     until: float,
     others: int = 0,
     subscribed_at: float = 0.0,
+    link_from: tuple[float, float] | None = None,
 ) -> tuple[float | None, float]:
     """A server that queues a ``partial`` then a ``feed`` of 200-byte frames (bytes/s), over a
     link of ``link`` bytes/s, read every 0.1 s; pongs queued in order behind the data.
 
     ``others`` bytes of smaller partials follow the large one; the subscribe (and so the
-    partials) comes ``subscribed_at`` seconds into the session.
+    partials) comes ``subscribed_at`` seconds into the session; ``link_from`` (time, bytes/s)
+    changes the link's speed (0: the server-to-client direction stalls).
 
     Returns (time of death or None, time the partial completed)."""
     step, frame = 0.1, 200
@@ -170,6 +173,8 @@ def simulate(
         if not subscribed and now >= subscribed_at:
             subscribed = True
             queue += [[partial, 2], *([[others, 1]] if others else [])]
+        if link_from is not None and now >= link_from[0]:
+            link = link_from[1]
         generated += feed * step
         while generated >= frame:
             generated -= frame
@@ -186,7 +191,8 @@ def simulate(
                 pongs += item[1] == 0
                 if item[1] == 2:
                     partial_done = now
-        live.data_received(now, nbytes, frames)
+        if nbytes:  # a socket read returns only once something arrived
+            live.data_received(now, nbytes, frames)
         if pongs:
             live.pong_received(now)
         action, at = live.due()
@@ -230,3 +236,112 @@ def test_a_half_dead_connection_is_noticed_within_interval_timeout_and_a_round_t
     death, _ = simulate(link=100_000, feed=10_000, partial=150_000, deaf_from=30.0, until=120)
     assert death is not None
     assert 30.0 < death <= 30.0 + 5.0 + 5.0 + 0.5
+
+
+# Rule 4: a round trip stretched by a large frame over a slow link is not the link's round trip.
+# stress/tcp_chaos seed 29 found it: a slow-link episode ended (the link got fast again), the last
+# round trip had been 27.4 s of it, and the next ping, lost to a half-dead connection, was given
+# those 27.4 s on top of interval and timeout (dead after 33 s where 17 s is the bound).
+
+
+def slow_partial_then_fast(live: Liveness) -> float:
+    """A 100 KB frame at 10 KB/s, then a ping behind it; returns when the pong came."""
+    live.data_received(100.0, 200, frames=1)
+    live.ping_sent(101.0)
+    for second in range(1, 11):
+        live.data_received(100.0 + second, 10_000, frames=0)
+    live.data_received(111.0, 10_000, frames=1)  # the frame is complete
+    assert live.pong_received(111.0) == 10.0
+    return 111.0
+
+
+def test_a_large_frames_transfer_time_is_drain_not_the_links_round_trip() -> None:
+    live = fresh()
+    slow_partial_then_fast(live)
+    assert live.round_trip == 0.0  # all 10 s were the frame's transfer
+    assert live.drain == 10.0
+    assert live.allowance == 15.0  # while the queue behind the frame may still drain
+
+
+def test_the_drain_is_carried_while_the_link_keeps_draining_at_its_rate() -> None:
+    """An honest slow link: the queue behind the frame arrives at the same 10 KB/s."""
+    live = fresh()
+    pong = slow_partial_then_fast(live)
+    for tenth in range(1, 51):
+        live.data_received(pong + tenth / 10, 1_000, frames=5)
+    live.ping_sent(116.0)
+    for tenth in range(51, 200):
+        live.data_received(pong + tenth / 10, 1_000, frames=5)
+    assert live.drain == 10.0
+    assert live.due() == (DEAD, 116.0 + 5.0 + 10.0)
+
+
+def test_a_link_that_got_faster_ends_the_drain() -> None:
+    """The queue behind the frame arrives at once: nothing is left for the next pong to wait for."""
+    live = fresh()
+    pong = slow_partial_then_fast(live)
+    rate = 110_000 / 10.0  # bytes per second while the pong waited
+    live.data_received(pong + 0.1, int(rate * (0.1 + DRAIN_SLACK)), frames=40)
+    assert live.drain == 10.0  # within the slack: still the slow link
+    live.data_received(pong + 0.2, 60_000, frames=200)  # the rest of the queue in a burst
+    assert live.drain == 0.0
+    live.ping_sent(116.0)
+    for tenth in range(1, 200):  # the feed goes on; the ping was lost (half-dead)
+        live.data_received(116.0 + tenth / 10, 400, frames=1)
+    assert live.due() == (DEAD, 116.0 + 5.0)
+
+
+def test_a_burst_carrying_the_pong_ends_the_drain() -> None:
+    """The link got fast before the pong: the pong and the queue behind it come in one read."""
+    live = fresh()
+    live.data_received(100.0, 200, frames=1)
+    live.ping_sent(101.0)
+    for second in range(1, 10):
+        live.data_received(100.0 + second, 10_000, frames=0)
+    live.data_received(109.2, 300_000, frames=900)  # the rest of the frame, the pong, the queue
+    assert live.pong_received(109.2) == pytest.approx(8.2)
+    assert live.drain == 0.0
+    assert live.allowance == 5.0 + live.round_trip
+
+
+def test_a_stalled_link_is_no_drain() -> None:
+    """Nothing arrives after the pong: the drain ends a timeout after the last read."""
+    live = fresh()
+    pong = slow_partial_then_fast(live)
+    live.data_received(pong + 1.0, 5_000, frames=10)
+    live.ping_sent(116.0)
+    assert live.drain == 10.0
+    assert live.due() == (DEAD, 116.0 + 5.0)  # not 116 + 5 + 10: the last read was at 112
+
+
+@pytest.mark.parametrize("fast_at", [31.0, 33.0, 36.0])
+def test_a_half_dead_connection_after_a_slow_link_episode_is_noticed_in_time(
+    fast_at: float,
+) -> None:
+    # The 400 KB partial over 1.3x the feed (pong after 32 s, 30.7 s of it the transfer), then the
+    # link gets fast (before or after that pong) and a second later the server stops hearing us.
+    death, partial_done = simulate(
+        link=13_000,
+        feed=10_000,
+        partial=400_000,
+        deaf_from=fast_at + 1.0,
+        until=240,
+        link_from=(fast_at, 1_000_000),
+    )
+    assert 30 < partial_done < 31
+    assert death is not None
+    assert fast_at + 1.0 < death <= fast_at + 1.0 + 5.0 + 5.0 + 1.5
+
+
+def test_a_stall_after_a_slow_link_episode_is_noticed_in_time() -> None:
+    # The same episode, then nothing arrives at all from 40 s on (a one-way stall).
+    death, _ = simulate(
+        link=13_000,
+        feed=10_000,
+        partial=400_000,
+        deaf_from=None,
+        until=240,
+        link_from=(40.0, 0.0),
+    )
+    assert death is not None
+    assert 40.0 < death <= 40.0 + 5.0 + 5.0 + 1.5
