@@ -24,16 +24,15 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
    frame that was still arriving after the ping was sent: the pong waits behind what the server
    queued during that transfer (at most X seconds of the feed, plus smaller partials), which
    drains in less than X more over a link that carries the feed with room to spare.
-
-4. **A transfer's wait is not the link's round trip.** Of a round trip, the time credited to a
-   large frame (its progress and transfer time, rule 3) is set apart as *drain*: it says how long
-   the server's queue behind that frame may still hold the next pong, not how long the link
-   needs. The rest is the round trip rule 2 carries. The drain is carried to the next ping only
-   while that queue can still be there: it lapses for good once the link delivers faster than it
-   did during the wait (more than the wait's bytes per second times the time since the read
-   before the pong, plus ``DRAIN_SLACK``; a queue drains no faster than the link carries it, so
-   a link that got faster has emptied it), and it never outlasts ``timeout`` after the last
-   read (a draining queue arrives without pause; a stalled link is no drain).
+4. **A transfer's wait is not the link's round trip.** The part of a round trip that rule 3
+   credited to a large frame is *drain*: it tells how long the server's queue behind that frame
+   may still hold the next pong, not how long the link needs, so rule 2 carries only the rest.
+   The drain is carried to the next ping only while that queue can still be there. It lapses for
+   good once the link delivers faster than it did while the pong waited (more bytes since the
+   read before the pong than that wait's bytes per second times the time since, plus
+   ``DRAIN_SLACK`` seconds' worth): a queue drains no faster than the link carries it, so a link
+   that got faster has emptied it. And it never runs past ``timeout`` after the last read: a
+   draining queue arrives without pause, a stalled link is no drain.
 
 So a connection that stops hearing us is declared dead within
 ``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
@@ -195,21 +194,25 @@ class Liveness:
             self._check_drain(now)
         return trip
 
-    def data_received(self, now: float, nbytes: int, frames: int) -> None:
-        """One read: ``nbytes`` arrived and completed ``frames`` messages."""
+    def data_received(self, now: float, nbytes: int, frames: int) -> bool:
+        """One read: ``nbytes`` arrived and completed ``frames`` messages.
+
+        Returns ``True`` when the read ended a drain (rule 4): ``due()`` may then be earlier than
+        it was, so a caller sleeping until the old deadline should ask again."""
         self._prev_read_at = self._last_read_at
         self._prev_received = self._received
         self._last_read_at = now
         self._received += nbytes
+        lapsed = False
         if self._drain:
-            self._check_drain(now)
+            lapsed = self._check_drain(now)
         if frames:
             # Complete frames are no answer to a ping; what follows them starts a new measure.
             self._progress_mark = now
             self._progress_bytes = 0
             self._frame_bytes = 0
             self._frame_started_at = now
-            return
+            return lapsed
         self._progress_bytes += nbytes
         self._frame_bytes += nbytes
         if self._frame_bytes >= LARGE_FRAME and self._progress_bytes >= self._min_rate * (
@@ -221,6 +224,7 @@ class Liveness:
             self._progress_at = now
             self._progress_mark = now
             self._progress_bytes = 0
+        return lapsed
 
     def blocked(self, now: float) -> None:
         """The reader waits for a full listener: nothing it has not read can be held against us."""
@@ -241,11 +245,13 @@ class Liveness:
         self._excused += seconds
         return seconds
 
-    def _check_drain(self, now: float) -> None:
+    def _check_drain(self, now: float) -> bool:
         """Rule 4: the drain lapses once the link delivers faster than it did while queued."""
         since = now - self._drain_mark_at + DRAIN_SLACK
         if self._received - self._drain_mark_bytes > self._drain_rate * since:
             self._drain = 0.0
+            return True
+        return False
 
     # ------------------------------------------------------------------ decisions
 

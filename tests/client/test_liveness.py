@@ -281,9 +281,10 @@ def test_a_link_that_got_faster_ends_the_drain() -> None:
     live = fresh()
     pong = slow_partial_then_fast(live)
     rate = 110_000 / 10.0  # bytes per second while the pong waited
-    live.data_received(pong + 0.1, int(rate * (0.1 + DRAIN_SLACK)), frames=40)
+    assert not live.data_received(pong + 0.1, int(rate * (0.1 + DRAIN_SLACK)), frames=40)
     assert live.drain == 10.0  # within the slack: still the slow link
-    live.data_received(pong + 0.2, 60_000, frames=200)  # the rest of the queue in a burst
+    # The rest of the queue in a burst; True: the caller must ask due() again.
+    assert live.data_received(pong + 0.2, 60_000, frames=200)
     assert live.drain == 0.0
     live.ping_sent(116.0)
     for tenth in range(1, 200):  # the feed goes on; the ping was lost (half-dead)
