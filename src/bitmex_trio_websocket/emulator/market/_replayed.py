@@ -35,6 +35,13 @@ becomes what the server sends:
   (separate frames) are a few milliseconds apart: the exchange reconciles them within
   ``REPLAY_QUEUE_WINDOW`` (the fill model's ``queue_window``).
 
+Two things the record implies are made here. Funding (``_replayed_funding``): a ``funding``
+row is paid when it is replayed; without a ``funding`` partial, the ``instrument`` rows'
+``fundingTimestamp``/``fundingRate`` are paid when data time reaches that time (``next_time``
+returns it when it comes before the next frame), through ``Exchange.on_funding``. Book tables not
+recorded (``_replayed_derived``): ``orderBookL2_25`` and ``orderBook10`` are derived from the
+symbol's recorded book once a client subscribes them, their deltas sent after the book's.
+
 Frames that are not public table data (welcomes, acks, errors, the recorder's private tables)
 are skipped and counted in ``ignored``; a recorder's disconnect is counted in ``gaps`` and
 changes nothing (the partials that follow it repair the image, see above). A table message the
@@ -56,7 +63,8 @@ trade's price (the only price there is). ``snapshot`` gives partials of the reco
 (keys and types as recorded, else BitMEX's defaults) and the exchange's private tables;
 ``public_rows`` the REST API's reads. Modules: ``_replayed_cursor`` (reading the source),
 ``_replayed_book`` (the ``Liquidity``), ``_replayed_images`` (partials as deltas),
-``_replayed_contracts`` (contracts from the data).
+``_replayed_contracts`` (contracts from the data), ``_replayed_funding`` (when funding is paid),
+``_replayed_derived`` (the book tables not recorded).
 
 Why over 600 lines: the facade keeps the frame dispatch and the exchange's events together
 (each event needs the store's state just before or after its frame); the parts that stand alone
