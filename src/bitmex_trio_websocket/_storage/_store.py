@@ -58,6 +58,7 @@ from ._book import (
     Problem,
     _Gate,
     changes_of,
+    new_change,
     new_result,
     violations_of,
 )
@@ -69,7 +70,10 @@ _BOOK10: Final = "orderBook10"
 _ACTIONS: Final = ("partial", "insert", "update", "delete")
 _ORDER: Final = "order"
 _UNSET: Final[Any] = object()
+_INF: Final = float("inf")
+_NINF: Final = -_INF
 _dict_set = dict.__setitem__
+_dict_del = dict.__delitem__
 
 
 def _group(rows: list[Row]) -> dict[Any, list[Row]]:
@@ -82,6 +86,85 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
         else:
             group.append(row)
     return groups
+
+
+# Keyless tables: arrivals and evictions straight on the SortedDict's SortedList (see the module
+# docstring). sortedcontainers 2.4 keeps its keys in ``_lists`` (sorted sublists, each at most
+# ``2 * _load`` long and, but for the last, at least ``_load // 2``), ``_maxes`` (each sublist's
+# last key), ``_len``, and ``_index`` (a positional tree built on demand; emptied when stale).
+
+
+def _arrive(store: Any, rows: list[Row], n: int) -> int:
+    """Store ``rows`` under the keys ``(n + 1,)``, ``(n + 2,)``...; return the last ``n``.
+
+    Every new key sorts after every held one, so each goes at the end of the last sublist.
+    """
+    keys = store._list
+    lists: list[list[Any]] = keys._lists
+    maxes: list[Any] = keys._maxes
+    if maxes and not maxes[-1] < (n + 1,):  # a key we did not make: SortedDict's own way
+        for row in rows:
+            n += 1
+            store[(n,)] = row
+        return n
+    double: int = keys._load * 2
+    for row in rows:
+        n += 1
+        key = (n,)
+        _dict_set(store, key, row)
+        if lists:
+            last = lists[-1]
+            last.append(key)
+            if len(last) > double:  # split as SortedList._expand does
+                half = double // 2
+                lists.append(last[half:])
+                del last[half:]
+                maxes[-1] = last[-1]
+                maxes.append(key)
+            else:
+                maxes[-1] = key
+        else:
+            lists.append([key])
+            maxes.append(key)
+    keys._len += len(rows)
+    index: list[int] = keys._index
+    if index:
+        index.clear()
+    return n
+
+
+def _evict(store: Any, count: int) -> None:
+    """Remove the ``count`` smallest keys (fewer than ``len(store)``) and their rows."""
+    keys = store._list
+    lists: list[list[Any]] = keys._lists
+    maxes: list[Any] = keys._maxes
+    load: int = keys._load
+    keys._len -= count
+    while count > 0 and lists:
+        first = lists[0]
+        size = len(first)
+        if size <= count:  # the whole sublist goes
+            for key in first:
+                _dict_del(store, key)
+            del lists[0]
+            del maxes[0]
+            count -= size
+            continue
+        for i in range(count):
+            _dict_del(store, first[i])
+        del first[:count]
+        count = 0
+        if len(first) < load // 2 and len(lists) > 1:  # too short but last: join the next one
+            first.extend(lists[1])
+            del lists[1]
+            del maxes[0]
+            if len(first) > load * 2:
+                lists.insert(1, first[load:])
+                del first[load:]
+                maxes.insert(0, first[-1])
+    index: list[int] = keys._index
+    if index:
+        index.clear()
 
 
 # Compiled (see _core), it may still be subclassed in Python.
@@ -176,6 +259,17 @@ class Storage:
             return result
         if action != "insert":
             raise bad(f"{action} on keyless table {table}")
+        if len(data) == 1:  # one trade, quote...: no grouping, one Change
+            row = data[0]
+            if type(row) is dict:
+                symbol = row.get("symbol")
+                if symbol is None or type(symbol) is str:
+                    store = self.data.get(table)
+                    if store is None or not self._gates[table].accepts(symbol):
+                        return new_result(table, action, (), 1, ())
+                    self._append(table, store, data)
+                    change = new_change(table, action, symbol, (row,))
+                    return new_result(table, action, (change,), 0, ())
         for row in data:
             check_row(row)
         store = self.data.get(table)
@@ -265,13 +359,18 @@ class Storage:
     def _keyed_delta(
         self, table: str, action: str, data: list[Any], keys: list[str]
     ) -> ApplyResult:
+        book10 = table == _BOOK10
+        if len(data) == 1 and action == "update" and len(keys) == 1 and not book10:
+            result = self._update_one(table, data[0], keys[0])
+            if result is not None:
+                return result
         kinds = self._kinds.get(table) or [None] * len(keys)
         if None in kinds:
             kinds = list(kinds)  # may be filled in by this message
-        book10 = table == _BOOK10
         row_keys = []
         for row in data:
-            check_row(row)
+            if check_row(row) is None and "symbol" in row:
+                raise bad(f"{table} {action} row has a null symbol", row)
             if book10 and action != "delete":
                 check_book10(row)
             row_keys.append(row_key(row, keys, kinds))
@@ -329,17 +428,61 @@ class Storage:
             table, action, changes_of(table, action, groups), dropped, tuple(violations)
         )
 
+    def _update_one(self, table: str, row: Any, field: str) -> ApplyResult | None:
+        """A one-row update of a table keyed by one column (instrument, order...): each field
+        read once, the merged copy made once, one ``Change``; ``None``, having changed nothing,
+        for anything the general path must decide (malformed, unknown key, first key kind)."""
+        if type(row) is not dict:
+            return None
+        plain: dict[str, Any] = row
+        symbol = plain.get("symbol", _UNSET)
+        if type(symbol) is not str:
+            if symbol is not _UNSET:
+                return None
+            symbol = None
+        value = plain.get(field, _UNSET)
+        kind = 0
+        if type(value) is not str:
+            if (type(value) is not int and type(value) is not float) or not _NINF < value < _INF:
+                return None
+            kind = 1
+        kinds = self._kinds.get(table)
+        if kinds is None or kinds[0] != kind:
+            return None
+        store: dict[Any, Any] | None = self.data.get(table)  # a SortedDict: its get is dict's
+        if store is None:
+            return None
+        key = (value,)
+        old: dict[str, Any] | None = store.get(key)
+        if old is None:
+            return None
+        if symbol is None:  # e.g. an order row keyed by orderID: the stored row's symbol
+            symbol = old.get("symbol")
+        if not self._gates[table].accepts(symbol):
+            return new_result(table, "update", (), 1, ())
+        merged = {**old, **plain}  # stored rows are never mutated: they were handed out
+        _dict_set(store, key, merged)  # key already indexed: skip SortedDict's own check
+        change = new_change(table, "update", symbol, (merged,))
+        return new_result(table, "update", (change,), 0, ())
+
     def _append(self, table: str, store: Any, rows: list[Row]) -> None:
+        """Store rows of a keyless table under new arrival keys; drop the oldest past the bound."""
         n = self._arrivals
-        for row in rows:
-            n += 1
-            store[(n,)] = row
+        if type(store) is SortedDict:
+            n = _arrive(store, rows, n)
+        else:  # never made by us; behave as before
+            for row in rows:
+                n += 1
+                store[(n,)] = row
         self._arrivals = n
         excess = len(store) - self.table_limits.get(table, self.max_table_len)
         if excess > 0:
-            pop = store.popitem
-            for _ in range(excess):
-                pop(0)
+            if type(store) is SortedDict:
+                _evict(store, excess)
+            else:
+                pop = store.popitem
+                for _ in range(excess):
+                    pop(0)
 
     def _check_book10(self, symbol: Any, violations: list[Violation]) -> None:
         """Report an orderBook10 whose best bid is at or above its best ask (state applied)."""
