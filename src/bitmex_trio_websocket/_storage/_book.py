@@ -10,12 +10,14 @@ is a ``_Side`` holding:
   ``transactTime`` (``_ABSENT`` when the row had none). Any other field a row carried goes to the
   ``extra`` dict of a ``_LevelX``, so nothing BitMEX sent is lost. Equal timestamps share one
   string, and a ``transactTime`` equal to the ``timestamp`` is stored once.
-* ``prices``: the sort keys of all levels, ascending, one entry per level: the price as sent for
-  asks, its negation for bids, so both sides read best first. A plain list while the side is
-  small (inserting there is a C-level memmove), a ``SortedList`` once it has more than
-  ``_SPLIT`` levels.
-* ``at``: sort key -> level id, or a list of ids in ascending order when several levels share a
-  price (ids never order anything else: since mid 2023 they say nothing about price).
+* ``keys`` and ``order``: the price index, two plain lists in step: every level's sort key
+  ascending (the price as sent for bids, its negation for asks) and its id. The best price is
+  *last* on both sides: most inserts and deletes happen near the best, where ``list.insert`` and
+  ``del`` move few pointers, so one list serves books of any depth (a 20,000-level side moves
+  a few entries per change near the top, and at worst 160 KB once for a level added at the far
+  end) at 16 bytes per level, with no dict per price. Levels sharing a price (ids never order
+  anything else: since mid 2023 they say nothing about price) sit together, ids descending, so
+  they read best first by ascending id.
 
 Rows are built only when handed out: in a ``Change`` (a delete reports the stored level, an
 update the level merged with the update), by ``Storage.rows()``, or by reading the read-only
@@ -54,11 +56,9 @@ written out, so the compiled core builds them without an interpreted call.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
-
-from sortedcontainers import SortedList
 
 from .._events import ApplyResult, Change, Row, Violation, twin_class
 from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
@@ -98,7 +98,6 @@ _ABSENT: Final[Any] = _Absent()
 LevelId = Any
 _UNSET: Final[Any] = object()
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
-_SPLIT: Final = 2048  # a side's price list becomes a SortedList beyond this many levels
 
 
 # The two result objects of every message, built as ``_events.fast_constructor`` builds them
@@ -254,24 +253,26 @@ def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) 
 class _Side:
     """One side of one symbol's book (``LevelRows`` shows it as a ``Mapping`` id -> row)."""
 
-    __slots__ = ("at", "buy", "ids", "prices", "side", "symbol")
+    __slots__ = ("buy", "ids", "keys", "order", "side", "symbol")
 
     def __init__(self, symbol: str, side: str) -> None:
         self.symbol: str = symbol
         self.side: str = side
         self.buy: bool = side == "Buy"
         self.ids: dict[LevelId, _Level] = {}
-        self.at: dict[Any, Any] = {}  # key -> id, or a list of ids sharing that key
-        self.prices: Any = []  # list or SortedList of keys, one per level
+        # The price index: every level's sort key ascending, the best LAST (where most inserts
+        # and deletes happen, so a C memmove moves little), and its id in the same place.
+        self.keys: list[Any] = []
+        self.order: list[LevelId] = []
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_Side, (self.symbol, self.side), (self.ids, self.at, self.prices))
+        return (_Side, (self.symbol, self.side), (self.ids, self.keys, self.order))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.ids, self.at, self.prices = state
+        self.ids, self.keys, self.order = state
 
     def row(self, level_id: LevelId, level: _Level) -> Row:
         """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
@@ -281,7 +282,7 @@ class _Side:
             "id": level_id,
             "side": self.side,
             "size": level.size,
-            "price": -key if self.buy else key,
+            "price": key if self.buy else -key,
         }
         if level.ts is not _ABSENT:
             row["timestamp"] = level.ts
@@ -294,88 +295,56 @@ class _Side:
     # -- the price index ---------------------------------------------------------------------
 
     def place(self, level_id: LevelId, key: Any) -> None:
-        held = self.at.get(key)
-        if held is None:
-            self.at[key] = level_id
-        elif type(held) is int:
-            self.at[key] = [held, level_id] if held < level_id else [level_id, held]
-        else:
-            insort(held, level_id)
-        prices = self.prices
-        if type(prices) is list:
-            insort(prices, key)
-            if len(prices) > _SPLIT:
-                self.prices = SortedList(prices)
-        else:
-            prices.add(key)
+        keys = self.keys
+        order = self.order
+        at = bisect_right(keys, key)
+        if at and keys[at - 1] == key:  # equal prices: ids descending, so best-first ascending
+            at = bisect_left(keys, key)
+            while at < len(keys) and keys[at] == key and order[at] > level_id:
+                at += 1
+        keys.insert(at, key)
+        order.insert(at, level_id)
 
     def unplace(self, level_id: LevelId, key: Any) -> None:
-        at = self.at
-        held = at[key]
-        if type(held) is int:
-            del at[key]
-        else:
-            held.remove(level_id)
-            if len(held) == 1:
-                at[key] = held[0]
-        prices = self.prices
-        if type(prices) is list:
-            del prices[bisect_left(prices, key)]
-        else:
-            prices.remove(key)
+        order = self.order
+        at = bisect_left(self.keys, key)
+        while order[at] != level_id:  # equal prices: the level is further along their run
+            at += 1
+        del self.keys[at]
+        del order[at]
 
     def fill(self, levels: dict[LevelId, _Level]) -> None:
         """Replace everything with ``levels`` (refilled in place: views stay live)."""
         self.ids = levels
-        at = self.at
-        at.clear()
-        for level_id, level in levels.items():
-            key = level.key
-            held = at.get(key)
-            if held is None:
-                at[key] = level_id
-            elif type(held) is int:
-                at[key] = [held, level_id] if held < level_id else [level_id, held]
-            else:
-                insort(held, level_id)
-        keys = sorted([level.key for level in levels.values()])
-        self.prices = keys if len(keys) <= _SPLIT else SortedList(keys)
+        ranked = sorted([(level.key, -level_id, level_id) for level_id, level in levels.items()])
+        self.keys = [entry[0] for entry in ranked]
+        self.order = [entry[2] for entry in ranked]
 
     def best(self) -> Any:
         """The best price, or ``None`` for an empty side."""
-        prices = self.prices
-        if not prices:
+        keys = self.keys
+        if not keys:
             return None
-        return -prices[0] if self.buy else prices[0]
+        return keys[-1] if self.buy else -keys[-1]
 
     def ordered(self, reverse: bool = False) -> Iterator[tuple[LevelId, _Level]]:
         """``(id, level)`` best first (worst first if ``reverse``), equal prices by id."""
-        ids, at = self.ids, self.at
-        prev: Any = _UNSET
-        n = 0
-        for key in reversed(self.prices) if reverse else self.prices:
-            held = at[key]
-            if type(held) is int:
-                yield held, ids[held]
-                continue
-            n = n + 1 if key == prev else 0
-            prev = key
-            level_id = held[-1 - n] if reverse else held[n]
+        ids = self.ids
+        for level_id in self.order if reverse else reversed(self.order):
             yield level_id, ids[level_id]
 
     def at_index(self, index: int) -> _Level:
-        prices = self.prices
-        key = prices[index]  # IndexError past either end
-        held = self.at[key]
-        if type(held) is int:
-            return self.ids[held]
+        """The level ``index`` places from the best (negative: from the worst)."""
+        order = self.order
+        count = len(order)
         if index < 0:
-            index += len(prices)
-        first = bisect_left(prices, key) if type(prices) is list else prices.bisect_left(key)
-        return self.ids[held[index - first]]
+            index += count
+        if not 0 <= index < count:
+            raise IndexError("price level index out of range")
+        return self.ids[order[count - 1 - index]]
 
     def price_level(self, level: _Level) -> Level:
-        return (float(-level.key if self.buy else level.key), level.size)
+        return (float(level.key if self.buy else -level.key), level.size)
 
     # -- what PriceLevels reads (_views.PriceIndex) ------------------------------------------
 
@@ -383,12 +352,20 @@ class _Side:
         return self.price_level(self.at_index(index))
 
     def level_slice(self, start: int, stop: int, step: int) -> list[Level]:
-        if step != 1 or len(self.at) != len(self.prices):  # some price holds several levels
+        """Levels ``start:stop:step`` best first (``slice.indices`` already applied)."""
+        if step != 1:
             return [self.price_level(self.at_index(i)) for i in range(start, stop, step)]
-        ids, at = self.ids, self.at
+        if stop <= start:
+            return []
+        count = len(self.order)
+        ids = self.ids
+        keys = self.keys[count - stop : count - start]
+        order = self.order[count - stop : count - start]
+        keys.reverse()
+        order.reverse()
         if self.buy:
-            return [(float(-key), ids[at[key]].size) for key in self.prices[start:stop]]
-        return [(float(key), ids[at[key]].size) for key in self.prices[start:stop]]
+            return [(float(key), ids[i].size) for key, i in zip(keys, order, strict=True)]
+        return [(float(-key), ids[i].size) for key, i in zip(keys, order, strict=True)]
 
     def walk(self, reverse: bool) -> Iterator[Level]:
         for _, level in self.ordered(reverse):
@@ -495,7 +472,7 @@ class BookTable:
                     tt = ts
                 price = row["price"]
                 levels[level_id] = _level(
-                    -price if side == "Buy" else price, row["size"], ts, tt, extra
+                    price if side == "Buy" else -price, row["size"], ts, tt, extra
                 )
             sides["Buy"].fill(buys)
             sides["Sell"].fill(sells)
@@ -537,10 +514,10 @@ class BookTable:
             price = row["price"]
             if row["side"] == "Buy":
                 side = bids
-                key = -price
+                key = price
             else:
                 side = asks
-                key = price
+                key = -price
             ids = side.ids
             old = ids.get(level_id)
             if old is not None:
@@ -570,13 +547,13 @@ class BookTable:
             else:
                 level = _LevelX(key, row["size"], ts, tt, extra)
             ids[level_id] = level
-            at = side.at
-            prices = side.prices
-            if key not in at and type(prices) is list and len(prices) < _SPLIT:
-                at[key] = level_id
-                insort(prices, key)
+            keys = side.keys
+            where = bisect_right(keys, key)
+            if where and keys[where - 1] == key:
+                side.place(level_id, key)  # equal prices
             else:
-                side.place(level_id, key)
+                keys.insert(where, key)
+                side.order.insert(where, level_id)
             out.append(row)
         self.stamp = stamp
         if groups:  # a new level can cross a book
@@ -660,7 +637,7 @@ class BookTable:
                 row, shifted = _merge(side, level_id, level, row)
                 moved = moved or shifted
             else:  # exactly the standard fields, over a level without extras: row is the merge
-                key = -price if side is bids else price
+                key = price if side is bids else -price
                 held = level.key
                 if key != held or type(key) is not type(held):  # a price change moves the level
                     side.unplace(level_id, held)
@@ -726,13 +703,14 @@ class BookTable:
                 out = groups[symbol] = []
             out.append(side.row(level_id, level))  # the stored row knows the price that left
             key = level.key
-            at = side.at
-            prices = side.prices
-            if type(at[key]) is int and type(prices) is list:
-                del at[key]
-                del prices[bisect_left(prices, key)]
+            keys = side.keys
+            where = bisect_left(keys, key)
+            order = side.order
+            if order[where] == level_id:
+                del keys[where]
+                del order[where]
             else:
-                side.unplace(level_id, key)
+                side.unplace(level_id, key)  # equal prices
         if self.crossed:  # a delete can uncross a book, never cross one
             problems = self._checks(groups, False, problems)
         return _finish(table, "delete", groups, dropped, problems)
@@ -777,7 +755,7 @@ class BookTable:
         level = side.ids.get(level_id)
         if level is None or type(level) is not _Level:
             return None
-        key = -price if side.buy else price
+        key = price if side.buy else -price
         held = level.key
         moved = key != held or type(key) is not type(held)
         if moved:  # a price change moves the level
@@ -830,7 +808,7 @@ class BookTable:
         ids = side.ids
         if level_id in ids:
             return None
-        key = -price if side.buy else price
+        key = price if side.buy else -price
         stamp = self.stamp
         if ts == stamp:
             ts = stamp
@@ -841,13 +819,13 @@ class BookTable:
             if tt == ts:
                 tt = ts
         ids[level_id] = _Level(key, size, ts, tt)
-        at = side.at
-        prices = side.prices
-        if key not in at and type(prices) is list and len(prices) < _SPLIT:
-            at[key] = level_id
-            insort(prices, key)
+        keys = side.keys
+        where = bisect_right(keys, key)
+        if where and keys[where - 1] == key:
+            side.place(level_id, key)  # equal prices
         else:
-            side.place(level_id, key)
+            keys.insert(where, key)
+            side.order.insert(where, level_id)
         return self._checked(table, "insert", new_change(table, "insert", symbol, (row,)), symbol)
 
     def _delete_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
@@ -879,13 +857,14 @@ class BookTable:
             return None
         change = new_change(table, "delete", symbol, (side.row(level_id, level),))
         key = level.key
-        at = side.at
-        prices = side.prices
-        if type(at[key]) is int and type(prices) is list:
-            del at[key]
-            del prices[bisect_left(prices, key)]
+        keys = side.keys
+        where = bisect_left(keys, key)
+        order = side.order
+        if order[where] == level_id:
+            del keys[where]
+            del order[where]
         else:
-            side.unplace(level_id, key)
+            side.unplace(level_id, key)  # equal prices
         if symbol in self.crossed:  # a delete can uncross a book, never cross one
             return self._checked(table, "delete", change, symbol)
         return new_result(table, "delete", (change,), 0, ())
@@ -917,7 +896,7 @@ def _merge(side: _Side, level_id: LevelId, level: _Level, row: Row) -> tuple[Row
     merged = side.row(level_id, level)
     merged.update(row)
     price = merged["price"]
-    key = -price if side.buy else price
+    key = price if side.buy else -price
     held = level.key
     moved = key != held or type(key) is not type(held)
     if moved:
