@@ -314,6 +314,8 @@ class RefModel:
             if book:
                 self._level(row, action == "insert")
             elif keys:
+                if "symbol" in row and row["symbol"] is None:
+                    raise ModelError("null symbol in a keyed table's delta row")
                 self._key(row, keys)
                 if table == BOOK10 and action != "delete":
                     self._book10(row)

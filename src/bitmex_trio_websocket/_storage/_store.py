@@ -73,7 +73,6 @@ _UNSET: Final[Any] = object()
 _INF: Final = float("inf")
 _NINF: Final = -_INF
 _dict_set = dict.__setitem__
-_dict_del = dict.__delitem__
 
 
 def _group(rows: list[Row]) -> dict[Any, list[Row]]:
@@ -92,13 +91,16 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
 # docstring). sortedcontainers 2.4 keeps its keys in ``_lists`` (sorted sublists, each at most
 # ``2 * _load`` long and, but for the last, at least ``_load // 2``), ``_maxes`` (each sublist's
 # last key), ``_len``, and ``_index`` (a positional tree built on demand; emptied when stale).
+# The rows go in through dict's own methods (SortedDict overrides the item methods to keep its
+# list in step, which is done here): pop and setdefault, as they take the fast call protocol.
+_dict_add: Final = dict.setdefault
+_dict_pop: Final = dict.pop
 
 
-def _arrive(store: Any, rows: list[Row], n: int) -> int:
-    """Store ``rows`` under the keys ``(n + 1,)``, ``(n + 2,)``...; return the last ``n``.
-
-    Every new key sorts after every held one, so each goes at the end of the last sublist.
-    """
+def _push(store: Any, rows: list[Row], n: int, limit: int) -> int:
+    """Store ``rows`` under the keys ``(n + 1,)``, ``(n + 2,)``... then drop the oldest rows
+    until at most ``limit`` are left; return the last ``n``. Every new key sorts after every
+    held one, so it goes at the end of the last sublist, and the oldest are at the front."""
     keys = store._list
     lists: list[list[Any]] = keys._lists
     maxes: list[Any] = keys._maxes
@@ -106,19 +108,20 @@ def _arrive(store: Any, rows: list[Row], n: int) -> int:
         for row in rows:
             n += 1
             store[(n,)] = row
+        while len(store) > limit:
+            store.popitem(0)
         return n
-    double: int = keys._load * 2
+    load: int = keys._load
     for row in rows:
         n += 1
         key = (n,)
-        _dict_set(store, key, row)
+        _dict_add(store, key, row)
         if lists:
             last = lists[-1]
             last.append(key)
-            if len(last) > double:  # split as SortedList._expand does
-                half = double // 2
-                lists.append(last[half:])
-                del last[half:]
+            if len(last) > 2 * load:  # split as SortedList._expand does
+                lists.append(last[load:])
+                del last[load:]
                 maxes[-1] = last[-1]
                 maxes.append(key)
             else:
@@ -126,45 +129,37 @@ def _arrive(store: Any, rows: list[Row], n: int) -> int:
         else:
             lists.append([key])
             maxes.append(key)
-    keys._len += len(rows)
+    size: int = keys._len + len(rows)
+    count = size - limit
+    if count > 0:
+        size = limit
+    while count > 0 and lists:
+        first = lists[0]
+        length = len(first)
+        if length <= count:  # the whole sublist goes
+            for key in first:
+                _dict_pop(store, key)
+            del lists[0]
+            del maxes[0]
+            count -= length
+            continue
+        for i in range(count):
+            _dict_pop(store, first[i])
+        del first[:count]
+        count = 0
+        if len(first) < load // 2 and len(lists) > 1:  # too short but not last: join the next
+            first.extend(lists[1])
+            del lists[1]
+            del maxes[0]
+            if len(first) > 2 * load:
+                lists.insert(1, first[load:])
+                del first[load:]
+                maxes.insert(0, first[-1])
+    keys._len = size
     index: list[int] = keys._index
     if index:
         index.clear()
     return n
-
-
-def _evict(store: Any, count: int) -> None:
-    """Remove the ``count`` smallest keys (fewer than ``len(store)``) and their rows."""
-    keys = store._list
-    lists: list[list[Any]] = keys._lists
-    maxes: list[Any] = keys._maxes
-    load: int = keys._load
-    keys._len -= count
-    while count > 0 and lists:
-        first = lists[0]
-        size = len(first)
-        if size <= count:  # the whole sublist goes
-            for key in first:
-                _dict_del(store, key)
-            del lists[0]
-            del maxes[0]
-            count -= size
-            continue
-        for i in range(count):
-            _dict_del(store, first[i])
-        del first[:count]
-        count = 0
-        if len(first) < load // 2 and len(lists) > 1:  # too short but last: join the next one
-            first.extend(lists[1])
-            del lists[1]
-            del maxes[0]
-            if len(first) > load * 2:
-                lists.insert(1, first[load:])
-                del first[load:]
-                maxes.insert(0, first[-1])
-    index: list[int] = keys._index
-    if index:
-        index.clear()
 
 
 # Compiled (see _core), it may still be subclassed in Python.
@@ -467,22 +462,20 @@ class Storage:
 
     def _append(self, table: str, store: Any, rows: list[Row]) -> None:
         """Store rows of a keyless table under new arrival keys; drop the oldest past the bound."""
-        n = self._arrivals
+        limit = self.table_limits.get(table, self.max_table_len)
         if type(store) is SortedDict:
-            n = _arrive(store, rows, n)
-        else:  # never made by us; behave as before
-            for row in rows:
-                n += 1
-                store[(n,)] = row
+            self._arrivals = _push(store, rows, self._arrivals, limit)
+            return
+        n = self._arrivals  # a mapping we did not make (set by hand): its own methods
+        for row in rows:
+            n += 1
+            store[(n,)] = row
         self._arrivals = n
-        excess = len(store) - self.table_limits.get(table, self.max_table_len)
+        excess = len(store) - limit
         if excess > 0:
-            if type(store) is SortedDict:
-                _evict(store, excess)
-            else:
-                pop = store.popitem
-                for _ in range(excess):
-                    pop(0)
+            pop = store.popitem
+            for _ in range(excess):
+                pop(0)
 
     def _check_book10(self, symbol: Any, violations: list[Violation]) -> None:
         """Report an orderBook10 whose best bid is at or above its best ask (state applied)."""
