@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import (
     ceilings,
+    deep_book,
     gen_stream,
     inprocess,
     latency,
@@ -52,6 +53,13 @@ def test_latency_and_memory(stream: Path) -> None:
     assert lat.extra["p50_ms"] <= lat.extra["max_ms"]
     [mem] = memory.measure(2000)
     assert mem.extra["bytes_per_level"] > 0
+
+
+def test_deep_book_churn_keeps_the_depth() -> None:
+    stream = deep_book.churn(2000, MESSAGES, near=20)
+    assert {m["action"] for m in stream} == {"insert", "delete"}
+    results = deep_book.measure(2000, MESSAGES, near=20, runs=1)  # asserts the depth it ends at
+    assert results and all(r.median > 0 and r.extra["levels"] == 2000 for r in results)
 
 
 def test_loopback_both_servers(stream: Path) -> None:
