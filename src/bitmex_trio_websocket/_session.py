@@ -8,7 +8,8 @@ it (options, store, counters, routes, subscription state) through a ``SessionHos
 * the reader, the only task reading the socket: one ``receive_messages`` per read (a 64 KiB read
   of hundreds of frames is one wake-up), each frame decoded once, table data applied to
   ``Storage`` and the changes handed to ``Router.offer_changes`` (awaiting only for a full
-  listener); replies go to ``Subscriptions`` or to the task waiting in ``_request``. An
+  listener), then two yields so the listeners it woke run before its next read; replies go
+  to ``Subscriptions`` or to the task waiting in ``_request``. An
   undecodable frame, a message the store rejects or a violation re-fetches the topics concerned
   (``Subscriptions.resync``, within budget);
 * the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns;
