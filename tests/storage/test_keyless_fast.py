@@ -95,7 +95,7 @@ BATCHES = [1] * 30 + [3, 7, 1, 12, 1, 1, 25, 2, 40, 1, 1, 1, 9, 100, 1]
 
 @pytest.mark.parametrize("core", CORES)
 @pytest.mark.parametrize("limit", [1, 2, 5, 17, 64, 1000])
-@pytest.mark.parametrize("load", [None, 4, 5])
+@pytest.mark.parametrize("load", [None, 4, 5, 1000])
 def test_appends_and_evictions_keep_sortedcontainers_invariants(
     core: str, limit: int, load: int | None
 ) -> None:
@@ -107,6 +107,7 @@ def test_a_batch_larger_than_the_table_and_many_sublists(core: str) -> None:
     # Load 4: sublists of 2..8 keys, so one message fills, splits and evicts whole sublists.
     run(core, 50, [1, 200, 1, 49, 50, 51, 3, 1000, 1], load=4)
     run(core, 3000, [2500, 1, 2500, 7, 600], load=None)
+    run(core, 3000, [2500, 1, 2500, 7, 600], load=1000)  # SortedList's default load
 
 
 @pytest.mark.parametrize("core", CORES)

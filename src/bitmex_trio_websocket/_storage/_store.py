@@ -17,7 +17,11 @@ Gating: deltas for a slice that has had no partial are dropped (BitMEX may send 
 partial) and counted in ``ApplyResult.dropped``. A partial whose filter names a symbol covers that
 symbol; any other partial covers the whole table. A delta row is gated and grouped by its
 ``symbol``; an update or delete row without one (an ``order`` row keyed by ``orderID``) takes the
-symbol of the stored row it names.
+symbol of the stored row it names. A delta row of a keyed table whose ``symbol`` is null is
+refused: merged, it would move the stored row to symbol ``None`` while its change is reported
+under the old one, and BitMEX never sends one (rows of symbol-scoped tables always name theirs,
+and since 2023 it sends no nulls at all). Absent stays fine; keyless rows and partials are stored
+as sent, so a null symbol there is gated like an absent one.
 
 Storage shapes, chosen by table name and the partial's ``keys``:
 
@@ -29,9 +33,21 @@ Storage shapes, chosen by table name and the partial's ``keys``:
 * keyed tables: ``SortedDict`` keyed by the partial's key columns, holding the rows themselves.
   ``orderBook10`` is one, but its updates replace the whole row instead of merging.
 * keyless tables (``keys == []``: trade, quote, bins): ``SortedDict`` keyed ``(n,)`` by an arrival
-  counter, so rows never collide; bounded, oldest dropped first.
+  counter, so rows never collide; bounded, oldest dropped first, the bound holding after every
+  message. A new key sorts after every held one, so ``_push`` appends it to the end of the
+  ``SortedList`` inside the ``SortedDict`` and drops the oldest from its front itself, keeping
+  that list's invariants (``SortedDict``'s own ``__setitem__``/``popitem`` are interpreted
+  code, about half of what such a message cost); the table stays a genuine ``SortedDict`` for
+  every method a user may call. sortedcontainers is pinned below 2.5 for this.
 * the ``order`` table is keyed, and closed orders leave it ``closed_order_ttl`` seconds of server
   time after they closed (``_orders``).
+
+One-row hot paths: most ``trade`` inserts and ``instrument``/``order`` updates carry one row. A
+one-row keyless insert skips the grouping; a one-row update of a table keyed by one column
+(``_update_one``) reads each field once, merges once and builds its one ``Change`` directly,
+handing anything unusual (malformed, unknown key, a key kind not yet fixed) to the general path
+having changed nothing. ``tests/storage/test_keyed_one_row.py`` and ``test_keyless_fast.py``
+hold both paths to the same results on both cores.
 
 Views (``OrderBook``, ``BookSide``) are in ``_views``; they read the store through ``_book_side``.
 
@@ -93,6 +109,7 @@ def _group(rows: list[Row]) -> dict[Any, list[Row]]:
 # last key), ``_len``, and ``_index`` (a positional tree built on demand; emptied when stale).
 # The rows go in through dict's own methods (SortedDict overrides the item methods to keep its
 # list in step, which is done here): pop and setdefault, as they take the fast call protocol.
+_KEYLESS_LOAD: Final = 64  # SortedList's load factor for keyless tables (its default: 1000)
 _dict_add: Final = dict.setdefault
 _dict_pop: Final = dict.pop
 
@@ -143,9 +160,12 @@ def _push(store: Any, rows: list[Row], n: int, limit: int) -> int:
             del maxes[0]
             count -= length
             continue
-        for i in range(count):
-            _dict_pop(store, first[i])
-        del first[:count]
+        if count == 1:  # the usual case: one arrival, one eviction
+            _dict_pop(store, first.pop(0))
+        else:
+            for i in range(count):
+                _dict_pop(store, first[i])
+            del first[:count]
         count = 0
         if len(first) < load // 2 and len(lists) > 1:  # too short but not last: join the next
             first.extend(lists[1])
@@ -334,6 +354,8 @@ class Storage:
                     self._closed.forget(doomed)
             if store is None:
                 store = self.data[table] = SortedDict()
+                if not keys:  # evicted from the front: short sublists, short memmoves
+                    store._list._reset(_KEYLESS_LOAD)
             for k in doomed:
                 del store[k]
             if not keys:
