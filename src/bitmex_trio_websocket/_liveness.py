@@ -11,9 +11,9 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
 1. **Regular pings.** One ping at a time, sent ``interval`` after the previous one was answered
    (or after the session started), whatever the feed is doing.
 2. **An allowance per ping.** A ping must be answered within ``timeout`` plus the round trip the
-   previous ping took (capped at ``max_round_trip``). Like TCP's retransmission timer, the
-   allowance follows what the link measurably needs: after a large partial over a slow link the
-   server's queue drains for a while, and each pong waits behind it.
+   previous ping took (capped at ``max_round_trip``; rule 4 says which part of it). Like TCP's
+   retransmission timer, the allowance follows what the link measurably needs: after a large
+   partial over a slow link the server's queue drains for a while, and each pong waits behind it.
 3. **Excused time.** The allowance does not run out while the reader is blocked handing rows to a
    full listener (backpressure: the pong may sit unread in the socket), nor while the bytes of a
    *large* frame in progress (``LARGE_FRAME`` bytes and more since the last complete frame) keep
@@ -21,24 +21,30 @@ nowhere, so the rules never take "data arrived" as an answer to a ping:
    half-dead connection the feed's small frames complete all the time, however finely the network
    splits them, and excuse nothing; a hostile trickle below the rate excuses nothing either.
    Excused time is added to the ping's allowance, and so is the whole transfer time X of a large
-   frame that was still arriving after the ping was sent: the pong waits behind what the server
+   frame that was still arriving after the ping was sent (the longest such, so that a shorter one
+   after it never moves the deadline earlier): the pong waits behind what the server
    queued during that transfer (at most X seconds of the feed, plus smaller partials), which
    drains in less than X more over a link that carries the feed with room to spare.
-4. **A transfer's wait is not the link's round trip.** The part of a round trip that rule 3
-   credited to a large frame is *drain*: it tells how long the server's queue behind that frame
-   may still hold the next pong, not how long the link needs, so rule 2 carries only the rest.
-   The drain is carried to the next ping only while that queue can still be there. It lapses for
-   good once the link delivers faster than it did while the pong waited (more bytes since the
-   read before the pong than that wait's bytes per second times the time since, plus
-   ``DRAIN_SLACK`` seconds' worth): a queue drains no faster than the link carries it, so a link
-   that got faster has emptied it. And it never runs past ``timeout`` after the last read: a
-   draining queue arrives without pause, a stalled link is no drain.
+4. **Queueing is not the link's round trip.** The link's own round trip is the smallest of the
+   last ``ROUND_TRIP_WINDOW`` round trips, each less what rule 3 credited to a large frame in it
+   (a windowed minimum, as TCP's BBR estimates the path's delay). The rest of the latest round
+   trip is *drain*: time the pong sat in a queue, behind a large frame or behind a feed faster
+   than the link (a throttled link), which tells how long that queue may still hold the next
+   pong, not how long the link needs. Rule 2 always carries the link's own round trip; the drain
+   only while its queue can still be there. It lapses for good once the link delivers faster
+   than it did while the pong waited (more bytes since the read before the pong than that wait's
+   bytes per second times the time since, plus ``DRAIN_SLACK`` seconds' worth): a queue drains
+   no faster than the link carries it, so a link that got faster has emptied it. And it never
+   runs past ``timeout`` after the last read: a draining queue arrives without pause, a stalled
+   link is no drain. The window is long enough (several pings) to outlast a queueing episode,
+   and short enough that a link whose own delay really grew is believed after a few pings.
 
 So a connection that stops hearing us is declared dead within
 ``interval + timeout + min(last round trip, max_round_trip)`` of the loss (10 s and a round trip
-with the defaults), where the round trip is the link's own (rule 4) unless the queue behind a
-large frame is still visibly draining at the link's rate, while a slow but honest link completes
-any partial it carries at the rate, and the queue behind it, however long it takes to drain.
+with the defaults), where the round trip is the link's own (rule 4) unless a queue (behind a
+large frame, or a feed faster than the link) is still visibly draining at the link's rate,
+while a slow but honest link completes any partial it carries at the rate, and the queue behind
+it, however long it takes to drain.
 
 ``pings_sent`` counts pings and ``pings_answered`` is the number of the latest answered one: a
 command sent while ``pings_sent == k`` has been processed by the server once ``pings_answered > k``
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 from typing import Final
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "LARGE_FRAME",
     "MAX_ROUND_TRIP",
     "MIN_PROGRESS_RATE",
+    "ROUND_TRIP_WINDOW",
     "Liveness",
     "LivenessAction",
 ]
@@ -71,6 +79,9 @@ MAX_ROUND_TRIP: Final = 30.0
 # Seconds of the drain's rate a read may run ahead of it (reads are chunky) before the link counts
 # as faster than the one the queue drained over (rule 4).
 DRAIN_SLACK: Final = 1.0
+# The link's own round trip is the smallest of this many latest round trips (rule 4): with pings
+# every 5 s, about 40 s of them, longer than a link stays throttled below the feed and lives.
+ROUND_TRIP_WINDOW: Final = 8
 
 
 class LivenessAction(enum.Enum):
@@ -90,6 +101,7 @@ class Liveness:
         "_drain_mark_at",
         "_drain_mark_bytes",
         "_drain_rate",
+        "_episode_credit",
         "_episode_length",
         "_episode_until",
         "_excused",
@@ -108,6 +120,7 @@ class Liveness:
         "_received_at_ping",
         "_round_trip",
         "_timeout",
+        "_trips",
         "_unblocked_at",
         "interval",
         "last_pong_at",
@@ -135,8 +148,9 @@ class Liveness:
         self.last_pong_at = now  # pings are scheduled from here
         self.pings_sent = 0
         self.pings_answered = 0
-        self._round_trip = 0.0  # the link's own round trip, the last one measured (rule 4)
-        self._drain = 0.0  # seconds of the last round trip credited to a large frame (rule 4)
+        self._round_trip = 0.0  # the link's own round trip (rule 4)
+        self._trips: deque[float] = deque(maxlen=ROUND_TRIP_WINDOW)  # ... the latest, less credit
+        self._drain = 0.0  # seconds of the last round trip spent in a queue (rule 4)
         self._drain_rate = 0.0  # bytes per second the link carried during that round trip
         self._drain_mark_at = now  # the read before its pong ...
         self._drain_mark_bytes = 0  # ... and the bytes received by then
@@ -157,6 +171,9 @@ class Liveness:
         self._frame_started_at = now  # ... and when that read was
         self._episode_length = 0.0  # transfer time so far of the latest large frame
         self._episode_until = -math.inf  # when that large frame last made progress
+        # The longest transfer time of a large frame still arriving after the outstanding ping
+        # was sent (rule 3): the longest, so a shorter frame after it never shrinks the allowance.
+        self._episode_credit = 0.0
 
     # ------------------------------------------------------------------ events
 
@@ -169,6 +186,7 @@ class Liveness:
         self._excused = 0.0
         self._progress_excused = 0.0
         self._received_at_ping = self._received
+        self._episode_credit = self._episode_length if self._episode_until >= now else 0.0
 
     def pong_received(self, now: float) -> float | None:
         """Record a pong; returns the round trip of the ping it answers (``None``: unsolicited)."""
@@ -179,12 +197,12 @@ class Liveness:
         self.last_pong_at = now
         self.pings_answered = self.pings_sent
         trip = now - sent
-        # Rule 4: what rule 3 credited to a large frame is drain, not the link's round trip.
-        drain = self._progress_excused
-        if self._episode_until >= sent:
-            drain = max(drain, self._episode_length)
-        drain = min(drain, trip)
-        self._round_trip = trip - drain
+        # Rule 4: the link's own round trip is the window's least, credit taken out; the rest is
+        # drain (the credit included).
+        credit = min(max(self._progress_excused, self._episode_credit), trip)
+        self._trips.append(trip - credit)
+        self._round_trip = min(self._trips)
+        drain = trip - self._round_trip
         self._drain = drain
         if drain:
             self._drain_rate = (self._received - self._received_at_ping) / trip
@@ -221,6 +239,8 @@ class Liveness:
             self._progress_excused += self._excuse(self._progress_mark, now)
             self._episode_length = now - self._frame_started_at
             self._episode_until = now
+            if self.ping_sent_at is not None:
+                self._episode_credit = max(self._episode_credit, self._episode_length)
             self._progress_at = now
             self._progress_mark = now
             self._progress_bytes = 0
@@ -268,7 +288,7 @@ class Liveness:
 
     @property
     def round_trip(self) -> float:
-        """The link's own last round trip: without the time credited to a large frame."""
+        """The link's own round trip (rule 4): the least of the latest, less large frames'."""
         return self._round_trip
 
     @property
@@ -283,9 +303,8 @@ class Liveness:
             return LivenessAction.PING, self.last_pong_at + self.interval
         if self._blocked:
             return LivenessAction.DEAD, math.inf
-        extra = self._excused
-        if self._episode_until >= sent:  # a large frame was still arriving after the ping
-            extra = max(extra, self._episode_length)
+        # A large frame still arriving after the ping adds its whole transfer time (rule 3).
+        extra = max(self._excused, self._episode_credit)
         last_excuse = max(self._progress_at, self._unblocked_at) + self._timeout
         deadline = sent + self.allowance + extra
         if self._drain:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 
@@ -10,6 +11,7 @@ from bitmex_trio_websocket._liveness import (
     DRAIN_SLACK,
     LARGE_FRAME,
     MIN_PROGRESS_RATE,
+    ROUND_TRIP_WINDOW,
     Liveness,
     LivenessAction,
 )
@@ -151,14 +153,14 @@ def simulate(
     until: float,
     others: int = 0,
     subscribed_at: float = 0.0,
-    link_from: tuple[float, float] | None = None,
+    link_changes: Sequence[tuple[float, float]] = (),
 ) -> tuple[float | None, float]:
     """A server that queues a ``partial`` then a ``feed`` of 200-byte frames (bytes/s), over a
     link of ``link`` bytes/s, read every 0.1 s; pongs queued in order behind the data.
 
     ``others`` bytes of smaller partials follow the large one; the subscribe (and so the
-    partials) comes ``subscribed_at`` seconds into the session; ``link_from`` (time, bytes/s)
-    changes the link's speed (0: the server-to-client direction stalls).
+    partials) comes ``subscribed_at`` seconds into the session; each of ``link_changes`` (time,
+    bytes/s) changes the link's speed (0: the server-to-client direction stalls).
 
     Returns (time of death or None, time the partial completed)."""
     step, frame = 0.1, 200
@@ -167,14 +169,15 @@ def simulate(
     generated = 0.0
     partial_done = math.inf
     subscribed = False
+    changes = sorted(link_changes)
     now = 0.0
     while now < until:
         now = round(now + step, 6)
         if not subscribed and now >= subscribed_at:
             subscribed = True
             queue += [[partial, 2], *([[others, 1]] if others else [])]
-        if link_from is not None and now >= link_from[0]:
-            link = link_from[1]
+        while changes and now >= changes[0][0]:
+            link = changes.pop(0)[1]
         generated += feed * step
         while generated >= frame:
             generated -= frame
@@ -327,7 +330,7 @@ def test_a_half_dead_connection_after_a_slow_link_episode_is_noticed_in_time(
         partial=400_000,
         deaf_from=fast_at + 1.0,
         until=240,
-        link_from=(fast_at, 1_000_000),
+        link_changes=[(fast_at, 1_000_000)],
     )
     assert 30 < partial_done < 31
     assert death is not None
@@ -342,7 +345,141 @@ def test_a_stall_after_a_slow_link_episode_is_noticed_in_time() -> None:
         partial=400_000,
         deaf_from=None,
         until=240,
-        link_from=(40.0, 0.0),
+        link_changes=[(40.0, 0.0)],
     )
     assert death is not None
     assert 40.0 < death <= 40.0 + 5.0 + 5.0 + 1.5
+
+
+# Rule 4 for queues behind the feed itself: stress/tcp_chaos seed 7 found it. The link was
+# throttled below the feed rate for 20 s, the pong waited 6.9 s behind the feed queued meanwhile,
+# no large frame was involved (so nothing was credited), and after the throttle the next ping,
+# lost to a black hole, was given those 6.9 s on top of interval and timeout (15.6 s, bound 13).
+
+
+def feed(live: Liveness, start: float, end: float, rate: float) -> None:
+    """Complete frames at ``rate`` bytes/s, a read every 0.1 s from ``start`` to ``end``."""
+    for tenth in range(1, round((end - start) * 10) + 1):
+        live.data_received(start + tenth / 10, int(rate / 10), frames=2)
+
+
+def assert_dead_at(live: Liveness, deadline: float) -> None:
+    action, at = live.due()
+    assert action is DEAD
+    assert at == pytest.approx(deadline)
+
+
+def throttled_round_trip(live: Liveness) -> None:
+    """A 0.1 s round trip at 10 KB/s, then a ping whose pong waits 7 s behind the feed while the
+    link carries 5 KB/s (the feed queues faster than the link drains it)."""
+    live.ping_sent(105.0)
+    feed(live, 105.0, 105.1, 10_000)
+    live.pong_received(105.1)
+    feed(live, 105.1, 110.1, 10_000)
+    live.ping_sent(110.1)
+    feed(live, 110.1, 117.1, 5_000)
+    assert live.pong_received(117.1) == pytest.approx(7.0)
+
+
+def test_a_wait_behind_a_feed_faster_than_the_link_is_drain() -> None:
+    live = fresh()
+    throttled_round_trip(live)
+    assert live.round_trip == pytest.approx(0.1)  # the link's own, from the window
+    assert live.drain == pytest.approx(6.9)
+    feed(live, 117.1, 122.1, 5_000)  # still throttled: the queue is still there
+    assert live.drain == pytest.approx(6.9)
+    live.ping_sent(122.1)
+    feed(live, 122.1, 133.0, 5_000)  # the pong is allowed what the last one took
+    assert_dead_at(live, 122.1 + 5.0 + 7.0)
+
+
+def test_the_end_of_a_throttle_ends_the_drain_and_wakes_the_heartbeat() -> None:
+    """The throttle lifts while a ping is outstanding: the queue arrives at once, so the ping
+    (lost: the connection went half-dead) is owed within timeout plus the link's own round trip."""
+    live = fresh()
+    throttled_round_trip(live)
+    feed(live, 117.1, 122.1, 5_000)
+    live.ping_sent(122.1)
+    feed(live, 122.1, 124.0, 5_000)
+    # The queued feed in one read; True: due() is earlier, a sleeping heartbeat must ask again.
+    assert live.data_received(124.1, 60_000, frames=150)
+    assert live.drain == 0.0
+    feed(live, 124.1, 140.0, 10_000)
+    assert_dead_at(live, 122.1 + 5.0 + 0.1)
+
+
+def test_a_stall_after_a_throttle_is_no_drain() -> None:
+    live = fresh()
+    throttled_round_trip(live)
+    feed(live, 117.1, 118.0, 5_000)  # then nothing arrives at all
+    live.ping_sent(122.1)
+    assert_dead_at(live, 122.1 + 5.0 + 0.1)
+
+
+def test_the_links_own_round_trip_follows_a_delay_that_really_grew() -> None:
+    """A windowed minimum: a link that got slower for good is believed after a window of pings."""
+    live = fresh()
+    now = 100.0
+    trips = [0.1] * 3 + [3.0] * ROUND_TRIP_WINDOW
+    for number, trip in enumerate(trips, start=1):
+        now += 5.0
+        live.ping_sent(now)
+        feed(live, now, now + trip, 10_000)
+        now += trip
+        live.pong_received(now)
+        expected = 0.1 if number < len(trips) else 3.0
+        assert live.round_trip == pytest.approx(expected)
+        assert live.allowance == pytest.approx(5.0 + 3.0 if trip == 3.0 else 5.1)
+
+
+@pytest.mark.parametrize("deaf_after", [0.5, 1.0, 3.0])
+def test_a_half_dead_connection_after_a_throttle_below_the_feed_is_noticed_in_time(
+    deaf_after: float,
+) -> None:
+    # Link 100 KB/s, feed 10 KB/s; from 20 s to 40 s the link carries 7 KB/s (pongs wait longer
+    # and longer behind the feed), then it is fast again and soon the server stops hearing us.
+    # Before rule 4 covered this queue: noticed 11.5-14 s after, carrying a 4-6 s stale wait.
+    death, _ = simulate(
+        link=100_000,
+        feed=10_000,
+        partial=50_000,
+        deaf_from=40.0 + deaf_after,
+        until=200,
+        link_changes=[(20.0, 7_000), (40.0, 100_000)],
+    )
+    assert death is not None
+    assert 40.0 + deaf_after < death <= 40.0 + deaf_after + 5.0 + 5.0 + 0.5
+
+
+@pytest.mark.parametrize(("rate", "until"), [(7_000, 40.0), (9_000, 60.0)])
+def test_a_link_throttled_below_the_feed_lives_while_the_queue_keeps_draining(
+    rate: float, until: float
+) -> None:
+    """The drain of a saturated link is carried while it lasts: the pongs, later each time, are
+    still in time (the link is honest, only slower than the feed for a while)."""
+    death, _ = simulate(
+        link=100_000,
+        feed=10_000,
+        partial=50_000,
+        deaf_from=None,
+        until=200,
+        link_changes=[(20.0, rate), (until, 100_000)],
+    )
+    assert death is None
+
+
+def test_a_second_large_frame_never_shrinks_the_allowance() -> None:
+    """Rule 3 credits the longest transfer of a large frame still arriving after the ping: a
+    shorter large frame after it (the next partial) must not move the deadline earlier."""
+    live = fresh()
+    live.data_received(100.0, 200, frames=1)
+    for second in range(1, 16):  # 15 s of a 150 KB frame, the ping sent 10 s into it
+        if second == 10:
+            live.ping_sent(110.0)
+        live.data_received(100.0 + second, 10_000, frames=0)
+    live.data_received(115.5, 1_000, frames=1)  # complete
+    before = live.due()
+    assert before == (DEAD, 110.0 + 5.0 + 15.0)
+    for second in range(1, 4):  # the next large frame, 3 s at 20 KB/s
+        live.data_received(115.5 + second, 20_000, frames=0)
+        assert live.due()[1] >= before[1]
