@@ -8,12 +8,18 @@ Everything runs on trio's virtual clock, so hours of outages take seconds. Its s
 runs in the test suite (``tests/client/test_chaos.py``); TCP-level faults are
 ``stress.tcp_chaos``'s.
 
+Faults the plan armed for the next handshake or authentication (a 429 refusal, a failed auth)
+outlive ``stop_random_faults``, and the emulator limits connection attempts as BitMEX did, so the
+fresh comparison connection may be refused: like a careful client it then waits as long as the
+429 asks (``Retry-After``) or backs off, and tries again, ``FRESH_ATTEMPTS`` times at most.
+
     python -m stress.chaos --faults 1000 --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 from collections import Counter
@@ -25,13 +31,16 @@ import trio
 import trio.testing
 
 from bitmex_trio_websocket import (
+    AuthenticationError,
     BitMEXWebsocket,
     Change,
+    ConnectionRejected,
     Disconnected,
     Resyncing,
     Storage,
     open_bitmex_websocket,
 )
+from bitmex_trio_websocket._retry import backoff_delay, retry_after_seconds
 from bitmex_trio_websocket.emulator import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
@@ -48,6 +57,11 @@ TOPICS: tuple[tuple[str, str | None], ...] = (
     ("order", None),
     ("position", None),
 )
+# Tries of the fresh comparison connection, refused ones included (each armed fault refuses one).
+FRESH_ATTEMPTS = 8
+# Statuses of a refused upgrade that a careful client waits out: rate limit, service unavailable,
+# and 401 (an armed failed authentication; the credentials are known good).
+REFUSALS_WAITED = frozenset({429, 503, 401})
 
 
 @dataclass
@@ -58,6 +72,7 @@ class ChaosReport:
     recovery_times: list[float] = field(default_factory=list)
     messages: int = 0
     mismatches: list[str] = field(default_factory=list)
+    fresh_refusals: list[int] = field(default_factory=list)  # statuses, waited out and retried
     virtual_seconds: float = 0.0
 
     def summary(self) -> str:
@@ -69,6 +84,7 @@ class ChaosReport:
                 f"time to recover (virtual s): median {statistics.median(times):.3f}, "
                 f"max {max(times):.3f} over {len(self.recovery_times)} outages",
                 f"messages received: {self.messages}  virtual time: {self.virtual_seconds:.0f} s",
+                f"fresh comparison connection refused first: {self.fresh_refusals or 'no'}",
                 f"mismatches: {len(self.mismatches)}",
                 *self.mismatches[:20],
             ]
@@ -109,8 +125,26 @@ async def _drain(bws: BitMEXWebsocket, table: str, symbol: str | None, report: C
                 lost_at = None
 
 
-async def _compare_with_fresh(emulator: Emulator, ours: Storage) -> list[str]:
-    """Compare ``ours`` with what a brand-new connection builds once every partial is in."""
+async def _compare_with_fresh(
+    emulator: Emulator, ours: Storage, report: ChaosReport, seed: int
+) -> list[str]:
+    """Compare ``ours`` with what a brand-new connection builds once every partial is in; a
+    refused connection is tried again after the wait it asked for, or a backoff."""
+    rng = random.Random(seed)  # the jitter repeats with the run
+    for attempt in range(FRESH_ATTEMPTS):
+        try:
+            return await _fresh_comparison(emulator, ours)
+        except (ConnectionRejected, AuthenticationError) as exc:
+            status = exc.status_code if isinstance(exc, ConnectionRejected) else exc.status
+            if status not in REFUSALS_WAITED or attempt + 1 == FRESH_ATTEMPTS:
+                raise
+            delay = backoff_delay(attempt, retry_after_seconds(exc), 0.5, 10.0, rng)
+            report.fresh_refusals.append(status)
+            await trio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def _fresh_comparison(emulator: Emulator, ours: Storage) -> list[str]:
     async with open_bitmex_websocket(
         URL, DEFAULT_API_KEY, DEFAULT_API_SECRET, connect=emulator.connect_in_memory
     ) as fresh:
@@ -165,7 +199,7 @@ async def run_chaos(
                     if bws.stats.connected and (bws.stats.last_message_age() or 0) < 30:
                         break
                 await trio.sleep(30)
-                report.mismatches = await _compare_with_fresh(emulator, bws.storage)
+                report.mismatches = await _compare_with_fresh(emulator, bws.storage, report, seed)
                 report.reconnects = bws.stats.reconnects
                 report.resyncs = bws.stats.resyncs
                 report.messages = bws.stats.messages
