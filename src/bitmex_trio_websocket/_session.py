@@ -250,7 +250,8 @@ class Session:
             # One read carries many frames: the clock is read once per read.
             now = trio.current_time()
             total = ws.bytes_received
-            data_received(now, total - seen, len(frames))
+            if data_received(now, total - seen, len(frames)):
+                self._liveness_changed.set()  # a drain ended: the heartbeat's deadline moved up
             seen = total
             if not frames:
                 continue
