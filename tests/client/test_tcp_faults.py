@@ -495,3 +495,32 @@ async def test_tcp_client_heals_through_resets_and_refusals() -> None:
             assert partials == 3 and proxy.refused == 2
             # Refused attempts are not reconnects: two resets, two reconnects.
             assert bws.stats.reconnects == 2 and len(proxy.connections) == 3
+
+
+async def test_half_dead_right_after_a_slow_link_resync_is_noticed_within_15_s(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The slow partial's transfer is credited to the ping it delayed (Liveness rule 3, then 4's
+    # drain); once the link is fast again that credit must stop covering a deaf server.
+    with trio.fail_after(900):
+        async with open_rig() as rig:
+            link = await measure_link(rig)
+            rate = 1.3 * link.feed_rate
+            assert link.book_partial / rate > 12, "the scenario needs a larger partial"
+
+            def slow(connection: ProxyConnection) -> None:
+                connection.down.throttle(rate)
+
+            rig.proxy.on_connection = slow
+            mark = rig.mark()
+            rig.connection.reset()
+            await rig.wait_recovered(mark)
+            rig.proxy.on_connection = None
+            rig.connection.down.throttle(None)  # fast again: what was queued arrives at once
+            mark = rig.mark()
+            rig.connection.up.lose()
+            with trio.move_on_after(HALF_DEAD_NOTICED):
+                await rig.wait_disconnected(mark)
+            noticed = len(rig.disconnects) > mark.disconnects
+            assert noticed, f"half-dead connection not noticed within {HALF_DEAD_NOTICED} s"
+            await assert_exact(rig)
