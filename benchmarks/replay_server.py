@@ -191,8 +191,12 @@ async def serve_stream(
     lock = trio.Lock()
     streaming = trio.Event()
 
-    async def send(data: bytes) -> None:
+    async def send(data: bytes, stamped: bool = False) -> None:
         async with lock:
+            # Taking the lock is a schedule point: the time is noted once it is held, so that
+            # what is measured starts at the write (the frame's arrival), not a pass before it.
+            if stamped and sent_at is not None:
+                sent_at.append(time.perf_counter())
             await stream.send_all(data)
 
     async def reader() -> None:
@@ -217,9 +221,7 @@ async def serve_stream(
         start = trio.current_time()
         for i, frame in enumerate(frames):
             await trio.sleep_until(start + i / rate)
-            if sent_at is not None:
-                sent_at.append(time.perf_counter())
-            await send(frame)
+            await send(frame, stamped=True)
 
 
 async def _connection(chunks: list[bytes], stream: trio.SocketStream) -> None:
