@@ -109,7 +109,9 @@ def compare(ours: Storage, fresh: Storage, symbols: Sequence[str]) -> list[str]:
             last_mine = [r for r in ours.rows(table, symbol)][-1:]
             last_fresh = [r for r in fresh.rows(table, symbol)][-1:]
             if last_mine != last_fresh:
-                problems.append(f"{table} {symbol}: last row differs")
+                ours_at = [r.get("timestamp") for r in last_mine]
+                fresh_at = [r.get("timestamp") for r in last_fresh]
+                problems.append(f"{table} {symbol}: last row differs ({ours_at} vs {fresh_at})")
     return problems
 
 
