@@ -9,7 +9,9 @@ to a fresh store of each core in turn (interleaved, so drift hits all alike), an
 wall-clock rate and the median CPU time per message (``time.process_time``, less disturbed by
 other processes on a shared machine). The 2021 library runs in its own venv
 (``_oldlib_storage.py``, built by ``benchmarks.oldlib``) on the same file, its rows parsed afresh
-per run since its updates mutate them. Rates count table messages (partials included).
+per run since its updates mutate them, one run after each round of ours (so load drifting over the
+benchmark hits both alike); ``x_2021_storage`` compares median rates, ``x_2021_storage_cpu``
+median CPU times per message. Rates count table messages (partials included).
 
     python -m benchmarks.cores --messages 200000 --runs 3            # add --no-oldlib to skip it
 """
@@ -48,7 +50,11 @@ def cores() -> dict[str, Callable[[], Any]]:
     return found
 
 
-def measure(frames: Sequence[str], runs: int) -> list[Result]:
+def measure(
+    frames: Sequence[str], runs: int, between: Callable[[], object] | None = None
+) -> list[Result]:
+    """Every core ``runs`` times, interleaved; ``between`` is called after each round (the 2021
+    library's run goes there, so that load drifting over the benchmark hits all alike)."""
     messages = [m for m in map(orjson.loads, frames) if "table" in m]
     gc.collect()
     gc.freeze()
@@ -65,6 +71,10 @@ def measure(frames: Sequence[str], runs: int) -> list[Result]:
                     apply(message)
                 results[name].rates.append(len(messages) / (time.perf_counter() - start))
                 cpu[name].append((time.process_time() - start_cpu) / len(messages) * 1e6)
+            if between is not None:
+                gc.unfreeze()  # the other process runs now; ours are frozen again after it
+                between()
+                gc.freeze()
     finally:
         gc.unfreeze()
     for name, result in results.items():
@@ -100,12 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, default=20_000, help="book size for bytes/level")
     args = parser.parse_args(argv)
     stream = Path(args.stream) if args.stream else stream_path(args.messages, args.seed)
-    results = measure(load_frames(stream), args.runs)
-    if not args.no_oldlib:
-        old = measure_oldlib(stream, args.runs)
+    olds: list[Result] = []
+    between = None if args.no_oldlib else lambda: olds.append(measure_oldlib(stream, 1))
+    results = measure(load_frames(stream), args.runs, between)
+    if olds:
+        old = Result(olds[0].path, [r for o in olds for r in o.rates], olds[0].messages)
+        old_cpu = statistics.median([o.extra["cpu_us_per_msg"] for o in olds])
+        old.extra["cpu_us_per_msg"] = round(old_cpu, 2)
         results.append(old)
         for result in results[:-1]:
             result.extra["x_2021_storage"] = round(result.median / old.median, 2)
+            result.extra["x_2021_storage_cpu"] = round(old_cpu / result.extra["cpu_us_per_msg"], 2)
     for name, value in bytes_per_level(args.levels).items():
         for result in results:
             if result.path == name:
