@@ -30,7 +30,10 @@ __all__ = ["layer", "main"]
 def layer(filename: str, function: str) -> str:
     """The layer a profiled function belongs to (by the package or module it lives in)."""
     path = filename.replace("\\", "/")
-    if "bitmex_trio_websocket/_storage/" in path or "sortedcontainers" in path:
+    # The compiled core's methods have no file: cProfile names them "<method 'apply' of
+    # 'Storage' objects>" under "~".
+    compiled = path == "~" and "of 'Storage' objects" in function
+    if compiled or "bitmex_trio_websocket/_storage/" in path or "sortedcontainers" in path:
         return "storage (Storage.apply, SortedDict)"
     if "bitmex_trio_websocket/_websocket/" in path:
         return "transport (_websocket)"
