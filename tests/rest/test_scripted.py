@@ -324,7 +324,7 @@ async def test_a_request_that_gets_no_answer_times_out_and_the_next_uses_a_new_c
 
     box: list[ScriptedHttpServer] = []
     with trio.fail_after(TIMEOUT):
-        async with scripted(script, timeout=3.0) as (rest, server):
+        async with scripted(script, timeout=3.0, retries=0) as (rest, server):
             box.append(server)
             start = trio.current_time()
             with pytest.raises(ConnectionTimeout):

@@ -7,20 +7,27 @@ closed is replaced before the next request. Each call goes through ``_call``:
 1. wait until the rate-limit tracker (``_limits``, fed by every answer's ``x-ratelimit-*``
    headers) says the request will not be refused: the wait is on trio's clock;
 2. sign it (``_auth.rest_signature``; ``api-expires`` = the injected wall clock + ``expiry``);
-3. send it and read the answer within ``timeout`` (else ``ConnectionTimeout``; the connection
-   is then closed, as its answer may still come);
+3. send it and read the answer within ``timeout`` (the connection is otherwise closed, as its
+   answer may still come, and the attempt has timed out);
 4. sort the answer: 2xx is decoded JSON; 429 waits ``Retry-After`` and tries again; 503
    (BitMEX shedding load) tries again after 0.5 s, 1 s, 2 s... but only when a retry is safe
    (``_params.retry_safe``: reads, and new orders, which always carry a ``clOrdID``); any other
    error becomes a ``BitMEXAPIError`` (``AuthenticationError`` for 401) with BitMEX's status,
    name and message and the request without its headers;
-5. a connection that drops with the request in flight is reopened and the request sent again
-   when safe, else ``ConnectionClosed`` (the request may have been executed).
+5. an attempt that timed out, or whose connection dropped, with the request sent is exactly as
+   uncertain either way (it may have been executed): the request is sent again on a new
+   connection when safe, else raised (``ConnectionTimeout``, ``ConnectionClosed``), saying it
+   may have been executed. One that never left (connecting timed out or failed) is always
+   sent again.
 
-At most ``retries`` extra attempts per call, whatever their causes. A new order sent again after
-an attempt whose fate is unknown may be refused as ``Duplicate clOrdID``: the first attempt did
-arrive, so the order is looked up by its ``clOrdID`` and returned, as if the first answer had
-come.
+At most ``retries`` extra attempts per call, whatever their causes; past them, the last
+failure is raised. A new order sent again after an attempt whose fate is unknown may be refused
+as ``Duplicate clOrdID``: the first attempt did arrive, so the order is looked up by its
+``clOrdID`` and returned, as if the first answer had come.
+
+``open_orders`` pages: BitMEX answers at most ``OPEN_ORDERS_COUNT`` rows a request, so it asks
+with ``start`` until a short page, each page a call of its own (see its docstring for what
+happens when orders change between pages).
 
 Secrets: the API secret lives in a ``Credentials`` (hidden from its repr) and only ever goes
 into the HMAC; errors and logs carry method, path and parameters, never headers.
@@ -69,7 +76,11 @@ REST_NETWORKS: Final = {
 DEFAULT_EXPIRY: Final = 5.0  # api-expires this far ahead (BitMEX's connectors used 5 s)
 OVERLOAD_DELAY: Final = 0.5  # BitMEX: wait at least 500 ms before retrying a shed request
 DEFAULT_RETRY_AFTER: Final = 1.0  # a 429 without a usable Retry-After
+# A page of open orders: BitMEX refused a count above 500, later above 1000; 500 is within both.
 OPEN_ORDERS_COUNT: Final = 500
+# Rows each page repeats of the one before: up to this many orders may close between two pages
+# without a page asked again (see open_orders).
+OPEN_ORDERS_OVERLAP: Final = 50
 
 StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
 
@@ -207,9 +218,43 @@ class BitMEXRest:
     # ------------------------------------------------------------------ reads
 
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        """``GET /order`` with ``filter={"open": true}``: the open orders, oldest first."""
-        params = {"symbol": symbol, "filter": {"open": True}, "count": OPEN_ORDERS_COUNT}
-        return _rows(await self._call("GET", "/order", params))
+        """``GET /order`` with ``filter={"open": true}``: every open order, oldest first, once.
+
+        BitMEX answers a bounded ``count`` of rows a request (500 asked here, within every
+        limit it had), so this asks page after page with ``start`` until a short page. The
+        pages are separate requests (each one rate-limited and retried as any call), so the
+        list is as of the last page: an order that closed while paging may be listed, with its
+        row as last seen; one opened meanwhile is listed last.
+
+        Orders closing between pages move every later one up, so a page at the next ``start``
+        would skip as many unseen ones. Each page therefore starts ``OPEN_ORDERS_OVERLAP`` rows
+        before the end of the last, and its first row must be one already seen: else the list
+        moved further, and the page is asked again that much earlier. Rows are kept by
+        ``orderID``, so the overlap never lists an order twice.
+        """
+        step = OPEN_ORDERS_COUNT - OPEN_ORDERS_OVERLAP
+        found: dict[Any, dict[str, Any]] = {}  # by orderID, in the order first seen
+        start = 0
+        while True:
+            params = {"symbol": symbol, "filter": {"open": True}, "count": OPEN_ORDERS_COUNT}
+            page = _rows(await self._call("GET", "/order", {**params, "start": start or None}))
+            if start and (not page or page[0].get("orderID") not in found):
+                # Unseen rows may lie before this page: keeping it would list them out of
+                # order or not at all. Ask again further back (0 at worst, always safe).
+                start = max(0, start - step)
+                continue
+            known = len(found)
+            for row in page:
+                found[row.get("orderID")] = row  # the latest row, at the first row's place
+            if len(page) < OPEN_ORDERS_COUNT:
+                return list(found.values())
+            if start and len(found) == known:
+                # A full page past the first brings new rows unless the server ignores
+                # ``start``: paging would never end.
+                raise RemoteProtocolError(
+                    f"GET /order repeated the rows before start={start}: paging cannot end"
+                )
+            start += step
 
     async def positions(self) -> list[dict[str, Any]]:
         """``GET /position``: every position row of the account."""
@@ -272,11 +317,13 @@ class BitMEXRest:
                 self._limits.sent(trio.current_time(), order_route=order_route)
                 try:
                     response = await self._exchange(request)
-                except _ConnectionLost as lost:
-                    if attempt >= self._retries or (lost.sent and not retry_safe(request)):
-                        raise _interrupted(request, str(lost)) from None
-                    log.info("%s %s: connection lost (%s); sending again", method, path, lost)
-                    uncertain = uncertain or lost.sent
+                except (_ConnectionLost, _TimedOut) as failed:
+                    # A timeout is as uncertain as a drop: both retried by the same rule.
+                    uncertain = uncertain or failed.sent
+                    unsafe = failed.sent and not retry_safe(request)
+                    if attempt >= self._retries or unsafe:
+                        raise _failed(request, failed, attempt + 1, uncertain) from None
+                    log.warning("%s %s: %s; sending again", method, path, failed)
                     attempt += 1
                     continue
                 self._limits.observe(response.headers, trio.current_time())
@@ -316,14 +363,15 @@ class BitMEXRest:
                 ("api-key", self._credentials.api_key),
                 ("api-signature", signature),
             ]
+        sent = False
         with trio.move_on_after(self._timeout):
             http = await self._connection()
+            sent = True  # from here on some of it may have left (send_all is the first wait)
             return await http.request(request.method, request.target, headers, request.body)
         await self._discard()  # its answer may still come: never reuse it
-        raise ConnectionTimeout(
-            f"no answer to {request.method} {request.target.split('?', 1)[0]} within "
-            f"{self._timeout} s"
-        )
+        if sent:
+            raise _TimedOut(True, f"no answer within {self._timeout} s")
+        raise _TimedOut(False, f"could not connect within {self._timeout} s")
 
     async def _connection(self) -> HttpConnection:
         http = self._http
@@ -353,7 +401,11 @@ class BitMEXRest:
     async def _find_order(self, cl_ord_id: str) -> dict[str, Any] | None:
         """The order with this ``clOrdID`` (already under the lock: one plain attempt)."""
         request = build_request("GET", self._prefix, "/order", {"filter": {"clOrdID": cl_ord_id}})
-        response = await self._exchange(request)
+        try:
+            response = await self._exchange(request)
+        except (_ConnectionLost, _TimedOut) as failed:
+            detail = f"placed (a retry was a duplicate clOrdID), but looking up {cl_ord_id}"
+            raise _failed(request, type(failed)(failed.sent, f"{detail}: {failed}"), 1) from None
         self._limits.observe(response.headers, trio.current_time())
         if response.status != 200:
             return None
@@ -374,12 +426,26 @@ class BitMEXRest:
             raise ConnectionTimeout(f"could not connect within {self._timeout} s")
 
 
-def _interrupted(request: Request, detail: str) -> ConnectionClosed:
-    """A request whose connection dropped and which was not safe to send again."""
-    text = (
-        f"{request.method} {request.target.split('?', 1)[0]}: {detail}; not sent again, since "
-        "it may have been executed (check before repeating it)"
-    )
+class _TimedOut(Exception):  # internal: _call makes it a retry or a ConnectionTimeout
+    """An attempt got no answer within ``timeout`` (``sent``: the request may have arrived)."""
+
+    def __init__(self, sent: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.sent = sent
+
+
+def _failed(
+    request: Request, failed: _ConnectionLost | _TimedOut, attempts: int, uncertain: bool = False
+) -> ConnectionClosed | ConnectionTimeout:
+    """The error for a failed attempt not sent again: ``ConnectionTimeout`` or
+    ``ConnectionClosed``, saying whether the request may have been executed."""
+    text = f"{request.method} {request.target.split('?', 1)[0]}: {failed}"
+    if attempts > 1:
+        text += f" ({attempts} attempts)"
+    if uncertain and request.method != "GET":
+        text += "; not sent again, since it may have been executed (check before repeating it)"
+    if isinstance(failed, _TimedOut):
+        return ConnectionTimeout(text)
     return ConnectionClosed(CloseReason(1006, text))
 
 
