@@ -1,11 +1,12 @@
-"""Build of the compiled store core (mypyc); everything else is in pyproject.toml.
+"""Build of the compiled core (mypyc); everything else is in pyproject.toml.
 
 Theory of operation
 -------------------
-The order-book store's hot modules (``_storage/_book.py``, ``_store.py``, ``_validate.py``) are
-plain typed Python. Where it can, the build compiles copies of them with mypyc into a sibling
-package, ``bitmex_trio_websocket._compiled``, and ``_storage._core`` picks that package at import
-(``BITMEX_TRIO_WEBSOCKET_PURE=1`` forces the pure-Python modules). The pure-Python modules are
+The hot modules (the store's ``_storage/_book.py``, ``_store.py``, ``_validate.py`` and the
+websocket frame reader ``_websocket/_reader.py``) are plain typed Python. Where it can, the build
+compiles copies of them with mypyc into a sibling package, ``bitmex_trio_websocket._compiled``,
+and ``_storage._core`` picks that package at import (``BITMEX_TRIO_WEBSOCKET_PURE=1`` forces
+the pure-Python modules). The pure-Python modules are
 never shadowed, so both cores can be loaded side by side (``tests/test_cores.py`` compares them).
 
 * The copies are staged under ``build/core-stage`` next to a copy of the whole package (so mypyc
@@ -30,8 +31,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "src" / "bitmex_trio_websocket"
-# The compiled modules (all in _storage); keep in step with _storage/_core.py's CORE_MODULES.
-CORE_MODULES = ("_validate", "_book", "_store")
+# The compiled modules, by path in the package; keep in step with _storage/_core.py's CORE_MODULES.
+CORE_MODULES = ("_storage/_validate", "_storage/_book", "_storage/_store", "_websocket/_reader")
 STAGE = Path("build") / "core-stage"
 PURE_VARIABLE = "BITMEX_TRIO_WEBSOCKET_PURE"
 
@@ -43,8 +44,8 @@ def notice(text: str) -> None:
 def source_hash() -> str:
     """The SHA-256 of the core's sources, in CORE_MODULES order (what ``_core`` recomputes)."""
     digest = hashlib.sha256()
-    for name in CORE_MODULES:
-        digest.update((PACKAGE / "_storage" / f"{name}.py").read_bytes())
+    for path in CORE_MODULES:
+        digest.update((PACKAGE / f"{path}.py").read_bytes())
     return digest.hexdigest()
 
 
@@ -68,8 +69,9 @@ def stage() -> list[str]:
     config = STAGE / "mypy.ini"
     config.write_text("[mypy]\nignore_missing_imports = True\nfollow_imports = silent\n")
     paths = ["--config-file", str(config), str(compiled / "__init__.py")]
-    for name in CORE_MODULES:
-        shutil.copy2(PACKAGE / "_storage" / f"{name}.py", compiled / f"{name}.py")
+    for path in CORE_MODULES:
+        name = path.rsplit("/", 1)[1]
+        shutil.copy2(PACKAGE / f"{path}.py", compiled / f"{name}.py")
         paths.append(str(compiled / f"{name}.py"))
     return paths
 

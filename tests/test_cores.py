@@ -1,4 +1,4 @@
-"""The two store cores: the mypyc-compiled one and pure Python behave identically.
+"""The two cores: the mypyc-compiled one and pure Python behave identically.
 
 Both are loaded side by side (``_storage._core``: the compiled modules live in their own package,
 so the pure modules are never shadowed) and fed the same messages: fuzzed sequences of valid and
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import os
 import pickle
 import subprocess
@@ -30,6 +31,9 @@ from benchmarks.gen_stream import generate, write_recording
 from bitmex_trio_websocket import ApplyResult, Change, RemoteProtocolError, Storage
 from bitmex_trio_websocket._cli import main
 from bitmex_trio_websocket._storage import _book, _core, _store
+from bitmex_trio_websocket._websocket import _connection, _reader
+from bitmex_trio_websocket._websocket._frames import FramingError
+from bitmex_trio_websocket._websocket._frames import encode_frame as server_frame_of
 from tests.support.fuzz_findings import short
 from tests.support.fuzz_messages import SYMBOLS, TABLES, make_row, table_message
 from tests.support.fuzz_model import canon
@@ -218,3 +222,56 @@ def test_the_cores_benchmark_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "Storage.apply, pure Python" in out and "bytes_per_level" in out
     assert ("compiled (mypyc)" in out) == (COMPILED is not None)
+
+
+# ------------------------------------------------------------------------------ frame reader
+
+
+def _read_all(reader_class: Any, chunks: list[bytes], max_size: int) -> tuple[Any, ...]:
+    """Everything a reader makes of ``chunks``: messages, controls, and the error that ended it."""
+    reader = reader_class(max_size)
+    messages: list[bytes] = []
+    try:
+        for chunk in chunks:
+            messages.extend(reader.feed(chunk))
+    except FramingError as exc:
+        return (messages, reader.controls, (exc.code, exc.reason, exc.messages))
+    return (messages, reader.controls, None)
+
+
+def test_the_active_frame_reader_is_the_active_cores() -> None:
+    compiled = Storage is not _store.Storage
+    assert (_connection.FrameReader is not _reader.FrameReader) == compiled
+    if compiled:
+        assert _connection.FrameReader.__module__ == "bitmex_trio_websocket._compiled._reader"
+
+
+_FRAME = st.tuples(
+    st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB]),  # with unknown opcodes
+    st.binary(max_size=300) | st.text(max_size=100).map(str.encode),
+    st.booleans(),  # fin
+    st.integers(0, 20),  # 0: a well-formed header; else the header's first byte is mangled
+)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frames=st.lists(_FRAME, max_size=12), cuts=st.lists(st.integers(0, 4000), max_size=6))
+def test_frame_readers_agree(frames: list[tuple[int, bytes, bool, int]], cuts: list[int]) -> None:
+    assert COMPILED is not None
+    fast = importlib.import_module("bitmex_trio_websocket._compiled._reader").FrameReader
+    data = b""
+    for opcode, payload, fin, mangle in frames:
+        frame = bytearray(server_frame_of(opcode, payload, None))
+        if not fin:
+            frame[0] &= 0x7F  # a fragment: continuations must follow
+        if mangle == 1:
+            frame[0] |= 0x40  # a reserved bit
+        elif mangle == 2:
+            frame[1] |= 0x80  # masked, from a server
+        data += bytes(frame)
+    bounds = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    for max_size in (64, 1 << 20):
+        expected = _read_all(_reader.FrameReader, chunks, max_size)
+        assert _read_all(fast, chunks, max_size) == expected

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import wsproto.frame_protocol as wsframes
 
+from bitmex_trio_websocket._websocket._connection import FrameReader  # the active core's
 from bitmex_trio_websocket._websocket._frames import (
     OP_CLOSE,
-    FrameReader,
     FramingError,
     close_payload,
     encode_frame,

@@ -1,4 +1,7 @@
-"""The sans-IO frame codec (``_frames``): frame reader, frame encoder, close bodies.
+"""The sans-IO frame codec (``_frames``, ``_reader``): frame reader, frame encoder, close bodies.
+
+The reader tested is the active core's (compiled where built; ``.ci/run`` runs these again with
+``BITMEX_TRIO_WEBSOCKET_PURE=1``, and ``tests/test_cores.py`` compares the two directly).
 
 Plain synchronous tests: the codec does no I/O, so every byte the server could send is fed by
 hand, split wherever a TCP read could split it. Server frames are built by the helpers
@@ -15,6 +18,8 @@ import wsproto.frame_protocol as wsframes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bitmex_trio_websocket._websocket import _reader
+from bitmex_trio_websocket._websocket._connection import FrameReader  # the active core's
 from bitmex_trio_websocket._websocket._frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -23,7 +28,6 @@ from bitmex_trio_websocket._websocket._frames import (
     OP_PONG,
     OP_TEXT,
     Control,
-    FrameReader,
     FramingError,
     encode_frame,
 )
@@ -31,7 +35,7 @@ from bitmex_trio_websocket._websocket._frames import (
 from .helpers import ClientFrame, decode_client_frame, server_frame
 
 
-def feed_all(reader: FrameReader, chunks: list[bytes]) -> list[bytes]:
+def feed_all(reader: _reader.FrameReader, chunks: list[bytes]) -> list[bytes]:
     out: list[bytes] = []
     for chunk in chunks:
         out.extend(reader.feed(chunk))

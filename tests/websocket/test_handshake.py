@@ -13,7 +13,8 @@ import json
 import h11
 import pytest
 
-from bitmex_trio_websocket._websocket._frames import OP_PING, OP_TEXT, FrameReader, FramingError
+from bitmex_trio_websocket._websocket._connection import FrameReader  # the active core's
+from bitmex_trio_websocket._websocket._frames import OP_PING, OP_TEXT, FramingError
 from bitmex_trio_websocket._websocket._handshake import (
     MAX_REJECTION_BODY,
     Accepted,

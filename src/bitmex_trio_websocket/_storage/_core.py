@@ -1,12 +1,15 @@
-"""Which core runs the store: the mypyc-compiled one where it was built, else pure Python.
+"""Which core runs the hot paths: the mypyc-compiled one where it was built, else pure Python.
 
 Theory of operation
 -------------------
-``_validate``, ``_book`` and ``_store`` are plain typed Python. The build (``setup.py``)
-compiles copies of them with mypyc into the sibling package ``bitmex_trio_websocket._compiled``
-where the machine can; the modules here are never replaced, so both cores can be loaded in one
-process (``pure_storage``, ``compiled_storage``) and behave identically: the same source, the same
-shared views (``_views``), closed-order rule (``_orders``) and result classes (``_events``).
+The store's ``_validate``, ``_book`` and ``_store``, and the websocket's frame reader
+(``_websocket/_reader``), are plain typed Python. The build (``setup.py``) compiles copies of them
+with mypyc into the sibling package ``bitmex_trio_websocket._compiled`` where the machine can; the
+modules in the source tree are never replaced, so both cores can be loaded in one process and
+behave identically: the same source, the same shared views (``_views``), closed-order rule
+(``_orders``), result classes (``_events``) and frame types (``_websocket/_frames``).
+``core_module(name)`` gives the compiled copy of a module while the compiled core is active, so
+every module of the core is chosen by the one rule below.
 
 At import, ``Storage`` is the compiled class unless
 
@@ -36,20 +39,27 @@ __all__ = [
     "PURE_VARIABLE",
     "Storage",
     "compiled_module",
+    "core_module",
     "core_name",
     "source_hash",
 ]
 
 PURE_VARIABLE: Final = "BITMEX_TRIO_WEBSOCKET_PURE"
-CORE_MODULES: Final = ("_validate", "_book", "_store")  # setup.py compiles these, in this order
+# setup.py compiles these (paths in the package), in this order.
+CORE_MODULES: Final = (
+    "_storage/_validate",
+    "_storage/_book",
+    "_storage/_store",
+    "_websocket/_reader",
+)
 
 
 def source_hash() -> str:
     """SHA-256 of the core's sources as they are now (what the build records)."""
     digest = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in CORE_MODULES:
-        digest.update((here / f"{name}.py").read_bytes())
+    package = Path(__file__).parent.parent
+    for path in CORE_MODULES:
+        digest.update((package / f"{path}.py").read_bytes())
     return digest.hexdigest()
 
 
@@ -85,6 +95,14 @@ if TYPE_CHECKING:
     from ._store import Storage
 else:
     Storage = _selected
+
+
+def core_module(name: str) -> ModuleType | None:
+    """The compiled copy of the core module ``name`` (``"_reader"``) while the compiled core is
+    active; ``None`` when pure Python runs (then the caller uses its own module)."""
+    if _selected is PureStorage:
+        return None
+    return importlib.import_module(f"bitmex_trio_websocket._compiled.{name}")
 
 
 def core_name() -> str:

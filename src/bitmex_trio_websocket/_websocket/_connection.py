@@ -32,10 +32,18 @@ import trio
 from trio_websocket import CloseReason
 
 from .._exceptions import ConnectionClosed, ConnectionRejected, HandshakeError
+from .._storage._core import core_module
 from . import _frames as wire
+from . import _reader
 from ._handshake import ClientHandshake, Rejected
 
 __all__ = ["ClientWebSocket", "connect_websocket"]
+
+# The frame reader of the active core (compiled where built: see _storage/_core).
+_compiled_reader = core_module("_reader")
+FrameReader: type[_reader.FrameReader] = (
+    _reader.FrameReader if _compiled_reader is None else _compiled_reader.FrameReader
+)
 
 RECEIVE_SIZE = 64 * 1024
 
@@ -73,7 +81,7 @@ class ClientWebSocket:
 
     def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
         self._stream = stream
-        self._frames = wire.FrameReader(max_message_size)
+        self._frames = FrameReader(max_message_size)
         self.bytes_received = 0  # every byte read from the stream after the handshake
         self._backlog: list[bytes] = []
         self._send_lock = trio.StrictFIFOLock()

@@ -7,11 +7,11 @@ message to the application over a memory channel: several task switches and a UT
 ``str`` per message before the client sees it. Measured (benchmarks/README.md), that plumbing
 cost more than everything the client does with a message. So the client reads frames itself:
 
-* ``FrameReader.feed(data)``: the complete data messages in ``data``, as ``bytes`` payloads ready
-  for orjson (no decode to ``str``), plus control frames queued in ``controls``. Fragmented
-  messages are joined. Length is checked from the frame header, before the payload is buffered,
-  so ``max_size`` bounds memory; a large frame arriving in many reads is joined once (no
-  quadratic copying).
+* ``_reader.FrameReader.feed(data)``: the complete data messages in ``data``, as ``bytes``
+  payloads ready for orjson, plus control frames queued in ``controls``. It runs for every frame
+  received, so it has a module of its own, compiled with the store core where the machine can
+  (see ``_reader``); what it shares with the rest (opcodes, ``Control``, ``FramingError``) is
+  here, in one copy for both.
 * ``encode_frame``: masked client frames (the caller supplies the mask key: no randomness here),
   or unmasked server frames for the emulator and the benchmarks.
 * ``close_payload`` / ``parse_close``: the body of a close frame, both ways.
@@ -20,16 +20,6 @@ A server that breaks the RFC raises ``FramingError(code, reason)``: the connecti
 failed with that close code: 1002 (protocol error) for a malformed frame or a close code that may
 not appear on the wire, 1007 (invalid payload data) for a text message or close reason that is not
 UTF-8, 1009 (message too big) past ``max_size``. No I/O, no clock.
-
-UTF-8: a text message is checked once complete (RFC 6455 section 5.6: a frame may end inside a
-character, the whole message must be valid; checking fragments as they come would only fail a
-broken connection sooner). ``bytes.isascii()`` decides first, without allocating: BitMEX sends
-ASCII JSON, so only a rare non-ASCII message pays for a strict decode. (A whole read cannot be
-checked at once: frame headers are not ASCII.) Measured on the 50,000-message benchmark stream
-(594 B a message): ``feed`` costs 600 ns of CPU a message instead of 530, and the in-process
-pipeline runs at 92-93k messages/s either way (benchmarks.inprocess, within run-to-run noise).
-orjson would refuse invalid UTF-8 too, but only as an undecodable frame (a resync), not as the
-broken connection it is.
 
 Deviations from RFC 6455, on purpose: a length written in more bytes than needed (a 5-byte payload
 with a 16-bit length) is read rather than refused; nothing can go wrong by reading it.
@@ -49,7 +39,6 @@ __all__ = [
     "OP_PONG",
     "OP_TEXT",
     "Control",
-    "FrameReader",
     "FramingError",
     "close_code_allowed",
     "close_payload",
@@ -85,126 +74,6 @@ class Control:
 
     opcode: int
     payload: bytes
-
-
-def _check_utf8(payload: bytes) -> None:
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FramingError(1007, f"text message is not valid UTF-8 (byte {exc.start})") from None
-
-
-class FrameReader:
-    """Server frames -> data message payloads (``feed``'s result) and ``controls``."""
-
-    __slots__ = (
-        "_chunks",
-        "_fragments",
-        "_fragments_size",
-        "_fragments_text",
-        "_held",
-        "_need",
-        "controls",
-        "max_size",
-    )
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self.controls: list[Control] = []
-        self._chunks: list[bytes] = []  # bytes of an incomplete frame
-        self._held = 0
-        self._need = 0  # bytes needed before parsing can continue (0: unknown, any will do)
-        self._fragments: list[bytes] | None = None
-        self._fragments_size = 0
-        self._fragments_text = False
-
-    def feed(self, data: bytes) -> list[bytes]:
-        # One loop, inlined on purpose: this runs for every frame the client receives.
-        if self._chunks:
-            self._chunks.append(data)
-            self._held += len(data)
-            if self._held < self._need:
-                return []  # the frame is still incomplete: don't rejoin for nothing
-            data = b"".join(self._chunks)
-            self._chunks = []
-        messages: list[bytes] = []
-        pos, end = 0, len(data)
-        max_size = self.max_size
-        need = 0
-        try:
-            while end - pos >= 2:
-                first, second = data[pos], data[pos + 1]
-                length = second & 0x7F
-                start = pos + 2
-                if length == 126:
-                    start += 2
-                    if start > end:
-                        break
-                    length = int.from_bytes(data[pos + 2 : start])
-                elif length == 127:
-                    start += 8
-                    if start > end:
-                        break
-                    length = int.from_bytes(data[pos + 2 : start])
-                opcode = first & 0x0F
-                if second & 0x80:
-                    raise FramingError(1002, "masked frame from the server")
-                if first & 0x70:
-                    raise FramingError(1002, "reserved bits set (no extension was negotiated)")
-                if opcode >= 8:
-                    if opcode > OP_PONG:
-                        raise FramingError(1002, f"unknown opcode {opcode}")
-                    if not first & 0x80 or length > 125:
-                        raise FramingError(1002, "fragmented or oversized control frame")
-                elif opcode == OP_CONTINUATION:
-                    if self._fragments is None:
-                        raise FramingError(1002, "continuation frame without a message")
-                    if self._fragments_size + length > max_size:
-                        raise FramingError(1009, f"message larger than {max_size} bytes")
-                elif opcode > OP_BINARY:
-                    raise FramingError(1002, f"unknown opcode {opcode}")
-                elif self._fragments is not None:
-                    raise FramingError(1002, "new message inside a fragmented one")
-                elif length > max_size:
-                    raise FramingError(1009, f"message larger than {max_size} bytes")
-                stop = start + length
-                if stop > end:
-                    need = stop - pos
-                    break
-                payload = data[start:stop]
-                pos = stop
-                if opcode >= 8:
-                    self.controls.append(Control(opcode, payload))
-                elif first & 0x80:
-                    if opcode:
-                        if opcode == OP_TEXT and not payload.isascii():
-                            _check_utf8(payload)
-                        messages.append(payload)
-                    else:
-                        assert self._fragments is not None
-                        self._fragments.append(payload)
-                        message = b"".join(self._fragments)
-                        self._fragments = None
-                        if self._fragments_text and not message.isascii():
-                            _check_utf8(message)
-                        messages.append(message)
-                elif opcode:
-                    self._fragments = [payload]
-                    self._fragments_size = length
-                    self._fragments_text = opcode == OP_TEXT
-                else:
-                    assert self._fragments is not None
-                    self._fragments.append(payload)
-                    self._fragments_size += length
-        except FramingError as exc:
-            exc.messages = messages
-            raise
-        self._need = need
-        if pos < end:
-            rest = data[pos:]
-            self._chunks = [rest]
-            self._held = len(rest)
-        return messages
 
 
 def encode_frame(opcode: int, payload: bytes, mask_key: bytes | None) -> bytes:
