@@ -958,6 +958,33 @@ async def test_stop_random_faults_and_stop_market(autojump_clock: trio.testing.M
     assert emulator.events == events
 
 
+async def test_stop_market_sends_the_quotes_it_was_gathering(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Quotes go out once a second; a market stopped mid-second must not keep that second's
+    # quotes for the partials of later subscribers only.
+    with trio.fail_after(TIMEOUT * 10):
+        async with open_emulator(listen=False, rate=100) as emulator:
+            async with emulator.open_memory_websocket() as ws:
+                await send(ws, {"op": "subscribe", "args": ["quote:XBTUSD"]})
+                rows: list[dict[str, object]] = []
+                while len(rows) < 20:
+                    message = orjson.loads(await ws.get_message())
+                    rows.extend(message.get("data", []) if "table" in message else [])
+                await trio.sleep(0.5)  # mid-second: quotes gathered, not yet sent
+                emulator.stop_market()
+                await emulator.wait_still()
+                await ws.send_message("ping")
+                while (text := await ws.get_message()) != "pong":
+                    rows.extend(orjson.loads(text).get("data", []))
+            async with emulator.open_memory_websocket() as fresh:
+                await send(fresh, {"op": "subscribe", "args": ["quote:XBTUSD"]})
+                while "table" not in (partial := orjson.loads(await fresh.get_message())):
+                    pass
+    assert partial["action"] == "partial"
+    assert partial["data"][-1] == rows[-1]
+
+
 # --------------------------------------------------------------------------- determinism, state
 
 

@@ -99,6 +99,11 @@ class MarketPump:
         """Stand still from now on, as if ``max_events`` had been reached."""
         self.max_events = self.events
         self._scope.cancel()
+        market = self._hub.market
+        if isinstance(market, Market):
+            # The second's quotes it was still gathering go out now, as a market reaching
+            # max_events sends them: a new subscriber's partial would hold them otherwise.
+            self._hub.router.publish(market.stand_still())
 
     async def run(self) -> None:
         if self.data_clock is not None:

@@ -474,6 +474,14 @@ class Market:
             return float(price)
         return book.contract.price((book.legacy_base - row["id"]) // book.legacy_factor)
 
+    def stand_still(self) -> list[Delta]:
+        """Make no more steps, as if ``max_events`` had been reached; the pending quotes to send
+        (a still market has no next second to send them in)."""
+        self.max_events = self.events
+        out: list[Delta] = []
+        self._timed.flush_quotes(out)
+        return out
+
     def _still(self) -> bool:
         return self.max_events is not None and self.events >= self.max_events
 
