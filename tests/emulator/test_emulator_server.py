@@ -964,7 +964,7 @@ async def test_stop_market_sends_the_quotes_it_was_gathering(
     # Quotes go out once a second; a market stopped mid-second must not keep that second's
     # quotes for the partials of later subscribers only.
     with trio.fail_after(TIMEOUT * 10):
-        async with open_emulator(listen=False, rate=100) as emulator:
+        async with open_emulator(listen=False, rate=100, clock=virtual_clock()) as emulator:
             async with emulator.open_memory_websocket() as ws:
                 await send(ws, {"op": "subscribe", "args": ["quote:XBTUSD"]})
                 rows: list[dict[str, object]] = []
