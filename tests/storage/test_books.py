@@ -358,7 +358,7 @@ def test_levels_sharing_a_price_are_ordered_by_id() -> None:
 
 def test_large_book_sides_stay_ordered() -> None:
     storage = Storage()
-    n = 3000  # beyond the plain-list size of a side: switches to a SortedList
+    n = 3000  # a deep side: inserts all over it, not only near the best
     storage.apply(book_partial("X", *[(i, "Buy", i + 1, 1000.0 - i) for i in range(n)]))
     storage.apply(book_partial("Y", (0, "Buy", 1, 1.0)))
     storage.apply(
