@@ -249,6 +249,18 @@ def test_cancel_all_after_zero_disarms() -> None:
     assert frames(outputs[1:])[0]["cancelTime"] == 0
 
 
+def test_cancel_all_after_past_the_last_writable_time_is_refused() -> None:
+    # 2025 plus 10**15 ms is past year 9999: no cancelTime can say it (it used to crash).
+    for timeout in (10**15, 2**63 - 1):
+        outputs = send(
+            make_session(account=DEFAULT_ACCOUNT), {"op": "cancelAllAfter", "args": timeout}
+        )
+        assert error(outputs) == (400, "Invalid timeout")
+        assert not any(isinstance(output, SwitchSet) for output in outputs)
+    outputs = send(make_session(account=DEFAULT_ACCOUNT), {"op": "cancelAllAfter", "args": 10**14})
+    assert frames(outputs[1:])[0]["cancelTime"] == "5193-11-16T09:46:40.000Z"
+
+
 def test_cancel_all_after_needs_authentication() -> None:
     outputs = send(make_session(), {"op": "cancelAllAfter", "args": 60000})
     assert error(outputs) == (

@@ -60,11 +60,13 @@ from ._texts import (
     BAD_SYMBOL,
     DMS_UNAUTHENTICATED,
     DOCS_SUFFIX,
+    INVALID_TIMEOUT,
     MAX_PENDING,
     PLATFORM_TABLES,
     RATE_LIMITED,
     UNRECOGNIZED,
     iso_timestamp,
+    switch_too_long,
 )
 
 __all__ = [
@@ -273,6 +275,9 @@ class Session:
             out.append(encode_error(401, DMS_UNAUTHENTICATED, request=command.request))
             return
         timeout = command.timeout_ms
+        if switch_too_long(now, timeout):
+            out.append(encode_error(400, INVALID_TIMEOUT, request=command.request))
+            return
         cancel_time: str | int = 0 if timeout == 0 else iso_timestamp(now + timeout / 1000)
         out.append(SwitchSet(self.account, timeout))
         out.append(encode_cancel_all_after_ack(iso_timestamp(now), cancel_time, command.request))

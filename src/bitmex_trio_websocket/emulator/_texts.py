@@ -19,6 +19,8 @@ __all__ = [
     "ALREADY_AUTHENTICATED",
     "BAD_SYMBOL",
     "DMS_UNAUTHENTICATED",
+    "INVALID_TIMEOUT",
+    "LAST_WRITABLE_EPOCH",
     "DOCS_SUFFIX",
     "FALLBACK_KEYS",
     "MALFORMED_FRAME",
@@ -30,6 +32,7 @@ __all__ = [
     "UNKNOWN_BOOK_ID",
     "UNRECOGNIZED",
     "iso_timestamp",
+    "switch_too_long",
 ]
 
 DOCS_SUFFIX: Final = " Please see the documentation at https://www.bitmex.com/app/wsAPI."
@@ -69,6 +72,18 @@ FALLBACK_KEYS: Final[dict[str, list[str]]] = {
     "account": ["account"],
 }
 UNKNOWN_BOOK_ID: Final = 987_654_321_987  # an order-book id no client can have
+
+
+# 10000-01-01T00:00:00Z: the first moment a four-digit ISO year cannot write (a dead man's switch
+# armed for longer has no cancelTime to send, and is refused).
+LAST_WRITABLE_EPOCH: Final = 253_402_300_800.0
+INVALID_TIMEOUT: Final = "Invalid timeout"
+
+
+def switch_too_long(now: float, timeout_ms: float) -> bool:
+    """Whether a switch armed at ``now`` for ``timeout_ms`` would fire past what a timestamp can
+    say (compared without dividing, so a huge integer cannot overflow a float)."""
+    return timeout_ms >= (LAST_WRITABLE_EPOCH - now) * 1000
 
 
 def iso_timestamp(epoch: float) -> str:

@@ -115,6 +115,10 @@ def test_cancel_all_after_arms_and_disarms_the_switch() -> None:
     assert disarmed.json() == {"now": "2025-01-01T00:00:00.000Z", "cancelTime": 0}
     assert disarmed.switch == (ACCOUNT_B, 0)
     assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": -1}).status == 400
+    # Past year 9999 no cancelTime can say it (1e308 used to crash the app: the REST fuzzer).
+    too_long = call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1e308})
+    assert (too_long.status, too_long.json()["error"]["message"]) == (400, "Invalid timeout")
+    assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1e15}).status == 400
     assert call(app, "POST", "/api/v1/order/cancelAllAfter").status == 400
     assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1}, key=None).status == 401
 

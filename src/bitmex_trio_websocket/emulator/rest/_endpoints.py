@@ -17,11 +17,12 @@ answered one object (``GET /user/wallet``, ``/user/margin`` for one currency), s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from .._texts import iso_timestamp
+from .._texts import INVALID_TIMEOUT, iso_timestamp, switch_too_long
 from ._errors import VALIDATION_ERROR, RestError
 from ._params import Spec
 from ._query import QUERY_KINDS, Query
@@ -126,8 +127,8 @@ def _cancel_all(call: Call) -> Reply:
 
 def _cancel_all_after(call: Call) -> Reply:
     timeout = call.params["timeout"]
-    if timeout < 0:
-        raise RestError(400, "Invalid timeout", name=VALIDATION_ERROR)
+    if not 0 <= timeout < math.inf or switch_too_long(call.now, timeout):
+        raise RestError(400, INVALID_TIMEOUT, name=VALIDATION_ERROR)
     ms = int(timeout)
     # As the websocket's reply: cancelTime 0 when the switch is disarmed.
     cancel_time: str | int = 0 if ms == 0 else iso_timestamp(call.now + ms / 1000)
