@@ -119,6 +119,8 @@ def test_cancel_all_after_arms_and_disarms_the_switch() -> None:
     too_long = call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1e308})
     assert (too_long.status, too_long.json()["error"]["message"]) == (400, "Invalid timeout")
     assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1e15}).status == 400
+    for endless in ("inf", "nan"):
+        assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": endless}).status == 400
     assert call(app, "POST", "/api/v1/order/cancelAllAfter").status == 400
     assert call(app, "POST", "/api/v1/order/cancelAllAfter", {"timeout": 1}, key=None).status == 401
 
