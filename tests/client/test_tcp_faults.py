@@ -47,6 +47,7 @@ from tests.support.fault_proxy import (
 from tests.support.fault_rig import (
     BOOK_PARTIAL,
     SYMBOL,
+    Mark,
     Rig,
     book_partial_cut,
     measure_link,
@@ -71,6 +72,18 @@ async def assert_no_disconnect_for(rig: Rig, seconds: float) -> None:
     with trio.move_on_after(seconds):
         await rig.wait_disconnected(mark)
         pytest.fail(f"reconnected {trio.current_time() - mark.time:.1f} s into a harmless fault")
+
+
+async def assert_half_dead_noticed(rig: Rig) -> Mark:
+    """Lose everything the client sends (pings, pongs, commands; the feed keeps coming) and
+    require the disconnect within ``HALF_DEAD_NOTICED``; the mark taken before the loss."""
+    mark = rig.mark()
+    rig.connection.up.lose()
+    with trio.move_on_after(HALF_DEAD_NOTICED):
+        await rig.wait_disconnected(mark)
+    noticed = len(rig.disconnects) > mark.disconnects
+    assert noticed, f"half-dead connection not noticed within {HALF_DEAD_NOTICED} s"
+    return mark
 
 
 def cut(connection: ProxyConnection, kind: str) -> None:
@@ -258,12 +271,7 @@ async def test_half_dead_connection_is_noticed_within_15_s(
 ) -> None:
     with trio.fail_after(600):
         async with open_rig(dead_mans_switch=dead_mans_switch) as rig:
-            mark = rig.mark()
-            rig.connection.up.lose()  # pings, pongs, commands: gone; the feed keeps coming
-            with trio.move_on_after(HALF_DEAD_NOTICED):
-                await rig.wait_disconnected(mark)
-            noticed = len(rig.disconnects) > mark.disconnects
-            assert noticed, f"half-dead connection not noticed within {HALF_DEAD_NOTICED} s"
+            mark = await assert_half_dead_noticed(rig)
             assert await rig.wait_recovered(mark) <= HALF_DEAD_NOTICED + 2
             await assert_exact(rig)
 
@@ -517,10 +525,5 @@ async def test_half_dead_right_after_a_slow_link_resync_is_noticed_within_15_s(
             await rig.wait_recovered(mark)
             rig.proxy.on_connection = None
             rig.connection.down.throttle(None)  # fast again: what was queued arrives at once
-            mark = rig.mark()
-            rig.connection.up.lose()
-            with trio.move_on_after(HALF_DEAD_NOTICED):
-                await rig.wait_disconnected(mark)
-            noticed = len(rig.disconnects) > mark.disconnects
-            assert noticed, f"half-dead connection not noticed within {HALF_DEAD_NOTICED} s"
+            await assert_half_dead_noticed(rig)
             await assert_exact(rig)
