@@ -38,7 +38,7 @@ Nothing here mutates before the whole message has been validated (``_validate.ch
 
 Why over 600 lines: ``BookTable.insert``, ``update`` and ``delete`` are the hot path (most
 messages BitMEX sends), each written out in full with the price-index bookkeeping of ``_Side``
-inlined for the common case (a level alone at its price, a side of a plain list). The copies:
+inlined for the common case (a level alone at its price). The copies:
 ``_Side.place``/``unplace`` are inlined in ``insert`` and ``delete``; the timestamp sharing of
 ``partial`` is repeated in ``insert`` and ``update``; ``check_levels`` is inlined in ``update``.
 Each inlined copy saves a call per row or per message on the path ``benchmarks.ceilings``
