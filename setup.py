@@ -13,6 +13,8 @@ never shadowed, so both cores can be loaded side by side (``tests/test_cores.py`
   can type-check what they import), with a generated ``_compiled/__init__.py`` holding the
   SHA-256 of the sources it was built from: ``_core`` refuses a compiled core whose sources have
   changed since (an editable install after an edit), and says so.
+* The compiled core also has one small C module, ``_compiled._slots`` (from
+  ``_storage/_slots.c``), which builds its result objects; it is part of the source hash.
 * Where the core cannot be built (no mypyc, no C compiler, ``BITMEX_TRIO_WEBSOCKET_PURE=1`` at
   build time) the build prints one line and installs the pure-Python package only.
 """
@@ -33,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "src" / "bitmex_trio_websocket"
 # The compiled modules, by path in the package; keep in step with _storage/_core.py's CORE_MODULES.
 CORE_MODULES = ("_storage/_validate", "_storage/_book", "_storage/_store", "_websocket/_reader")
+# The compiled core's C helper (result objects built without interpreted calls; see the file).
+SLOTS_SOURCE = "_storage/_slots.c"
 STAGE = Path("build") / "core-stage"
 PURE_VARIABLE = "BITMEX_TRIO_WEBSOCKET_PURE"
 
@@ -46,6 +50,7 @@ def source_hash() -> str:
     digest = hashlib.sha256()
     for path in CORE_MODULES:
         digest.update((PACKAGE / f"{path}.py").read_bytes())
+    digest.update((PACKAGE / SLOTS_SOURCE).read_bytes())
     return digest.hexdigest()
 
 
@@ -86,7 +91,7 @@ def core_extensions() -> list[Any]:
         notice("mypyc is not available: installing the pure-Python core only")
         return []
     try:
-        return list(
+        extensions = list(
             mypycify(
                 stage(),
                 opt_level="3",
@@ -97,6 +102,11 @@ def core_extensions() -> list[Any]:
     except BaseException as exc:  # mypyc reports type errors with SystemExit
         notice(f"mypyc could not compile the core ({exc!r}): installing the pure-Python core only")
         return []
+    slots = Extension(
+        "bitmex_trio_websocket._compiled._slots",
+        sources=[str(Path("src") / "bitmex_trio_websocket" / SLOTS_SOURCE)],
+    )
+    return [*extensions, slots]
 
 
 class OptionalBuildExt(build_ext):

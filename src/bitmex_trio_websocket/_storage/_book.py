@@ -50,12 +50,14 @@ is not itself a ``Mapping`` (mypyc classes cannot inherit from ABCs: ``BookTable
 the ``LevelRows`` that ``storage.data`` shows), and annotations must hold at run time (a
 compiled function checks them). The typed locals of the hot paths are what mypyc speeds up.
 The result objects (``Change``, ``ApplyResult``: interpreted classes of ``_events``) are built
-here by ``new_change``/``new_result`` with the twin trick of ``_events.fast_constructor``
-written out, so the compiled core builds them without an interpreted call.
+here by ``new_change``/``new_result``: in the compiled core by the C constructors of
+``_compiled._slots`` (``_slots.c``), in pure Python with the twin trick of
+``_events.fast_constructor`` written out.
 """
 
 from __future__ import annotations
 
+import importlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -100,14 +102,30 @@ _UNSET: Final[Any] = object()
 _STANDARD: Final = frozenset({"symbol", "id", "side", "size", "price", "timestamp", "transactTime"})
 
 
-# The two result objects of every message, built as ``_events.fast_constructor`` builds them
-# (a plain twin with the same slots, then ``__class__`` switched) but written out here, so that
-# the compiled core runs them as C instead of calling an interpreted function per object.
+# The two result objects of every message. The compiled core builds them with the C constructors
+# of ``_compiled._slots`` (``_storage/_slots.c``: allocate, store the fields into the slots); pure
+# Python builds them as ``_events.fast_constructor`` does (a plain twin with the same slots, then
+# ``__class__`` switched), written out here. Both make what ``Change(...)`` would.
 _CHANGE_TWIN: Final = twin_class(Change)
 _RESULT_TWIN: Final = twin_class(ApplyResult)
 
 
+def _slot_constructor(cls: type[Any]) -> Any:
+    """The C constructor of ``cls`` when this module is the compiled core's copy, else ``None``."""
+    if not __name__.startswith("bitmex_trio_websocket._compiled."):
+        return None
+    slots = importlib.import_module("bitmex_trio_websocket._compiled._slots")
+    return slots.constructor(cls)
+
+
+_MAKE_CHANGE: Final[Any] = _slot_constructor(Change)
+_MAKE_RESULT: Final[Any] = _slot_constructor(ApplyResult)
+
+
 def new_change(table: str, action: str, symbol: str | None, rows: tuple[Row, ...]) -> Change:
+    if _MAKE_CHANGE is not None:
+        built: Change = _MAKE_CHANGE(table, action, symbol, rows)
+        return built
     made: Any = _CHANGE_TWIN()
     made.table = table
     made.action = action
@@ -125,6 +143,9 @@ def new_result(
     dropped: int,
     violations: tuple[Violation, ...],
 ) -> ApplyResult:
+    if _MAKE_RESULT is not None:
+        built: ApplyResult = _MAKE_RESULT(table, action, changes, dropped, violations)
+        return built
     made: Any = _RESULT_TWIN()
     made.table = table
     made.action = action

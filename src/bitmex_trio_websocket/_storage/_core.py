@@ -52,6 +52,8 @@ CORE_MODULES: Final = (
     "_storage/_store",
     "_websocket/_reader",
 )
+# The compiled core's one C module (``_compiled._slots``: its result objects), also hashed.
+SLOTS_SOURCE: Final = "_storage/_slots.c"
 
 
 def source_hash() -> str:
@@ -60,6 +62,7 @@ def source_hash() -> str:
     package = Path(__file__).parent.parent
     for path in CORE_MODULES:
         digest.update((package / f"{path}.py").read_bytes())
+    digest.update((package / SLOTS_SOURCE).read_bytes())
     return digest.hexdigest()
 
 

@@ -1,0 +1,133 @@
+"""The compiled core's C constructors (``_storage/_slots.c``) build exactly what the classes do.
+
+The compiled ``Storage`` builds every ``Change`` and ``ApplyResult`` with them, so an instance
+they make must be indistinguishable from one made by the dataclass: equal, same hash and repr,
+frozen, tracked by the garbage collector, picklable, and holding its own references (the values
+outlive the caller's). Classes they cannot fill safely are refused when the constructor is made.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import importlib
+import pickle
+import sys
+import weakref
+from typing import Any
+
+import pytest
+
+from bitmex_trio_websocket import ApplyResult, Change, Violation
+from bitmex_trio_websocket._storage import _core
+
+COMPILED, WHY = _core.compiled_module()
+pytestmark = pytest.mark.skipif(COMPILED is None, reason=f"no compiled core: {WHY}")
+
+
+def slots_module() -> Any:
+    return importlib.import_module("bitmex_trio_websocket._compiled._slots")
+
+
+def test_the_compiled_book_uses_the_c_constructors_and_pure_python_does_not() -> None:
+    compiled_book = importlib.import_module("bitmex_trio_websocket._compiled._book")
+    from bitmex_trio_websocket._storage import _book
+
+    assert "slot constructor of Change" in repr(compiled_book._MAKE_CHANGE)
+    assert "slot constructor of ApplyResult" in repr(compiled_book._MAKE_RESULT)
+    assert _book._MAKE_CHANGE is None and _book._MAKE_RESULT is None
+
+
+def test_an_instance_is_the_one_the_dataclass_builds() -> None:
+    make_change = slots_module().constructor(Change)
+    make_result = slots_module().constructor(ApplyResult)
+    rows = ({"symbol": "XBTUSD", "id": 1, "side": "Buy", "size": 5, "price": 1.5},)
+    change = make_change("orderBookL2", "update", "XBTUSD", rows)
+    expected = Change("orderBookL2", "update", "XBTUSD", rows)
+    assert type(change) is Change
+    assert change == expected and repr(change) == repr(expected)
+    empty = make_change("trade", "insert", None, ())
+    assert hash(empty) == hash(Change("trade", "insert", None, ()))
+    assert dataclasses.astuple(change) == dataclasses.astuple(expected)
+    violation = Violation("crossed_book", "orderBookL2", "XBTUSD", None, "crossed")
+    result = make_result("orderBookL2", "update", (change,), 2, (violation,))
+    assert result == ApplyResult("orderBookL2", "update", (expected,), 2, (violation,))
+    assert result.dropped == 2 and result.changes[0] is change
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.dropped = 3
+    assert pickle.loads(pickle.dumps(result)) == result
+    assert copy.deepcopy(result) == result
+    assert dataclasses.replace(change, symbol="ETHUSD").symbol == "ETHUSD"
+
+
+def test_an_instance_owns_its_references_and_the_collector_sees_it() -> None:
+    make_change = slots_module().constructor(Change)
+
+    class Marker:
+        pass
+
+    rows: Any = (Marker(),)
+    before = sys.getrefcount(rows)
+    change = make_change("t", "a", None, rows)
+    assert sys.getrefcount(rows) == before + 1
+    watched = weakref.ref(rows[0])
+    del rows
+    assert change.rows[0] is watched()  # kept alive by the instance alone
+    assert gc.is_tracked(change)
+    # A cycle through the instance is collected: the collector can see into it.
+    holder = Marker()
+    looped = make_change("t", "a", None, (holder,))
+    holder.change = looped  # type: ignore[attr-defined]
+    gone = weakref.ref(holder)
+    del holder, looped, change
+    gc.collect()
+    assert gone() is None and watched() is None
+
+
+def test_calls_with_the_wrong_arguments_are_refused() -> None:
+    make_change = slots_module().constructor(Change)
+    with pytest.raises(TypeError, match="exactly 4 positional"):
+        make_change("t", "a", None)
+    with pytest.raises(TypeError, match="exactly 4 positional"):
+        make_change("t", "a", None, (), ())
+    with pytest.raises(TypeError, match="exactly 4 positional"):
+        make_change("t", "a", None, rows=())
+
+
+class Plain:
+    pass
+
+
+class WithDict:
+    __slots__ = ("__dict__", "a")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WithPostInit:
+    a: int
+
+    def __post_init__(self) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
+class WithWeakref:
+    a: int
+
+
+class Derived(Change):
+    __slots__ = ("extra",)
+
+
+@pytest.mark.parametrize(
+    "cls", [Plain, WithDict, WithPostInit, WithWeakref, Derived, int, tuple, dict]
+)
+def test_classes_whose_instances_are_not_exactly_their_slots_are_refused(cls: type) -> None:
+    with pytest.raises(TypeError):
+        slots_module().constructor(cls)
+
+
+def test_only_classes_are_accepted() -> None:
+    with pytest.raises(TypeError, match="takes a class"):
+        slots_module().constructor(Change("t", "a", None, ()))
