@@ -6,10 +6,13 @@ until the socket dies; a session ends by raising: ``_SessionDied`` when its sock
 it (options, store, counters, routes, subscription state) through a ``SessionHost``. Its tasks:
 
 * the reader, the only task reading the socket: one ``receive_messages`` per read (a 64 KiB read
-  of hundreds of frames is one wake-up), each frame decoded once, table data applied to
-  ``Storage`` and the changes handed to ``Router.offer_changes`` (awaiting only for a full
-  listener), then two yields so the listeners it woke run before its next read; replies go
-  to ``Subscriptions`` or to the task waiting in ``_request``. An
+  of hundreds of frames is one wake-up), table data applied to ``Storage`` and the changes
+  handed to ``Router.offer_changes`` (awaiting only for a full listener), then two yields so the
+  listeners it woke run before its next read; replies go to ``Subscriptions`` or to the task
+  waiting in ``_request``. A frame starting ``{"table":"`` (how BitMEX writes table data) goes
+  from orjson straight to ``Storage.apply``, which checks the envelope itself; any other frame,
+  and any the store refuses (leaving itself unchanged), takes the general decoder
+  (``_protocol.decode_server_frame_lean``), so every fault is told apart as before. An
   undecodable frame, a message the store rejects or a violation re-fetches the topics concerned
   (``Subscriptions.resync``, within budget);
 * the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns;
@@ -42,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 import orjson
 import trio
@@ -51,7 +54,7 @@ from trio_websocket import CloseReason
 
 from . import _protocol as proto
 from ._auth import Credentials, expires_at
-from ._events import Resyncing
+from ._events import ApplyResult, Resyncing
 from ._exceptions import (
     AuthenticationError,
     ConnectionTimeout,
@@ -80,6 +83,10 @@ CANCELLED_CLOSE_GRACE = 0.25
 REPLAY_SUBSCRIBE_GRACE = 0.5
 # Recordings never hold a signature: the authKeyExpires command is written as this instead.
 _REDACTED_AUTH = '{"op":"authKeyExpires","args":"<redacted>"}'
+# How BitMEX starts every table message; such a frame up to the size that needs no density
+# check (``_protocol``) is parsed and stored without the general decoder's checks.
+_TABLE_FRAME: Final = b'{"table":"'
+_FAST_FRAME_BYTES: Final = proto.DENSITY_CHECK_BYTES
 
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
 # Called with ("recv" | "send", frame text) for every frame; used by ``record``.
@@ -235,9 +242,8 @@ class Session:
     async def _reader(self) -> None:
         ws = self._ws
         stats = self._stats
-        subs = self._subs
         recorder = self._recorder
-        decode = proto.decode_server_frame_lean
+        loads = orjson.loads
         apply = self._storage.apply
         offer_changes = self._router.offer_changes
         data_received = self._liveness.data_received
@@ -262,25 +268,19 @@ class Session:
                     recorder.received(frame)
                 stats.messages += 1
                 stats.bytes += len(frame)
-                try:
-                    event = decode(frame)
-                except RemoteProtocolError as exc:
-                    # It may have been a delta of any topic: re-fetch them all rather than drift.
-                    stats.protocol_errors += 1
-                    logger.warning("undecodable frame, resyncing every topic: %s", exc)
-                    await self._resync(subs.demanded(), "undecodable frame")
-                    continue
-                if type(event) is not dict:
-                    self._handle_reply(event)  # type: ignore[arg-type]
-                    continue
-                try:
-                    result = apply(event)
-                except RemoteProtocolError as exc:
-                    # Rejected whole, storage unchanged; the slice may now miss a delta.
-                    stats.protocol_errors += 1
-                    logger.warning("rejected table message: %s", exc)
-                    await self._resync(subs.demanded(event["table"]), "bad message")
-                    continue
+                # Table data as BitMEX writes it goes straight to the store, which checks the
+                # envelope itself. Whatever it refuses (the store unchanged) is read again by
+                # ``_decode_and_apply``, which tells every fault apart as the one path did.
+                result: ApplyResult | None = None
+                if frame.startswith(_TABLE_FRAME) and len(frame) <= _FAST_FRAME_BYTES:
+                    try:
+                        result = apply(loads(frame))
+                    except (orjson.JSONDecodeError, RemoteProtocolError):
+                        result = None  # a fault: the general path below names it
+                if result is None:
+                    result = await self._decode_and_apply(frame)
+                    if result is None:
+                        continue
                 if result.dropped:
                     stats.dropped_before_partial += result.dropped
                 if result.changes:
@@ -296,6 +296,31 @@ class Session:
                     await self._resync(slices, "violation")
             if offered:
                 await _after_woken_tasks()
+
+    async def _decode_and_apply(self, frame: bytes) -> ApplyResult | None:
+        """Any frame the fast path did not take: a reply (handled: ``None``), table data (the
+        store's result), or a fault, counted and recovered from (``None``): an undecodable
+        frame re-fetches every topic, a message the store rejects its own table's."""
+        stats = self._stats
+        try:
+            event = proto.decode_server_frame_lean(frame)
+        except RemoteProtocolError as exc:
+            # It may have been a delta of any topic: re-fetch them all rather than drift.
+            stats.protocol_errors += 1
+            logger.warning("undecodable frame, resyncing every topic: %s", exc)
+            await self._resync(self._subs.demanded(), "undecodable frame")
+            return None
+        if type(event) is not dict:
+            self._handle_reply(event)  # type: ignore[arg-type]
+            return None
+        try:
+            return self._storage.apply(event)
+        except RemoteProtocolError as exc:
+            # Rejected whole, storage unchanged; the slice may now miss a delta.
+            stats.protocol_errors += 1
+            logger.warning("rejected table message: %s", exc)
+            await self._resync(self._subs.demanded(event["table"]), "bad message")
+            return None
 
     def _handle_reply(self, event: proto.ServerEvent) -> None:
         if isinstance(event, proto.Pong):
