@@ -134,3 +134,29 @@ def test_a_one_row_delta_before_its_partial_is_dropped(core: str) -> None:
         other = {**row(1, "Sell", 1, 1.0), "symbol": "ETHUSD"}
         result = storage.apply({"table": "orderBookL2", "action": action, "data": [other]})
         assert (result.changes, result.dropped, result.violations) == ((), 1, ())
+
+
+@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("whole_table", [False, True], ids=["symbol slice", "whole table"])
+def test_one_row_deltas_follow_a_reset_and_a_new_partial(core: str, whole_table: bool) -> None:
+    """The one-row path remembers the last symbol it admitted and that symbol's book; a reset
+    must make it drop the symbol's rows again, and a new partial must make it use the new book."""
+    storage = CORES[core]()
+    slice_symbol = None if whole_table else "XBTUSD"
+    storage.apply(partial("orderBookL2", book(), BOOK_KEYS, slice_symbol))
+    update = {"table": "orderBookL2", "action": "update", "data": [row(1, "Sell", 11, 101.0)]}
+    assert storage.apply(copy.deepcopy(update)).changes[0].rows[0]["size"] == 11
+    storage.reset("orderBookL2", "XBTUSD")
+    for action, item in [
+        ("update", row(1, "Sell", 12, 101.0)),
+        ("insert", row(7, "Buy", 1, 98.0)),
+        ("delete", without(row(1, "Sell", 0, 101.0), "size")),
+    ]:
+        result = storage.apply({"table": "orderBookL2", "action": action, "data": [item]})
+        assert (result.changes, result.dropped) == ((), 1), action
+    assert storage.rows("orderBookL2") == []
+    fresh = [{**row(1, "Sell", 50, 105.0), "timestamp": TS, "transactTime": TS}]
+    storage.apply(partial("orderBookL2", fresh, BOOK_KEYS, "XBTUSD"))
+    result = storage.apply(copy.deepcopy(update))
+    assert result.changes[0].rows[0]["price"] == 101.0 and not result.violations
+    assert list(storage.book("XBTUSD").asks) == [(101.0, 11)]

@@ -189,23 +189,37 @@ def _finish(
 class _Gate:
     """Which slices of one table have had a partial, i.e. whose deltas we accept."""
 
-    __slots__ = ("excluded", "symbols", "whole")
+    __slots__ = ("excluded", "seen", "symbols", "whole")
 
     def __init__(self) -> None:
         self.whole = False
         self.symbols: set[str] = set()
         self.excluded: set[str] = set()  # reset() out of a whole-table slice
+        self.seen: str | None = None  # the last symbol admit() let through (forgotten on change)
 
     def __reduce__(self) -> tuple[Any, ...]:  # see _Level.__reduce__
         return (_Gate, (), (self.whole, self.symbols, self.excluded))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.whole, self.symbols, self.excluded = state
+        self.seen = None
 
     def accepts(self, symbol: Any) -> bool:
         return symbol in self.symbols or (self.whole and symbol not in self.excluded)
 
+    def admits(self, symbol: str) -> bool:
+        """``accepts`` for the one-row paths: consecutive messages mostly name the same symbol,
+        which a string comparison confirms without hashing the new string."""
+        seen = self.seen
+        if seen is not None and symbol == seen:
+            return True
+        if symbol in self.symbols or (self.whole and symbol not in self.excluded):
+            self.seen = symbol
+            return True
+        return False
+
     def cover(self, symbol: str | None) -> None:
+        self.seen = None
         if symbol is None:
             self.whole = True
             self.symbols.clear()
@@ -215,6 +229,7 @@ class _Gate:
             self.excluded.discard(symbol)
 
     def forget(self, symbol: str | None) -> None:
+        self.seen = None
         if symbol is None:
             self.whole = False
             self.symbols.clear()
@@ -255,11 +270,18 @@ class _LevelX(_Level):
         return (_LevelX, (self.key, self.size, self.ts, self.tt, self.extra))
 
 
+_WHOLE: Final = 1 << 60  # an int within this is finite (compared unboxed in the compiled core)
+
+
 def _finite(value: Any) -> bool:
-    """``_validate.finite``; a float is compared unboxed in the compiled core."""
+    """``_validate.finite``; a float or a small int is compared unboxed in the compiled core."""
     if type(value) is float:
         number: float = value
         return NFMAX <= number <= FMAX
+    if type(value) is int:
+        whole: int = value
+        if -_WHOLE <= whole <= _WHOLE:
+            return True
     # Not "type(value) is int": narrowed to int, the compiled comparison would convert the value
     # to a float, which raises for an int beyond float range (Python compares it exactly).
     return type(value) in NUMBER and NFMAX <= value <= FMAX
@@ -413,19 +435,24 @@ class BookTable:
     nothing changed), then apply it and return its ``ApplyResult``.
     """
 
-    __slots__ = ("books", "crossed", "stamp", "views")
+    __slots__ = ("books", "crossed", "last_asks", "last_bids", "last_symbol", "stamp", "views")
 
     def __init__(self) -> None:
         self.books: dict[str, dict[str, _Side]] = {}
         self.views: dict[str, dict[str, LevelRows]] = {}  # storage.data[table]
         self.crossed: set[str] = set()  # symbols whose book was crossed when last checked
         self.stamp = ""  # the last timestamp stored: equal ones share this string
+        # The sides of the symbol the last one-row message touched (see _one_side).
+        self.last_symbol: str | None = None
+        self.last_bids = _NO_SIDE
+        self.last_asks = _NO_SIDE
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (BookTable, (), (self.books, self.crossed, self.stamp, self.views))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.books, self.crossed, self.stamp, self.views = state
+        self.last_symbol = None
 
     def sides_of(self, symbol: str) -> dict[str, _Side]:
         """The two sides of ``symbol``'s book, created empty for a symbol not seen before (a new
@@ -741,11 +768,23 @@ class BookTable:
     # row, a duplicate insert, an unknown id, a level with extra fields); the general path then
     # validates, applies and reports it as before.
 
-    def _side_of(self, symbol: str, side_name: Any) -> _Side | None:
-        sides = self.books.get(symbol)
-        if sides is None:
+    def _one_side(self, symbol: str, buy: bool) -> _Side:
+        """The side a one-row message touches (created empty for a new symbol of a whole-table
+        slice). Consecutive messages mostly name the same symbol, which a string comparison
+        confirms without hashing the new string; ``reset`` forgets it."""
+        last = self.last_symbol
+        if last is None or symbol != last:
             sides = self.sides_of(symbol)
-        return sides.get(side_name)
+            self.last_symbol = symbol
+            self.last_bids = sides["Buy"]
+            self.last_asks = sides["Sell"]
+        return self.last_bids if buy else self.last_asks
+
+    # The one-row paths: a message of one standard row (most of what BitMEX sends), checked and
+    # applied without the general path's grouping. Each returns ``None`` for anything unusual
+    # (extra or missing fields, a field of an odd type, an unknown level), which the general
+    # path then handles, explaining what is wrong. Fields are narrowed to str, float or small
+    # int before they are compared, so the compiled core compares them unboxed.
 
     def _update_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
         if type(row) is not dict or len(row) != 7:
@@ -763,41 +802,53 @@ class BookTable:
         if not (
             type(symbol) is str
             and type(level_id) is int
-            and (side_name == "Buy" or side_name == "Sell")
+            and type(side_name) is str
             and _finite(price)
             and _finite(size)
         ):
             return None
-        if not gate.accepts(symbol):
-            return new_result(table, "update", (), 1, ())
-        side = self._side_of(symbol, side_name)
-        if side is None:
+        name: str = side_name
+        buy = name == "Buy"
+        if not (buy or name == "Sell"):
             return None
+        sym: str = symbol
+        if not gate.admits(sym):
+            return new_result(table, "update", (), 1, ())
+        side = self._one_side(sym, buy)
         level = side.ids.get(level_id)
         if level is None or type(level) is not _Level:
             return None
-        key = price if side.buy else -price
         held = level.key
-        moved = key != held or type(key) is not type(held)
+        if type(price) is float and type(held) is float:
+            number: float = price
+            kept: float = held
+            moved = (number if buy else -number) != kept
+            if moved:
+                key: Any = price if buy else -number
+        else:
+            key = price if buy else -price
+            moved = key != held or type(key) is not type(held)
         if moved:  # a price change moves the level
             side.unplace(level_id, held)
             level.key = key
             side.place(level_id, key)
         level.size = size
-        stamp = self.stamp
-        if ts == stamp:
-            ts = stamp
-            if tt == stamp:
-                tt = stamp
-        elif type(ts) is str:
-            self.stamp = ts
-            if tt == ts:
-                tt = ts
+        if type(ts) is str:
+            text: str = ts
+            stamp = self.stamp
+            if text == stamp:
+                ts = stamp
+            else:
+                self.stamp = stamp = text
+            if type(tt) is str:
+                other: str = tt
+                if other == stamp:
+                    tt = stamp
         level.ts = ts
         level.tt = tt
-        change = new_change(table, "update", symbol, (row,))
-        if moved or symbol in self.crossed:
-            return self._checked(table, "update", change, symbol)
+        change = new_change(table, "update", sym, (row,))
+        if moved or sym in self.crossed:
+            return self._checked(table, "update", change, sym)
         return new_result(table, "update", (change,), 0, ())
 
     def _insert_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
@@ -816,29 +867,34 @@ class BookTable:
         if not (
             type(symbol) is str
             and type(level_id) is int
-            and (side_name == "Buy" or side_name == "Sell")
+            and type(side_name) is str
             and _finite(price)
             and _finite(size)
         ):
             return None
-        if not gate.accepts(symbol):
-            return new_result(table, "insert", (), 1, ())
-        side = self._side_of(symbol, side_name)
-        if side is None:
+        name: str = side_name
+        buy = name == "Buy"
+        if not (buy or name == "Sell"):
             return None
+        sym: str = symbol
+        if not gate.admits(sym):
+            return new_result(table, "insert", (), 1, ())
+        side = self._one_side(sym, buy)
         ids = side.ids
         if level_id in ids:
             return None
-        key = price if side.buy else -price
-        stamp = self.stamp
-        if ts == stamp:
-            ts = stamp
-            if tt == stamp:
-                tt = stamp
-        elif type(ts) is str:
-            self.stamp = ts
-            if tt == ts:
-                tt = ts
+        key = price if buy else -price
+        if type(ts) is str:
+            text: str = ts
+            stamp = self.stamp
+            if text == stamp:
+                ts = stamp
+            else:
+                self.stamp = stamp = text
+            if type(tt) is str:
+                other: str = tt
+                if other == stamp:
+                    tt = stamp
         ids[level_id] = _Level(key, size, ts, tt)
         keys = side.keys
         where = bisect_right(keys, key)
@@ -847,7 +903,7 @@ class BookTable:
         else:
             keys.insert(where, key)
             side.order.insert(where, level_id)
-        return self._checked(table, "insert", new_change(table, "insert", symbol, (row,)), symbol)
+        return self._checked(table, "insert", new_change(table, "insert", sym, (row,)), sym)
 
     def _delete_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
         if type(row) is not dict:
@@ -863,20 +919,23 @@ class BookTable:
         if not (
             type(symbol) is str
             and type(level_id) is int
-            and (side_name == "Buy" or side_name == "Sell")
+            and type(side_name) is str
             and _finite(price)
             and _finite(size)
         ):
             return None
-        if not gate.accepts(symbol):
-            return new_result(table, "delete", (), 1, ())
-        side = self._side_of(symbol, side_name)
-        if side is None:
+        name: str = side_name
+        buy = name == "Buy"
+        if not (buy or name == "Sell"):
             return None
+        sym: str = symbol
+        if not gate.admits(sym):
+            return new_result(table, "delete", (), 1, ())
+        side = self._one_side(sym, buy)
         level = side.ids.pop(level_id, None)
         if level is None:
             return None
-        change = new_change(table, "delete", symbol, (side.row(level_id, level),))
+        change = new_change(table, "delete", sym, (side.row(level_id, level),))
         key = level.key
         keys = side.keys
         where = bisect_left(keys, key)
@@ -886,8 +945,8 @@ class BookTable:
             del order[where]
         else:
             side.unplace(level_id, key)  # equal prices
-        if symbol in self.crossed:  # a delete can uncross a book, never cross one
-            return self._checked(table, "delete", change, symbol)
+        if sym in self.crossed:  # a delete can uncross a book, never cross one
+            return self._checked(table, "delete", change, sym)
         return new_result(table, "delete", (change,), 0, ())
 
     def _checked(self, table: str, action: str, change: Change, symbol: str) -> ApplyResult:
@@ -907,6 +966,7 @@ class BookTable:
         return result
 
     def reset(self, symbol: str) -> None:
+        self.last_symbol = None
         self.books.pop(symbol, None)
         self.views.pop(symbol, None)
         self.crossed.discard(symbol)

@@ -236,12 +236,13 @@ class Storage:
         if type(table) is not str:
             raise bad("table message has no table name", table)
         books = self._books.get(table)
-        if books is not None and type(data) is list:  # an L2 delta (most messages): no more checks
-            if action == "update":
+        if books is not None and type(data) is list and type(action) is str:
+            verb: str = action  # an L2 delta (most messages): no more checks; compared unboxed
+            if verb == "update":
                 return books.update(table, data, self._gates[table])
-            if action == "insert":
+            if verb == "insert":
                 return books.insert(table, data, self._gates[table])
-            if action == "delete":
+            if verb == "delete":
                 return books.delete(table, data, self._gates[table])
         if action not in _ACTIONS:
             raise bad("unknown table action", action)
