@@ -18,7 +18,7 @@ The queue keeps a trio memory channel's semantics, without its per-item cost: ``
 wait at most (``0`` hands an item over only to a consumer already waiting), a consumer woken for
 an item has that item handed over (it does not take a buffer place), receiving is a checkpoint,
 items queued before a failure are still delivered, and a producer blocked on a full queue is
-woken by the first item taken.
+woken by the first item taken, or with ``buffer=0`` by a consumer that starts waiting.
 
 While the reader waits for a slow listener, ``Router.on_wait`` is told (True, then False), so the
 session's liveness does not mistake backpressure for a silent server. ``ConnectionStats`` are the
@@ -177,6 +177,10 @@ class Listener:
                     return False
                 raise RuntimeError("listener closed without an error")
             self.receiver = trio.lowlevel.current_task()
+            if self.blocked:
+                # Only with ``buffer=0``: a producer waits for a consumer, as a channel's sender
+                # does; it now finds one and hands its item over.
+                self.took()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
         self.handed = False  # the consumer runs: it takes the handed item before anyone else
         return True
