@@ -186,6 +186,55 @@ def _finish(
     return new_result(table, action, changes, dropped, violations)
 
 
+# The compiled core searches the price index with its own loops below (unboxed float compares,
+# no call through the interpreter); pure Python keeps ``bisect``'s C loops, faster there.
+_COMPILED: Final = __name__.startswith("bitmex_trio_websocket._compiled.")
+
+
+def _left(keys: list[Any], key: Any) -> int:
+    """``bisect_left(keys, key)``."""
+    if not _COMPILED or type(key) is not float:
+        return bisect_left(keys, key)
+    target: float = key
+    lo = 0
+    hi = len(keys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        probe = keys[mid]
+        if type(probe) is float:
+            value: float = probe
+            below = value < target
+        else:
+            below = bool(probe < key)
+        if below:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _right(keys: list[Any], key: Any) -> int:
+    """``bisect_right(keys, key)``."""
+    if not _COMPILED or type(key) is not float:
+        return bisect_right(keys, key)
+    target: float = key
+    lo = 0
+    hi = len(keys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        probe = keys[mid]
+        if type(probe) is float:
+            value: float = probe
+            above = target < value
+        else:
+            above = bool(key < probe)
+        if above:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 class _Gate:
     """Which slices of one table have had a partial, i.e. whose deltas we accept."""
 
@@ -287,6 +336,14 @@ def _finite(value: Any) -> bool:
     return type(value) in NUMBER and NFMAX <= value <= FMAX
 
 
+def _is_side(value: Any) -> bool:
+    """``value in SIDES`` for the hot paths: a str compared unboxed in the compiled core."""
+    if type(value) is str:
+        name: str = value
+        return name == "Buy" or name == "Sell"
+    return value in SIDES
+
+
 def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
     if extra:
         return _LevelX(key, size, ts, tt, extra)
@@ -320,6 +377,18 @@ class _Side:
     def row(self, level_id: LevelId, level: _Level) -> Row:
         """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
         key = level.key
+        ts = level.ts
+        tt = level.tt
+        if ts is not _ABSENT and tt is not _ABSENT and type(level) is _Level:
+            return {  # the usual row, built at its full size at once
+                "symbol": self.symbol,
+                "id": level_id,
+                "side": self.side,
+                "size": level.size,
+                "price": key if self.buy else -key,
+                "timestamp": ts,
+                "transactTime": tt,
+            }
         row = {
             "symbol": self.symbol,
             "id": level_id,
@@ -340,9 +409,9 @@ class _Side:
     def place(self, level_id: LevelId, key: Any) -> None:
         keys = self.keys
         order = self.order
-        at = bisect_right(keys, key)
+        at = _right(keys, key)
         if at and keys[at - 1] == key:  # equal prices: ids descending, so best-first ascending
-            at = bisect_left(keys, key)
+            at = _left(keys, key)
             while at < len(keys) and keys[at] == key and order[at] > level_id:
                 at += 1
         keys.insert(at, key)
@@ -350,7 +419,7 @@ class _Side:
 
     def unplace(self, level_id: LevelId, key: Any) -> None:
         order = self.order
-        at = bisect_left(self.keys, key)
+        at = _left(self.keys, key)
         while order[at] != level_id:  # equal prices: the level is further along their run
             at += 1
         del self.keys[at]
@@ -596,7 +665,7 @@ class BookTable:
                 level = _LevelX(key, row["size"], ts, tt, extra)
             ids[level_id] = level
             keys = side.keys
-            where = bisect_right(keys, key)
+            where = _right(keys, key)
             if where and keys[where - 1] == key:
                 side.place(level_id, key)  # equal prices
             else:
@@ -619,15 +688,9 @@ class BookTable:
                     if (
                         type(item["symbol"]) is str
                         and type(item["id"]) is int
-                        and item["side"] in SIDES
-                        and (
-                            "price" not in item
-                            or (type(p := item["price"]) in NUMBER and NFMAX <= p <= FMAX)
-                        )
-                        and (
-                            "size" not in item
-                            or (type(z := item["size"]) in NUMBER and NFMAX <= z <= FMAX)
-                        )
+                        and _is_side(item["side"])
+                        and ("price" not in item or _finite(item["price"]))
+                        and ("size" not in item or _finite(item["size"]))
                     ):
                         continue
                 except KeyError:
@@ -637,7 +700,7 @@ class BookTable:
         problems: list[Problem] | None = None
         dropped = 0
         moved = False  # only a moved level can cross a book
-        current: Any = _UNSET
+        current: str | None = None
         bids: _Side | None = None
         asks = _NO_SIDE
         bid_ids: dict[LevelId, _Level] = {}
@@ -647,8 +710,8 @@ class BookTable:
         out: list[Row] | None = None
         stamp = self.stamp
         for row in data:
-            symbol = row["symbol"]
-            if symbol != current:
+            symbol: str = row["symbol"]  # validated above: compared unboxed from here on
+            if current is None or symbol != current:
                 current = symbol
                 if gate.accepts(symbol):
                     sides = self.sides_of(symbol)
@@ -663,7 +726,9 @@ class BookTable:
                 dropped += 1
                 continue
             level_id = row["id"]
-            if row["side"] == "Buy":
+            name: str = row["side"]
+            buy = name == "Buy"
+            if buy:
                 side = bids
                 level = bid_ids.get(level_id)
             else:
@@ -685,22 +750,32 @@ class BookTable:
                 row, shifted = _merge(side, level_id, level, row)
                 moved = moved or shifted
             else:  # exactly the standard fields, over a level without extras: row is the merge
-                key = price if side is bids else -price
                 held = level.key
-                if key != held or type(key) is not type(held):  # a price change moves the level
+                if type(price) is float and type(held) is float:
+                    number: float = price
+                    kept: float = held
+                    shift = (number if buy else -number) != kept
+                    if shift:
+                        key: Any = price if buy else -number
+                else:
+                    key = price if buy else -price
+                    shift = key != held or type(key) is not type(held)
+                if shift:  # a price change moves the level
                     side.unplace(level_id, held)
                     level.key = key
                     side.place(level_id, key)
                     moved = True
                 level.size = size
-                if ts == stamp:
-                    ts = stamp
-                    if tt == stamp:
-                        tt = stamp
-                elif type(ts) is str:
-                    stamp = ts
-                    if tt == ts:
-                        tt = ts
+                if type(ts) is str:
+                    text: str = ts
+                    if text == stamp:
+                        ts = stamp
+                    else:
+                        stamp = text
+                    if type(tt) is str:
+                        other: str = tt
+                        if other == stamp:
+                            tt = stamp
                 level.ts = ts
                 level.tt = tt
             if out is None:
@@ -752,7 +827,7 @@ class BookTable:
             out.append(side.row(level_id, level))  # the stored row knows the price that left
             key = level.key
             keys = side.keys
-            where = bisect_left(keys, key)
+            where = _left(keys, key)
             order = side.order
             if order[where] == level_id:
                 del keys[where]
@@ -897,7 +972,7 @@ class BookTable:
                     tt = stamp
         ids[level_id] = _Level(key, size, ts, tt)
         keys = side.keys
-        where = bisect_right(keys, key)
+        where = _right(keys, key)
         if where and keys[where - 1] == key:
             side.place(level_id, key)  # equal prices
         else:
@@ -938,7 +1013,7 @@ class BookTable:
         change = new_change(table, "delete", sym, (side.row(level_id, level),))
         key = level.key
         keys = side.keys
-        where = bisect_left(keys, key)
+        where = _left(keys, key)
         order = side.order
         if order[where] == level_id:
             del keys[where]
