@@ -219,6 +219,12 @@ class Storage:
         self._kinds: dict[str, list[int | None]] = {}
         self._books: dict[str, BookTable] = {}  # L2 tables; data[table] is their .books
         self._arrivals = 0
+        # The L2 table of the last delta, its books and gate: most messages name the same table,
+        # which a string comparison confirms without hashing the new string. Forgotten by every
+        # partial and reset (the only places _books and _gates change).
+        self._last_table: str | None = None
+        self._last_books = BookTable()
+        self._last_gate = _Gate()
 
     def apply(self, message: Mapping[str, Any]) -> ApplyResult:
         """Apply one decoded table message; ``RemoteProtocolError`` if it is malformed."""
@@ -235,15 +241,32 @@ class Storage:
             raise bad("table message is not an object", message)
         if type(table) is not str:
             raise bad("table message has no table name", table)
-        books = self._books.get(table)
-        if books is not None and type(data) is list and type(action) is str:
-            verb: str = action  # an L2 delta (most messages): no more checks; compared unboxed
-            if verb == "update":
-                return books.update(table, data, self._gates[table])
-            if verb == "insert":
-                return books.insert(table, data, self._gates[table])
-            if verb == "delete":
-                return books.delete(table, data, self._gates[table])
+        if type(data) is list and type(action) is str:
+            name: str = table  # an L2 delta (most messages): no more checks; compared unboxed
+            verb: str = action
+            last = self._last_table
+            if last is not None and name == last:
+                if verb == "update":
+                    return self._last_books.update(name, data, self._last_gate)
+                if verb == "insert":
+                    return self._last_books.insert(name, data, self._last_gate)
+                if verb == "delete":
+                    return self._last_books.delete(name, data, self._last_gate)
+            else:
+                books = self._books.get(name)
+                if books is not None and (verb == "update" or verb == "insert" or verb == "delete"):
+                    gate = self._gates[name]
+                    if verb == "update":
+                        result = books.update(name, data, gate)
+                    elif verb == "insert":
+                        result = books.insert(name, data, gate)
+                    else:
+                        result = books.delete(name, data, gate)
+                    # Remembered once applied: a refused message changes nothing at all.
+                    self._last_table = name
+                    self._last_books = books
+                    self._last_gate = gate
+                    return result
         if action not in _ACTIONS:
             raise bad("unknown table action", action)
         if type(data) is not list:
@@ -333,6 +356,7 @@ class Storage:
             row_keys = [row_key(row, keys, kinds) for row in data]
 
         # Validated: mutate from here on.
+        self._last_table = None  # the table's books may be replaced (see __init__)
         if rekeyed:
             self.reset(table)
         self._gates.setdefault(table, _Gate()).cover(slice_symbol)
@@ -572,6 +596,7 @@ class Storage:
 
     def reset(self, table: str, symbol: str | None = None) -> None:
         """Forget a slice: drop its rows; its deltas are dropped again until a new partial."""
+        self._last_table = None
         if table in self._gates:
             self._gates[table].forget(symbol)
         closed = self._closed if table == _ORDER else None
