@@ -64,7 +64,9 @@ from typing import Any, Final
 
 from .._events import ApplyResult, Change, Row, Violation, twin_class
 from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
-from ._validate import FMAX, NFMAX, NUMBER, SIDES, check_level, check_levels
+from ._validate import check_level, check_levels
+from ._validate import finite as _finite
+from ._validate import is_side as _is_side
 
 __all__ = [
     "BOOK_TABLES",
@@ -319,31 +321,6 @@ class _LevelX(_Level):
         return (_LevelX, (self.key, self.size, self.ts, self.tt, self.extra))
 
 
-_WHOLE: Final = 1 << 60  # an int within this is finite (compared unboxed in the compiled core)
-
-
-def _finite(value: Any) -> bool:
-    """``_validate.finite``; a float or a small int is compared unboxed in the compiled core."""
-    if type(value) is float:
-        number: float = value
-        return NFMAX <= number <= FMAX
-    if type(value) is int:
-        whole: int = value
-        if -_WHOLE <= whole <= _WHOLE:
-            return True
-    # Not "type(value) is int": narrowed to int, the compiled comparison would convert the value
-    # to a float, which raises for an int beyond float range (Python compares it exactly).
-    return type(value) in NUMBER and NFMAX <= value <= FMAX
-
-
-def _is_side(value: Any) -> bool:
-    """``value in SIDES`` for the hot paths: a str compared unboxed in the compiled core."""
-    if type(value) is str:
-        name: str = value
-        return name == "Buy" or name == "Sell"
-    return value in SIDES
-
-
 def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
     if extra:
         return _LevelX(key, size, ts, tt, extra)
@@ -574,23 +551,33 @@ class BookTable:
             buys: dict[LevelId, _Level] = {}
             sells: dict[LevelId, _Level] = {}
             for row in rows:
-                side = row["side"]
-                levels = buys if side == "Buy" else sells
+                side: str = row["side"]  # validated: compared unboxed from here on
+                buy = side == "Buy"
+                levels = buys if buy else sells
                 level_id = row["id"]
                 if level_id in levels:
                     key = (symbol, level_id, side)
                     problems.append(("duplicate_insert", symbol, key, "partial"))
-                ts, tt, extra = _split_row(row)
-                if ts == stamp:
-                    ts = stamp
-                elif type(ts) is str:
-                    stamp = ts
-                if type(ts) is str and tt == ts:
-                    tt = ts
+                extra: dict[str, Any] | None = None
+                try:
+                    if len(row) != 7:  # 7 = the five validated fields and the two stamps
+                        raise KeyError
+                    ts = row["timestamp"]
+                    tt = row["transactTime"]
+                except KeyError:
+                    ts, tt, extra = _split_row(row)
+                if type(ts) is str:
+                    text: str = ts
+                    if text == stamp:
+                        ts = stamp
+                    else:
+                        stamp = text
+                    if type(tt) is str:
+                        other: str = tt
+                        if other == stamp:
+                            tt = stamp
                 price = row["price"]
-                levels[level_id] = _level(
-                    price if side == "Buy" else -price, row["size"], ts, tt, extra
-                )
+                levels[level_id] = _level(price if buy else -price, row["size"], ts, tt, extra)
             sides["Buy"].fill(buys)
             sides["Sell"].fill(sells)
             problem = self.check(symbol)

@@ -43,6 +43,7 @@ __all__ = [
     "check_levels",
     "check_row",
     "finite",
+    "is_side",
     "row_key",
 ]
 
@@ -70,9 +71,28 @@ def bad(what: str, thing: Any = _UNSET) -> RemoteProtocolError:
     return RemoteProtocolError(what, None if thing is _UNSET else _REPR.repr(thing))
 
 
+_WHOLE: Final = 1 << 60  # an int within this is finite (compared unboxed in the compiled core)
+
+
 def finite(value: Any) -> bool:
     """A JSON number usable as a float price or size (not NaN, inf or beyond float range)."""
+    if type(value) is float:  # narrowed first: the compiled core compares them unboxed
+        number: float = value
+        return NFMAX <= number <= FMAX
+    if type(value) is int:
+        whole: int = value
+        if -_WHOLE <= whole <= _WHOLE:
+            return True
+    # Not "type(value) is int" alone: a huge int must be compared exactly, never converted.
     return type(value) in NUMBER and NFMAX <= value <= FMAX
+
+
+def is_side(value: Any) -> bool:
+    """``value in SIDES``; a str is compared unboxed in the compiled core."""
+    if type(value) is str:
+        name: str = value
+        return name == "Buy" or name == "Sell"
+    return value in SIDES
 
 
 def check_row(row: Any) -> Any:
@@ -107,17 +127,9 @@ def check_levels(data: list[Any], full: bool) -> None:
                 if (
                     type(row["symbol"]) is str
                     and type(row["id"]) is int
-                    and row["side"] in SIDES
-                    and (
-                        type(p := row["price"]) in NUMBER and NFMAX <= p <= FMAX
-                        if "price" in row
-                        else not full
-                    )
-                    and (
-                        type(z := row["size"]) in NUMBER and NFMAX <= z <= FMAX
-                        if "size" in row
-                        else not full
-                    )
+                    and is_side(row["side"])
+                    and (finite(row["price"]) if "price" in row else not full)
+                    and (finite(row["size"]) if "size" in row else not full)
                 ):
                     continue
             except (KeyError, TypeError):
