@@ -49,8 +49,9 @@ def test_ceilings_and_inprocess(stream: Path) -> None:
 
 def test_latency_and_memory(stream: Path) -> None:
     frames = load_frames(stream)
-    [lat] = latency.measure(frames, rate=5000.0, runs=1)
+    [lat, child] = latency.measure(frames, rate=5000.0, runs=1, child_server=True)
     assert lat.extra["p50_ms"] <= lat.extra["max_ms"]
+    assert 0 < child.extra["p50_ms"] <= child.extra["max_ms"] and child.messages == lat.messages
     [mem] = memory.measure(2000)
     assert mem.extra["bytes_per_level"] > 0
 
