@@ -246,8 +246,7 @@ class Session:
         loads = orjson.loads
         apply = self._storage.apply
         offer_changes = self._router.offer_changes
-        table_frame = _TABLE_FRAME
-        fast_bytes = _FAST_FRAME_BYTES
+        data_received = self._liveness.data_received
         seen = ws.bytes_received
         while True:
             try:
@@ -257,16 +256,12 @@ class Session:
             # One read carries many frames: the clock is read once per read.
             now = trio.current_time()
             total = ws.bytes_received
-            nbytes = total - seen
+            if data_received(now, total - seen, len(frames)):
+                self._liveness_changed.set()  # a drain ended: the heartbeat's deadline moved up
             seen = total
             if not frames:
-                self._read_done(now, nbytes, 0)
                 continue
             stats.last_message_at = now
-            # The liveness bookkeeping of the read waits until its frames are handed out (no
-            # part of their latency), but never past anything that may await or read that
-            # state (a reply, a full listener, a resync): each of those first does it.
-            unaccounted = True
             offered = False
             for frame in frames:
                 if recorder is not None:
@@ -277,14 +272,12 @@ class Session:
                 # envelope itself. Whatever it refuses (the store unchanged) is read again by
                 # ``_decode_and_apply``, which tells every fault apart as the one path did.
                 result: ApplyResult | None = None
-                if frame.startswith(table_frame) and len(frame) <= fast_bytes:
+                if frame.startswith(_TABLE_FRAME) and len(frame) <= _FAST_FRAME_BYTES:
                     try:
                         result = apply(loads(frame))
                     except (orjson.JSONDecodeError, RemoteProtocolError):
                         result = None  # a fault: the general path below names it
                 if result is None:
-                    if unaccounted:
-                        unaccounted = self._read_done(now, nbytes, len(frames))
                     result = await self._decode_and_apply(frame)
                     if result is None:
                         continue
@@ -294,28 +287,15 @@ class Session:
                     offered = True
                     stuck = offer_changes(result.table, result.changes, 0)
                     if stuck is not None:
-                        if unaccounted:
-                            unaccounted = self._read_done(now, nbytes, len(frames))
                         await self._router.route_rest(result.table, result.changes, stuck)
                 if result.violations:
-                    if unaccounted:
-                        unaccounted = self._read_done(now, nbytes, len(frames))
                     stats.violations += len(result.violations)
                     for violation in result.violations:
                         logger.warning("consistency violation: %s", violation)
                     slices = {(v.table, v.symbol) for v in result.violations}
                     await self._resync(slices, "violation")
-            if unaccounted:
-                self._read_done(now, nbytes, len(frames))
             if offered:
                 await _after_woken_tasks()
-
-    def _read_done(self, now: float, nbytes: int, frames: int) -> bool:
-        """Tell the liveness rules of a read (``now`` is when it returned); returns False, for
-        the reader's "not yet told" flag."""
-        if self._liveness.data_received(now, nbytes, frames):
-            self._liveness_changed.set()  # a drain ended: the heartbeat's deadline moved up
-        return False
 
     async def _decode_and_apply(self, frame: bytes) -> ApplyResult | None:
         """Any frame the fast path did not take: a reply (handled: ``None``), table data (the

@@ -1,10 +1,10 @@
 """The liveness rules hear of a read before anything in it that depends on the read.
 
-The session's reader tells ``Liveness`` of a read only once the read's frames are handed out
-(that bookkeeping is no part of a frame's latency), but before any reply in it is handled or the
-reader waits for a full listener: a pong's round trip and drain (rule 4) are measured against the
-read that carried it, and a wait for a listener excuses time from a read already counted. A spy
-``Liveness`` records the calls in order.
+A pong's round trip and drain (rule 4 of ``_liveness``) are measured against the read that
+carried it, and a wait for a full listener excuses time from a read already counted: so the
+session's reader tells ``Liveness`` of each read before it handles a reply in it or waits for a
+listener, whichever path (fast or general) its frames take. A spy ``Liveness`` records the calls
+in order.
 """
 
 from __future__ import annotations
