@@ -63,6 +63,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from .._events import ApplyResult, Change, Row, Violation, twin_class
+from .._storage._stamps import stamp_ms, stamp_text  # the compiled core uses C versions
 from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
 from ._validate import check_level, check_levels
 from ._validate import finite as _finite
@@ -193,6 +194,20 @@ def _finish(
 _COMPILED: Final = __name__.startswith("bitmex_trio_websocket._compiled.")
 
 
+def _stamp_functions() -> tuple[Any, Any]:
+    """``(stamp_ms, stamp_text)``: the C versions of ``_compiled._slots`` in the compiled core
+    (no call through the interpreter), else those of ``_stamps``."""
+    if not _COMPILED:
+        return stamp_ms, stamp_text
+    slots = importlib.import_module("bitmex_trio_websocket._compiled._slots")
+    return slots.stamp_ms, slots.stamp_text
+
+
+_STAMP_FUNCTIONS: Final = _stamp_functions()
+_STAMP_MS: Final[Any] = _STAMP_FUNCTIONS[0]
+_STAMP_TEXT: Final[Any] = _STAMP_FUNCTIONS[1]
+
+
 def _left(keys: list[Any], key: Any) -> int:
     """``bisect_left(keys, key)``."""
     if not _COMPILED or type(key) is not float:
@@ -292,50 +307,145 @@ class _Gate:
 
 
 class _Level:
-    """One stored level (symbol, side and id are where it is stored)."""
+    """One standard stored level (symbol, side and id are where it is stored): an ``int`` size
+    and canonical stamps as milliseconds (-1: the row had no such field), so the compiled core
+    keeps all three unboxed inside the record. Anything else is a ``_LevelX``."""
 
     __slots__ = ("key", "size", "ts", "tt")
 
-    def __init__(self, key: Any, size: Any, ts: Any, tt: Any) -> None:
+    def __init__(self, key: Any, size: int, ts: int, tt: int) -> None:
         self.key = key  # the sort key: price as sent (asks) or its negation (bids)
         self.size = size
-        self.ts = ts  # timestamp, or _ABSENT
-        self.tt = tt  # transactTime, or _ABSENT
+        self.ts = ts  # timestamp in ms since the epoch, or -1
+        self.tt = tt  # transactTime in ms since the epoch, or -1
 
     # Copying and pickling (a deep copy of storage.data) call the constructor: mypyc's classes
     # cannot be made without it.
     def __reduce__(self) -> tuple[Any, ...]:
         return (_Level, (self.key, self.size, self.ts, self.tt))
 
+    def amount(self) -> Any:
+        """The size as sent."""
+        return self.size
+
 
 class _LevelX(_Level):
-    """A level whose rows carried fields beyond the standard ones."""
+    """A level kept as sent: a size that is not an ``int``, a stamp that is not canonical text
+    (``_stamps``), or fields beyond the standard ones (``extra``). The compact fields it
+    inherits hold dummies; the hot paths hand any ``_LevelX`` to the general path."""
 
-    __slots__ = ("extra",)
+    __slots__ = ("extra", "sent_size", "sent_ts", "sent_tt")
 
-    def __init__(self, key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any]) -> None:
-        super().__init__(key, size, ts, tt)
+    def __init__(self, key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> None:
+        super().__init__(key, 0, -1, -1)
+        self.sent_size = size
+        self.sent_ts = ts  # or _ABSENT
+        self.sent_tt = tt  # or _ABSENT
         self.extra = extra
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_LevelX, (self.key, self.size, self.ts, self.tt, self.extra))
+        return (_LevelX, (self.key, self.sent_size, self.sent_ts, self.sent_tt, self.extra))
+
+    def amount(self) -> Any:
+        return self.sent_size
 
 
-def _level(key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None) -> _Level:
-    if extra:
-        return _LevelX(key, size, ts, tt, extra)
-    return _Level(key, size, ts, tt)
+class _Stamps:
+    """One-entry memos of stamp conversions, shared by a ``BookTable`` and its sides.
+
+    Consecutive rows mostly carry the same stamps, so the last text parsed and its milliseconds
+    (for ``timestamp`` and for ``transactTime``), and the last milliseconds formatted and their
+    text, are kept: an equal stamp is neither parsed nor formatted again, and rows built from it
+    share one string. A memo holds only canonical stamps."""
+
+    __slots__ = ("shown", "shown_ms", "shown_tt", "shown_tt_ms", "text", "text_ms", "tt", "tt_ms")
+
+    def __init__(self) -> None:
+        self.text = ""  # the last timestamp parsed, and its ms
+        self.text_ms = -1
+        self.tt = ""  # the last transactTime parsed (when it differed from its timestamp)
+        self.tt_ms = -1
+        self.shown_ms = -1  # the last timestamp formatted, and its text
+        self.shown = ""
+        self.shown_tt_ms = -1
+        self.shown_tt = ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Stamps, ())  # a cache: a copy starts empty
+
+    def ms(self, text: str) -> int:
+        """``stamp_ms(text)`` of a ``timestamp``."""
+        if text == self.text:
+            return self.text_ms
+        ms: int = _STAMP_MS(text)
+        if ms >= 0:
+            self.text = text
+            self.text_ms = ms
+        return ms
+
+    def tt_ms_of(self, text: str) -> int:
+        """``stamp_ms(text)`` of a ``transactTime`` (that differs from its timestamp)."""
+        if text == self.tt:
+            return self.tt_ms
+        ms: int = _STAMP_MS(text)
+        if ms >= 0:
+            self.tt = text
+            self.tt_ms = ms
+        return ms
+
+    def show(self, ms: int) -> str:
+        """``stamp_text(ms)`` of a ``timestamp``."""
+        if ms == self.shown_ms:
+            return self.shown
+        text: str = _STAMP_TEXT(ms)
+        self.shown_ms = ms
+        self.shown = text
+        return text
+
+    def show_tt(self, ms: int) -> str:
+        """``stamp_text(ms)`` of a ``transactTime`` (that differs from its timestamp)."""
+        if ms == self.shown_tt_ms:
+            return self.shown_tt
+        text: str = _STAMP_TEXT(ms)
+        self.shown_tt_ms = ms
+        self.shown_tt = text
+        return text
+
+    def field(self, value: Any, first: bool) -> int:
+        """A stamp field as a ``_Level`` keeps it (``first``: a ``timestamp``): its ms, -1 when
+        absent, -2 when it must be kept as sent."""
+        if value is _ABSENT:
+            return -1
+        if type(value) is not str:
+            return -2
+        ms = self.ms(value) if first else self.tt_ms_of(value)
+        return ms if ms >= 0 else -2
+
+
+def _level(
+    stamps: _Stamps, key: Any, size: Any, ts: Any, tt: Any, extra: dict[str, Any] | None
+) -> _Level:
+    """The record of a level with these fields as sent (``_ABSENT`` for a missing stamp)."""
+    if not extra and type(size) is int:
+        ts_ms = stamps.field(ts, True)
+        if ts_ms >= -1:
+            same = tt is ts or (ts_ms >= 0 and type(tt) is str and tt == ts)
+            tt_ms = ts_ms if same else stamps.field(tt, False)
+            if tt_ms >= -1:
+                return _Level(key, size, ts_ms, tt_ms)
+    return _LevelX(key, size, ts, tt, extra or None)
 
 
 class _Side:
     """One side of one symbol's book (``LevelRows`` shows it as a ``Mapping`` id -> row)."""
 
-    __slots__ = ("buy", "ids", "keys", "order", "side", "symbol")
+    __slots__ = ("buy", "ids", "keys", "order", "side", "stamps", "symbol")
 
-    def __init__(self, symbol: str, side: str) -> None:
+    def __init__(self, symbol: str, side: str, stamps: _Stamps | None = None) -> None:
         self.symbol: str = symbol
         self.side: str = side
         self.buy: bool = side == "Buy"
+        self.stamps: _Stamps = _Stamps() if stamps is None else stamps  # its table's memos
         self.ids: dict[LevelId, _Level] = {}
         # The price index: every level's sort key ascending, the best LAST (where most inserts
         # and deletes happen, so a C memmove moves little), and its id in the same place.
@@ -354,31 +464,47 @@ class _Side:
     def row(self, level_id: LevelId, level: _Level) -> Row:
         """The row BitMEX would send for a stored level (a new dict: a snapshot)."""
         key = level.key
-        ts = level.ts
-        tt = level.tt
-        if ts is not _ABSENT and tt is not _ABSENT and type(level) is _Level:
-            return {  # the usual row, built at its full size at once
+        if type(level) is _Level:
+            ts = level.ts
+            tt = level.tt
+            if ts >= 0 and tt >= 0:
+                stamps = self.stamps
+                text = stamps.shown if ts == stamps.shown_ms else stamps.show(ts)
+                return {  # the usual row, built at its full size at once
+                    "symbol": self.symbol,
+                    "id": level_id,
+                    "side": self.side,
+                    "size": level.size,
+                    "price": key if self.buy else -key,
+                    "timestamp": text,
+                    "transactTime": text if tt == ts else stamps.show_tt(tt),
+                }
+            row = {
                 "symbol": self.symbol,
                 "id": level_id,
                 "side": self.side,
                 "size": level.size,
                 "price": key if self.buy else -key,
-                "timestamp": ts,
-                "transactTime": tt,
             }
+            if ts >= 0:
+                row["timestamp"] = self.stamps.show(ts)
+            if tt >= 0:
+                row["transactTime"] = self.stamps.show_tt(tt)
+            return row
+        sent: Any = level  # a _LevelX: its fields as sent
         row = {
             "symbol": self.symbol,
             "id": level_id,
             "side": self.side,
-            "size": level.size,
+            "size": sent.sent_size,
             "price": key if self.buy else -key,
         }
-        if level.ts is not _ABSENT:
-            row["timestamp"] = level.ts
-        if level.tt is not _ABSENT:
-            row["transactTime"] = level.tt
-        if type(level) is _LevelX:
-            row.update(level.extra)
+        if sent.sent_ts is not _ABSENT:
+            row["timestamp"] = sent.sent_ts
+        if sent.sent_tt is not _ABSENT:
+            row["transactTime"] = sent.sent_tt
+        if sent.extra:
+            row.update(sent.extra)
         return row
 
     # -- the price index ---------------------------------------------------------------------
@@ -433,7 +559,7 @@ class _Side:
         return self.ids[order[count - 1 - index]]
 
     def price_level(self, level: _Level) -> Level:
-        return (float(level.key if self.buy else -level.key), level.size)
+        return (float(level.key if self.buy else -level.key), level.amount())
 
     # -- what PriceLevels reads (_views.PriceIndex) ------------------------------------------
 
@@ -453,8 +579,8 @@ class _Side:
         keys.reverse()
         order.reverse()
         if self.buy:
-            return [(float(key), ids[i].size) for key, i in zip(keys, order, strict=True)]
-        return [(float(-key), ids[i].size) for key, i in zip(keys, order, strict=True)]
+            return [(float(key), ids[i].amount()) for key, i in zip(keys, order, strict=True)]
+        return [(float(-key), ids[i].amount()) for key, i in zip(keys, order, strict=True)]
 
     def walk(self, reverse: bool) -> Iterator[Level]:
         for _, level in self.ordered(reverse):
@@ -481,23 +607,23 @@ class BookTable:
     nothing changed), then apply it and return its ``ApplyResult``.
     """
 
-    __slots__ = ("books", "crossed", "last_asks", "last_bids", "last_symbol", "stamp", "views")
+    __slots__ = ("books", "crossed", "last_asks", "last_bids", "last_symbol", "stamps", "views")
 
     def __init__(self) -> None:
         self.books: dict[str, dict[str, _Side]] = {}
         self.views: dict[str, dict[str, LevelRows]] = {}  # storage.data[table]
         self.crossed: set[str] = set()  # symbols whose book was crossed when last checked
-        self.stamp = ""  # the last timestamp stored: equal ones share this string
+        self.stamps = _Stamps()  # stamp conversion memos, shared with the sides
         # The sides of the symbol the last one-row message touched (see _one_side).
         self.last_symbol: str | None = None
         self.last_bids = _NO_SIDE
         self.last_asks = _NO_SIDE
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (BookTable, (), (self.books, self.crossed, self.stamp, self.views))
+        return (BookTable, (), (self.books, self.crossed, self.views))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.books, self.crossed, self.stamp, self.views = state
+        self.books, self.crossed, self.views = state
         self.last_symbol = None
 
     def sides_of(self, symbol: str) -> dict[str, _Side]:
@@ -506,8 +632,8 @@ class BookTable:
         sides = self.books.get(symbol)
         if sides is None:
             sides = self.books[symbol] = {
-                "Buy": _Side(symbol, "Buy"),
-                "Sell": _Side(symbol, "Sell"),
+                "Buy": _Side(symbol, "Buy", self.stamps),
+                "Sell": _Side(symbol, "Sell", self.stamps),
             }
             self.views[symbol] = {side: LevelRows(level) for side, level in sides.items()}
         return sides
@@ -543,7 +669,7 @@ class BookTable:
 
     def partial(self, groups: dict[Any, list[Row]], problems: list[Problem]) -> None:
         """Replace the books of the symbols in ``groups`` (validated rows)."""
-        stamp = self.stamp
+        stamps = self.stamps
         for symbol, rows in groups.items():
             if symbol is None:
                 continue  # whole-table empty partial
@@ -556,34 +682,32 @@ class BookTable:
                 levels = buys if buy else sells
                 level_id = row["id"]
                 if level_id in levels:
-                    key = (symbol, level_id, side)
-                    problems.append(("duplicate_insert", symbol, key, "partial"))
-                extra: dict[str, Any] | None = None
-                try:
-                    if len(row) != 7:  # 7 = the five validated fields and the two stamps
-                        raise KeyError
-                    ts = row["timestamp"]
-                    tt = row["transactTime"]
-                except KeyError:
-                    ts, tt, extra = _split_row(row)
-                if type(ts) is str:
-                    text: str = ts
-                    if text == stamp:
-                        ts = stamp
-                    else:
-                        stamp = text
-                    if type(tt) is str:
-                        other: str = tt
-                        if other == stamp:
-                            tt = stamp
+                    where = (symbol, level_id, side)
+                    problems.append(("duplicate_insert", symbol, where, "partial"))
                 price = row["price"]
-                levels[level_id] = _level(price if buy else -price, row["size"], ts, tt, extra)
+                key = price if buy else -price
+                size = row["size"]
+                if len(row) == 7:  # 7 = the five validated fields and the two stamps
+                    try:
+                        ts = row["timestamp"]
+                        tt = row["transactTime"]
+                    except KeyError:
+                        ts = _UNSET
+                    if type(ts) is str and type(tt) is str and type(size) is int:
+                        text: str = ts
+                        other: str = tt
+                        ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)
+                        tt_ms = ts_ms if other == text else stamps.tt_ms_of(other)
+                        if ts_ms >= 0 and tt_ms >= 0:
+                            levels[level_id] = _Level(key, size, ts_ms, tt_ms)
+                            continue
+                ts, tt, extra = _split_row(row)
+                levels[level_id] = _level(stamps, key, size, ts, tt, extra)
             sides["Buy"].fill(buys)
             sides["Sell"].fill(sells)
             problem = self.check(symbol)
             if problem is not None:
                 problems.append(problem)
-        self.stamp = stamp
 
     def insert(self, table: str, data: list[Any], gate: _Gate) -> ApplyResult:
         if len(data) == 1:
@@ -599,7 +723,7 @@ class BookTable:
         asks = _NO_SIDE
         row: Row
         out: list[Row] = []
-        stamp = self.stamp
+        stamps = self.stamps
         for row in data:
             symbol = row["symbol"]
             if symbol != current:
@@ -631,26 +755,8 @@ class BookTable:
                 problems.append(
                     ("duplicate_insert", symbol, (symbol, level_id, side.side), "insert")
                 )
-            try:
-                ts = row["timestamp"]
-                tt = row["transactTime"]
-                extra = None if len(row) == 7 else _split_row(row)[2]
-            except KeyError:
-                ts, tt, extra = _split_row(row)
-            if ts == stamp:
-                ts = stamp
-                if tt == stamp:
-                    tt = stamp
-            elif type(ts) is str:
-                stamp = ts
-                if tt == ts:
-                    tt = ts
-            level: _Level
-            if extra is None:
-                level = _Level(key, row["size"], ts, tt)
-            else:
-                level = _LevelX(key, row["size"], ts, tt, extra)
-            ids[level_id] = level
+            ts, tt, extra = _split_row(row)
+            ids[level_id] = _level(stamps, key, row["size"], ts, tt, extra)
             keys = side.keys
             where = _right(keys, key)
             if where and keys[where - 1] == key:
@@ -659,7 +765,6 @@ class BookTable:
                 keys.insert(where, key)
                 side.order.insert(where, level_id)
             out.append(row)
-        self.stamp = stamp
         if groups:  # a new level can cross a book
             problems = self._checks(groups, True, problems)
         return _finish(table, "insert", groups, dropped, problems)
@@ -695,7 +800,7 @@ class BookTable:
         level: _Level | None
         row: Row
         out: list[Row] | None = None
-        stamp = self.stamp
+        stamps = self.stamps
         for row in data:
             symbol: str = row["symbol"]  # validated above: compared unboxed from here on
             if current is None or symbol != current:
@@ -726,6 +831,8 @@ class BookTable:
                     problems = []
                 problems.append(("unknown_key", symbol, (symbol, level_id, side.side), "update"))
                 continue
+            ts_ms = -2  # stays below 0 unless the row is standard (see _Level)
+            tt_ms = -1
             try:
                 price = row["price"]
                 size = row["size"]
@@ -733,7 +840,18 @@ class BookTable:
                 tt = row["transactTime"]
             except KeyError:
                 ts = _UNSET
-            if ts is _UNSET or len(row) != 7 or type(level) is not _Level:
+            if (
+                type(ts) is str
+                and type(tt) is str
+                and type(size) is int
+                and len(row) == 7
+                and type(level) is _Level
+            ):
+                text: str = ts
+                other: str = tt
+                ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)
+                tt_ms = ts_ms if other == text else stamps.tt_ms_of(other)
+            if ts_ms < 0 or tt_ms < 0:
                 row, shifted = _merge(side, level_id, level, row)
                 moved = moved or shifted
             else:  # exactly the standard fields, over a level without extras: row is the merge
@@ -753,22 +871,11 @@ class BookTable:
                     side.place(level_id, key)
                     moved = True
                 level.size = size
-                if type(ts) is str:
-                    text: str = ts
-                    if text == stamp:
-                        ts = stamp
-                    else:
-                        stamp = text
-                    if type(tt) is str:
-                        other: str = tt
-                        if other == stamp:
-                            tt = stamp
-                level.ts = ts
-                level.tt = tt
+                level.ts = ts_ms
+                level.tt = tt_ms
             if out is None:
                 out = groups[symbol] = []
             out.append(row)
-        self.stamp = stamp
         if moved or self.crossed:
             problems = self._checks(groups, moved, problems)
         return _finish(table, "update", groups, dropped, problems)
@@ -866,7 +973,10 @@ class BookTable:
             and type(level_id) is int
             and type(side_name) is str
             and _finite(price)
+            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and _finite(size)
+            and type(ts) is str
+            and type(tt) is str
         ):
             return None
         name: str = side_name
@@ -880,6 +990,13 @@ class BookTable:
         level = side.ids.get(level_id)
         if level is None or type(level) is not _Level:
             return None
+        text: str = ts
+        other: str = tt
+        stamps = self.stamps
+        ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)
+        tt_ms = ts_ms if other == text else stamps.tt_ms_of(other)
+        if ts_ms < 0 or tt_ms < 0:
+            return None  # kept as sent: the general path makes it a _LevelX
         held = level.key
         if type(price) is float and type(held) is float:
             number: float = price
@@ -895,19 +1012,8 @@ class BookTable:
             level.key = key
             side.place(level_id, key)
         level.size = size
-        if type(ts) is str:
-            text: str = ts
-            stamp = self.stamp
-            if text == stamp:
-                ts = stamp
-            else:
-                self.stamp = stamp = text
-            if type(tt) is str:
-                other: str = tt
-                if other == stamp:
-                    tt = stamp
-        level.ts = ts
-        level.tt = tt
+        level.ts = ts_ms
+        level.tt = tt_ms
         change = new_change(table, "update", sym, (row,))
         if moved or sym in self.crossed:
             return self._checked(table, "update", change, sym)
@@ -931,7 +1037,10 @@ class BookTable:
             and type(level_id) is int
             and type(side_name) is str
             and _finite(price)
+            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and _finite(size)
+            and type(ts) is str
+            and type(tt) is str
         ):
             return None
         name: str = side_name
@@ -945,19 +1054,15 @@ class BookTable:
         ids = side.ids
         if level_id in ids:
             return None
+        text: str = ts
+        other: str = tt
+        stamps = self.stamps
+        ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)
+        tt_ms = ts_ms if other == text else stamps.tt_ms_of(other)
+        if ts_ms < 0 or tt_ms < 0:
+            return None  # kept as sent: the general path makes it a _LevelX
         key = price if buy else -price
-        if type(ts) is str:
-            text: str = ts
-            stamp = self.stamp
-            if text == stamp:
-                ts = stamp
-            else:
-                self.stamp = stamp = text
-            if type(tt) is str:
-                other: str = tt
-                if other == stamp:
-                    tt = stamp
-        ids[level_id] = _Level(key, size, ts, tt)
+        ids[level_id] = _Level(key, size, ts_ms, tt_ms)
         keys = side.keys
         where = _right(keys, key)
         if where and keys[where - 1] == key:
@@ -1046,13 +1151,6 @@ def _merge(side: _Side, level_id: LevelId, level: _Level, row: Row) -> tuple[Row
         side.unplace(level_id, held)
         side.place(level_id, key)
     ts, tt, extra = _split_row(merged)
-    if extra:
-        if type(level) is not _LevelX:  # new fields: a record that can keep them
-            side.ids[level_id] = _level(key, merged["size"], ts, tt, extra)
-            return merged, moved
-        level.extra = extra
-    level.key = key
-    level.size = merged["size"]
-    level.ts = ts
-    level.tt = tt
+    # A new record: the merged fields may need the other kind (a float size, extra fields...).
+    side.ids[level_id] = _level(side.stamps, key, merged["size"], ts, tt, extra)
     return merged, moved

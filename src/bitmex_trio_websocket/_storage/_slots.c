@@ -18,6 +18,12 @@
  *
  * Only the compiled core uses this module (``_book.new_change``/``new_result``); the pure-Python
  * core keeps the twin trick, and ``tests/test_cores.py`` compares what the two build.
+ *
+ * The module also converts BitMEX timestamps for the compiled core's compact book levels:
+ * ``stamp_ms(text)`` (milliseconds since the epoch of a canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ``
+ * stamp, -1 for any other text) and ``stamp_text(ms)`` (its inverse), the C twins of
+ * ``_storage/_stamps.py`` (which says what canonical means; ``tests/storage/test_stamps.py``
+ * checks that both agree). The calendar is the proleptic Gregorian one, by day arithmetic.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -159,16 +165,141 @@ constructor(PyObject *module, PyObject *cls_arg)
     return (PyObject *)maker;
 }
 
+/* -- timestamps --------------------------------------------------------------------------- */
+
+#define DAY_MS 86400000LL
+/* 1970-01-01 and 10000-01-01 as days since the epoch: the canonical years are 1970 to 9999. */
+#define MAX_MS (2932897LL * DAY_MS - 1)
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (years from 1 up). */
+static long long
+days_from_civil(long long year, int month, int day)
+{
+    year -= month <= 2;
+    long long era = year / 400;
+    long long yoe = year - era * 400;
+    long long doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int
+days_in_month(long long year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) {
+        return 29;
+    }
+    return days[month - 1];
+}
+
+/* The value of ``count`` ASCII digits at ``at``, or -1 if one is not a digit. */
+static int
+digits(const Py_UCS1 *at, int count)
+{
+    int value = 0;
+    for (int i = 0; i < count; i++) {
+        if (at[i] < '0' || at[i] > '9') {
+            return -1;
+        }
+        value = value * 10 + (at[i] - '0');
+    }
+    return value;
+}
+
+static PyObject *
+stamp_ms(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "stamp_ms() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) {
+        return NULL;
+    }
+    if (PyUnicode_GET_LENGTH(arg) != 24 || !PyUnicode_IS_ASCII(arg)) {
+        return PyLong_FromLong(-1);
+    }
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(arg);
+    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':'
+        || s[19] != '.' || s[23] != 'Z') {
+        return PyLong_FromLong(-1);
+    }
+    int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
+    int hours = digits(s + 11, 2), minutes = digits(s + 14, 2), seconds = digits(s + 17, 2);
+    int millis = digits(s + 20, 3);
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)
+        || hours < 0 || hours > 23 || minutes < 0 || minutes > 59 || seconds < 0 || seconds > 59
+        || millis < 0) {
+        return PyLong_FromLong(-1);
+    }
+    long long days = days_from_civil(year, month, day);
+    return PyLong_FromLongLong(((days * 24 + hours) * 60 + minutes) * 60000LL + seconds * 1000LL
+                               + millis);
+}
+
+static PyObject *
+stamp_text(PyObject *module, PyObject *arg)
+{
+    if (!PyLong_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "stamp_text() takes an int");
+        return NULL;
+    }
+    int overflow = 0;
+    long long ms = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (ms == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow != 0 || ms < 0 || ms > MAX_MS) {
+        PyErr_Format(PyExc_ValueError, "%R ms is outside the stamps of years 1970 to 9999", arg);
+        return NULL;
+    }
+    /* The civil date of a day count (Howard Hinnant's inverse of days_from_civil). */
+    long long z = ms / DAY_MS + 719468;
+    long long rest = ms % DAY_MS;
+    long long era = z / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int year = (int)(yoe + era * 400 + (month <= 2));
+    int fields[7] = {year, month, day, (int)(rest / 3600000), (int)(rest / 60000 % 60),
+                     (int)(rest / 1000 % 60), (int)(rest % 1000)};
+    static const int widths[7] = {4, 2, 2, 2, 2, 2, 3};
+    static const char after[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    PyObject *text = PyUnicode_New(24, 127);
+    if (text == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    for (int i = 0; i < 7; i++) {
+        int value = fields[i];
+        for (int j = widths[i] - 1; j >= 0; j--) {
+            out[j] = (Py_UCS1)('0' + value % 10);
+            value /= 10;
+        }
+        out += widths[i];
+        *out++ = (Py_UCS1)after[i];
+    }
+    return text;
+}
+
 static PyMethodDef slots_methods[] = {
     {"constructor", constructor, METH_O,
      "constructor(cls): a positional constructor filling the slots of cls in __slots__ order."},
+    {"stamp_ms", stamp_ms, METH_O,
+     "stamp_ms(text): milliseconds since the epoch of a canonical stamp, -1 for other text."},
+    {"stamp_text", stamp_text, METH_O,
+     "stamp_text(ms): the canonical stamp of ms milliseconds since the epoch."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef slots_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bitmex_trio_websocket._compiled._slots",
-    .m_doc = "Positional constructors of slotted result classes (see _storage/_slots.c).",
+    .m_doc = "Slotted result constructors and stamp conversions of the compiled core (see _slots.c).",
     .m_size = -1,
     .m_methods = slots_methods,
 };
