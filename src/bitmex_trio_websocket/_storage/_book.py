@@ -973,8 +973,8 @@ class BookTable:
             and type(level_id) is int
             and type(side_name) is str
             and _finite(price)
-            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and _finite(size)
+            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and type(ts) is str
             and type(tt) is str
         ):
@@ -1037,8 +1037,8 @@ class BookTable:
             and type(level_id) is int
             and type(side_name) is str
             and _finite(price)
-            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and _finite(size)
+            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
             and type(ts) is str
             and type(tt) is str
         ):

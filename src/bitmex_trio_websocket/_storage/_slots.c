@@ -165,46 +165,66 @@ constructor(PyObject *module, PyObject *cls_arg)
     return (PyObject *)maker;
 }
 
-/* -- timestamps --------------------------------------------------------------------------- */
+/* -- timestamps ---------------------------------------------------------------------------
+ *
+ * Consecutive stamps mostly fall on the same day, so each direction keeps its last day (the 11
+ * characters "YYYY-MM-DDT" and the day's number): the calendar is worked out only when the day
+ * changes. These two caches are the module's only state (the GIL guards them).
+ */
 
 #define DAY_MS 86400000LL
-/* 1970-01-01 and 10000-01-01 as days since the epoch: the canonical years are 1970 to 9999. */
+/* 10000-01-01 as days since the epoch: the canonical years are 1970 to 9999. */
 #define MAX_MS (2932897LL * DAY_MS - 1)
+#define DATE_LENGTH 11 /* "YYYY-MM-DDT" */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (years from 1 up). */
-static long long
-days_from_civil(long long year, int month, int day)
+static Py_UCS1 parsed_date[DATE_LENGTH]; /* the last date parsed, and its day */
+static long long parsed_day = -1;
+static Py_UCS1 shown_date[DATE_LENGTH]; /* the last day formatted, and its date */
+static long long shown_day = -1;
+
+/* "00" to "99": two digits written at once. */
+static const char PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static inline void
+put_pair(Py_UCS1 *out, int value)
 {
+    out[0] = (Py_UCS1)PAIRS[2 * value];
+    out[1] = (Py_UCS1)PAIRS[2 * value + 1];
+}
+
+/* The value of the two ASCII digits at ``at``, or -1 if either is not a digit. */
+static inline int
+pair_at(const Py_UCS1 *at)
+{
+    unsigned tens = (unsigned)at[0] - '0', units = (unsigned)at[1] - '0';
+    return tens > 9 || units > 9 ? -1 : (int)(tens * 10 + units);
+}
+
+/* Days since 1970-01-01 of a canonical "YYYY-MM-DDT" (years 1970 to 9999), or -1. */
+static long long
+date_days(const Py_UCS1 *s)
+{
+    int century = pair_at(s), years = pair_at(s + 2), month = pair_at(s + 5), day = pair_at(s + 8);
+    if (century < 0 || years < 0 || s[4] != '-' || s[7] != '-' || s[10] != 'T') {
+        return -1;
+    }
+    long long year = century * 100 + years;
+    static const int days_in[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    if (year < 1970 || month < 1 || month > 12 || day < 1
+        || day > days_in[month - 1] + (month == 2 && leap)) {
+        return -1;
+    }
+    /* Howard Hinnant's days_from_civil, on years counted from March. */
     year -= month <= 2;
     long long era = year / 400;
     long long yoe = year - era * 400;
     long long doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
     long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + doe - 719468;
-}
-
-static int
-days_in_month(long long year, int month)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) {
-        return 29;
-    }
-    return days[month - 1];
-}
-
-/* The value of ``count`` ASCII digits at ``at``, or -1 if one is not a digit. */
-static int
-digits(const Py_UCS1 *at, int count)
-{
-    int value = 0;
-    for (int i = 0; i < count; i++) {
-        if (at[i] < '0' || at[i] > '9') {
-            return -1;
-        }
-        value = value * 10 + (at[i] - '0');
-    }
-    return value;
 }
 
 static PyObject *
@@ -221,21 +241,25 @@ stamp_ms(PyObject *module, PyObject *arg)
         return PyLong_FromLong(-1);
     }
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(arg);
-    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':'
-        || s[19] != '.' || s[23] != 'Z') {
+    long long days = parsed_day;
+    if (days < 0 || memcmp(s, parsed_date, DATE_LENGTH) != 0) {
+        days = date_days(s);
+        if (days < 0) {
+            return PyLong_FromLong(-1);
+        }
+        memcpy(parsed_date, s, DATE_LENGTH);
+        parsed_day = days;
+    }
+    int hours = pair_at(s + 11), minutes = pair_at(s + 14), seconds = pair_at(s + 17);
+    int millis = pair_at(s + 20);
+    unsigned last = (unsigned)s[22] - '0';
+    if (hours < 0 || hours > 23 || minutes < 0 || minutes > 59 || seconds < 0 || seconds > 59
+        || millis < 0 || last > 9 || s[13] != ':' || s[16] != ':' || s[19] != '.'
+        || s[23] != 'Z') {
         return PyLong_FromLong(-1);
     }
-    int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
-    int hours = digits(s + 11, 2), minutes = digits(s + 14, 2), seconds = digits(s + 17, 2);
-    int millis = digits(s + 20, 3);
-    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)
-        || hours < 0 || hours > 23 || minutes < 0 || minutes > 59 || seconds < 0 || seconds > 59
-        || millis < 0) {
-        return PyLong_FromLong(-1);
-    }
-    long long days = days_from_civil(year, month, day);
-    return PyLong_FromLongLong(((days * 24 + hours) * 60 + minutes) * 60000LL + seconds * 1000LL
-                               + millis);
+    long long day_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000LL + millis * 10 + last;
+    return PyLong_FromLongLong(days * DAY_MS + day_ms);
 }
 
 static PyObject *
@@ -254,35 +278,45 @@ stamp_text(PyObject *module, PyObject *arg)
         PyErr_Format(PyExc_ValueError, "%R ms is outside the stamps of years 1970 to 9999", arg);
         return NULL;
     }
-    /* The civil date of a day count (Howard Hinnant's inverse of days_from_civil). */
-    long long z = ms / DAY_MS + 719468;
-    long long rest = ms % DAY_MS;
-    long long era = z / 146097;
-    long long doe = z - era * 146097;
-    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    long long mp = (5 * doy + 2) / 153;
-    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
-    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
-    int year = (int)(yoe + era * 400 + (month <= 2));
-    int fields[7] = {year, month, day, (int)(rest / 3600000), (int)(rest / 60000 % 60),
-                     (int)(rest / 1000 % 60), (int)(rest % 1000)};
-    static const int widths[7] = {4, 2, 2, 2, 2, 2, 3};
-    static const char after[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    long long days = ms / DAY_MS;
+    int rest = (int)(ms % DAY_MS);
+    if (days != shown_day) {
+        /* The civil date of a day count (Howard Hinnant's civil_from_days). */
+        long long z = days + 719468;
+        long long era = z / 146097;
+        long long doe = z - era * 146097;
+        long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        long long mp = (5 * doy + 2) / 153;
+        int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+        int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+        int year = (int)(yoe + era * 400 + (month <= 2));
+        put_pair(shown_date, year / 100);
+        put_pair(shown_date + 2, year % 100);
+        shown_date[4] = '-';
+        put_pair(shown_date + 5, month);
+        shown_date[7] = '-';
+        put_pair(shown_date + 8, day);
+        shown_date[10] = 'T';
+        shown_day = days;
+    }
     PyObject *text = PyUnicode_New(24, 127);
     if (text == NULL) {
         return NULL;
     }
     Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
-    for (int i = 0; i < 7; i++) {
-        int value = fields[i];
-        for (int j = widths[i] - 1; j >= 0; j--) {
-            out[j] = (Py_UCS1)('0' + value % 10);
-            value /= 10;
-        }
-        out += widths[i];
-        *out++ = (Py_UCS1)after[i];
-    }
+    memcpy(out, shown_date, DATE_LENGTH);
+    int seconds = rest / 1000;
+    int millis = rest % 1000;
+    put_pair(out + 11, seconds / 3600);
+    out[13] = ':';
+    put_pair(out + 14, seconds / 60 % 60);
+    out[16] = ':';
+    put_pair(out + 17, seconds % 60);
+    out[19] = '.';
+    put_pair(out + 20, millis / 10);
+    out[22] = (Py_UCS1)('0' + millis % 10);
+    out[23] = 'Z';
     return text;
 }
 
