@@ -116,6 +116,22 @@ def test_non_canonical_text_is_refused(text: str) -> None:
         assert to_ms(text) == -1
 
 
+def test_a_cached_day_or_minute_does_not_admit_a_bad_rest() -> None:
+    # Both implementations remember the last day (C) or minute (Python) they worked out.
+    for to_ms, to_text in implementations():
+        for bad in (
+            "2016-12-31T23:59:60.000Z",
+            "2016-12-31T23:59:5\u0669.000Z",
+            "2016-12-31T23:59:59.99\u00b2Z",
+            "2016-12-31T23:59:59+000Z",
+            "2016-12-31T23:59:59.000+",
+            "2016-12-31T24:00:00.000Z",
+        ):
+            assert to_text(to_ms("2016-12-31T23:59:59.999Z")) == "2016-12-31T23:59:59.999Z"
+            assert to_ms(bad) == -1
+        assert to_ms("2016-12-31T23:59:59.000Z") == to_ms("2017-01-01T00:00:00.000Z") - 1000
+
+
 def test_milliseconds_outside_the_canonical_years_are_refused() -> None:
     for _, to_text in implementations():
         for ms in (-1, MAX_MS + 1, 2**70, -(2**70)):

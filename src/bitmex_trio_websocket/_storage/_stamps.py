@@ -11,9 +11,10 @@ seconds below 60), which is what BitMEX sends. For such text ``stamp_text(stamp_
 text``; anything else (another length, other digits, an offset, a leap second, microseconds, a
 lowercase ``z``...) gives -1, and the store keeps that value as sent.
 
-These are the pure-Python versions (``datetime`` does the calendar); the compiled core uses the
-C versions of ``_compiled._slots`` (``_slots.c``: the same rules, its own calendar arithmetic),
-and ``tests/storage/test_stamps.py`` checks that the two agree. Nothing here reads a clock.
+These are the pure-Python versions (``datetime`` does the calendar, worked out once per minute
+of stamps: the module's only state is that cache); the compiled core uses the C versions of
+``_compiled._slots`` (``_slots.c``: the same rules, its own calendar arithmetic), and
+``tests/storage/test_stamps.py`` checks that the two agree. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -28,37 +29,65 @@ _EPOCH: Final = date(1970, 1, 1).toordinal()
 _DAY: Final = 86_400_000
 # The last canonical stamp, 9999-12-31T23:59:59.999Z.
 MAX_MS: Final = (date(9999, 12, 31).toordinal() - _EPOCH + 1) * _DAY - 1
-# ASCII digits only (``re.ASCII``: ``\d`` alone would take any Unicode digit).
-_CANONICAL: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d\d\d)Z", re.ASCII)
+# "YYYY-MM-DDTHH:MM" in ASCII digits only (``re.ASCII``: ``\d`` alone takes any Unicode digit).
+_MINUTE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)", re.ASCII)
+
+# Consecutive stamps mostly fall in the same minute, so each direction keeps its last minute
+# (text and ms, rebound as one tuple): the calendar is worked out only when the minute changes.
+_parsed: tuple[str, int] = ("", -1)
+_shown: tuple[int, str] = (-1, "")
 
 
-def stamp_ms(text: str) -> int:
-    """Milliseconds since the epoch of a canonical stamp; -1 for any other text."""
-    if len(text) != 24:
-        return -1
-    match = _CANONICAL.fullmatch(text)
+def _minute_ms(prefix: str) -> int:
+    """Milliseconds of a canonical "YYYY-MM-DDTHH:MM", or -1."""
+    match = _MINUTE.fullmatch(prefix)
     if match is None:
         return -1
-    year, month, day, hours, minutes, seconds, millis = map(int, match.groups())
-    if year < 1970 or hours > 23 or minutes > 59 or seconds > 59:
+    year, month, day, hours, minutes = map(int, match.groups())
+    if year < 1970 or hours > 23 or minutes > 59:
         return -1
     try:
         days = date(year, month, day).toordinal() - _EPOCH
     except ValueError:  # no such date (month 13, February 30...)
         return -1
-    return ((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000 + millis
+    return ((days * 24 + hours) * 60 + minutes) * 60_000
+
+
+def stamp_ms(text: str) -> int:
+    """Milliseconds since the epoch of a canonical stamp; -1 for any other text."""
+    global _parsed
+    if len(text) != 24 or text[16] != ":" or text[19] != "." or text[23] != "Z":
+        return -1
+    prefix = text[:16]
+    last, base = _parsed
+    if prefix != last:
+        base = _minute_ms(prefix)
+        if base < 0:
+            return -1
+        _parsed = (prefix, base)
+    seconds = text[17:19]
+    millis = text[20:23]
+    # isascii(): str.isdigit alone takes other digits ("\u0663", superscripts...).
+    if not (seconds.isascii() and seconds.isdigit() and millis.isascii() and millis.isdigit()):
+        return -1
+    second = int(seconds)
+    if second > 59:
+        return -1
+    return base + second * 1000 + int(millis)
 
 
 def stamp_text(ms: int) -> str:
     """The canonical stamp of ``ms`` milliseconds since the epoch (0 to ``MAX_MS``)."""
+    global _shown
     if not 0 <= ms <= MAX_MS:
         raise ValueError(f"{ms} ms is outside the stamps of years 1970 to 9999")
-    days, ms = divmod(ms, _DAY)
-    seconds, millis = divmod(ms, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    day = date.fromordinal(days + _EPOCH)
-    return (
-        f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
-        f"T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
-    )
+    minute, rest = divmod(ms, 60_000)
+    last, prefix = _shown
+    if minute != last:
+        days, minutes = divmod(minute, 1440)
+        day = date.fromordinal(days + _EPOCH)
+        hours, minutes = divmod(minutes, 60)
+        prefix = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T{hours:02d}:{minutes:02d}:"
+        _shown = (minute, prefix)
+    second, millis = divmod(rest, 1000)
+    return f"{prefix}{second:02d}.{millis:03d}Z"
