@@ -36,6 +36,11 @@ _MINUTE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)", re.ASCII)
 # (text and ms, rebound as one tuple): the calendar is worked out only when the minute changes.
 _parsed: tuple[str, int] = ("", -1)
 _shown: tuple[int, str] = (-1, "")
+# The rest of a stamp after its minute, as text and back: ":SS." and "mmmZ" (about 100 KB).
+_SECOND_TEXT: Final = [f":{n:02d}." for n in range(60)]
+_MILLIS_TEXT: Final = [f"{n:03d}Z" for n in range(1000)]
+_SECOND: Final = {text: n * 1000 for n, text in enumerate(_SECOND_TEXT)}
+_MILLIS: Final = {text: n for n, text in enumerate(_MILLIS_TEXT)}
 
 
 def _minute_ms(prefix: str) -> int:
@@ -56,7 +61,12 @@ def _minute_ms(prefix: str) -> int:
 def stamp_ms(text: str) -> int:
     """Milliseconds since the epoch of a canonical stamp; -1 for any other text."""
     global _parsed
-    if len(text) != 24 or text[16] != ":" or text[19] != "." or text[23] != "Z":
+    if len(text) != 24:
+        return -1
+    # The tables hold only ASCII digits (str.isdigit would take "\u0663", superscripts...).
+    second = _SECOND.get(text[16:20], -1)
+    millis = _MILLIS.get(text[20:], -1)
+    if second < 0 or millis < 0:
         return -1
     prefix = text[:16]
     last, base = _parsed
@@ -65,15 +75,7 @@ def stamp_ms(text: str) -> int:
         if base < 0:
             return -1
         _parsed = (prefix, base)
-    seconds = text[17:19]
-    millis = text[20:23]
-    # isascii(): str.isdigit alone takes other digits ("\u0663", superscripts...).
-    if not (seconds.isascii() and seconds.isdigit() and millis.isascii() and millis.isdigit()):
-        return -1
-    second = int(seconds)
-    if second > 59:
-        return -1
-    return base + second * 1000 + int(millis)
+    return base + second + millis
 
 
 def stamp_text(ms: int) -> str:
@@ -87,7 +89,7 @@ def stamp_text(ms: int) -> str:
         days, minutes = divmod(minute, 1440)
         day = date.fromordinal(days + _EPOCH)
         hours, minutes = divmod(minutes, 60)
-        prefix = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T{hours:02d}:{minutes:02d}:"
+        prefix = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T{hours:02d}:{minutes:02d}"
         _shown = (minute, prefix)
     second, millis = divmod(rest, 1000)
-    return f"{prefix}{second:02d}.{millis:03d}Z"
+    return f"{prefix}{_SECOND_TEXT[second]}{_MILLIS_TEXT[millis]}"
