@@ -9,10 +9,9 @@ it (options, store, counters, routes, subscription state) through a ``SessionHos
   of hundreds of frames is one wake-up), table data applied to ``Storage`` and the changes
   handed to ``Router.offer_changes`` (awaiting only for a full listener), then two yields so the
   listeners it woke run before its next read; replies go to ``Subscriptions`` or to the task
-  waiting in ``_request``. A frame starting ``{"table":"`` (how BitMEX writes table data) goes
-  from orjson straight to ``Storage.apply``, which checks the envelope itself; any other frame,
-  and any the store refuses (leaving itself unchanged), takes the general decoder
-  (``_protocol.decode_server_frame_lean``), so every fault is told apart as before. An
+  waiting in ``_request``. A frame starting ``{"table":"`` goes from orjson straight to
+  ``Storage.apply`` (which checks the envelope); any other, or one the store refuses (unchanged),
+  takes ``_protocol.decode_server_frame_lean``, so faults are told apart as before. An
   undecodable frame, a message the store rejects or a violation re-fetches the topics concerned
   (``Subscriptions.resync``, within budget);
 * the subscription manager, woken by demand changes, sends what ``Subscriptions.plan`` returns;
@@ -83,10 +82,9 @@ CANCELLED_CLOSE_GRACE = 0.25
 REPLAY_SUBSCRIBE_GRACE = 0.5
 # Recordings never hold a signature: the authKeyExpires command is written as this instead.
 _REDACTED_AUTH = '{"op":"authKeyExpires","args":"<redacted>"}'
-# How BitMEX starts every table message; such a frame up to the size that needs no density
-# check (``_protocol``) is parsed and stored without the general decoder's checks.
+# How BitMEX starts every table message: such a frame, if too small for a density check
+# (``_protocol``), is parsed and stored without the general decoder.
 _TABLE_FRAME: Final = b'{"table":"'
-_FAST_FRAME_BYTES: Final = proto.DENSITY_CHECK_BYTES
 
 StreamFactory: TypeAlias = Callable[[], Awaitable[trio.abc.Stream]]
 # Called with ("recv" | "send", frame text) for every frame; used by ``record``.
@@ -268,19 +266,15 @@ class Session:
                     recorder.received(frame)
                 stats.messages += 1
                 stats.bytes += len(frame)
-                # Table data as BitMEX writes it goes straight to the store, which checks the
-                # envelope itself. Whatever it refuses (the store unchanged) is read again by
-                # ``_decode_and_apply``, which tells every fault apart as the one path did.
+                # Whatever the store refuses (unchanged) is read again by _decode_and_apply.
                 result: ApplyResult | None = None
-                if frame.startswith(_TABLE_FRAME) and len(frame) <= _FAST_FRAME_BYTES:
+                if frame.startswith(_TABLE_FRAME) and len(frame) <= proto.DENSITY_CHECK_BYTES:
                     try:
                         result = apply(loads(frame))
                     except (orjson.JSONDecodeError, RemoteProtocolError):
                         result = None  # a fault: the general path below names it
-                if result is None:
-                    result = await self._decode_and_apply(frame)
-                    if result is None:
-                        continue
+                if result is None and (result := await self._decode_and_apply(frame)) is None:
+                    continue
                 if result.dropped:
                     stats.dropped_before_partial += result.dropped
                 if result.changes:
@@ -298,9 +292,8 @@ class Session:
                 await _after_woken_tasks()
 
     async def _decode_and_apply(self, frame: bytes) -> ApplyResult | None:
-        """Any frame the fast path did not take: a reply (handled: ``None``), table data (the
-        store's result), or a fault, counted and recovered from (``None``): an undecodable
-        frame re-fetches every topic, a message the store rejects its own table's."""
+        """A frame off the fast path: table data (the store's result), a reply (handled), or a
+        fault (counted, its topics re-fetched); ``None`` but for table data."""
         stats = self._stats
         try:
             event = proto.decode_server_frame_lean(frame)
