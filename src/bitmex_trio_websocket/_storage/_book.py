@@ -6,10 +6,17 @@ Theory of operation
 stores, so their levels are not kept as the row dicts BitMEX sends. Each side of a symbol's book
 is a ``_Side`` holding:
 
-* ``ids``: level id -> ``_Level``, a slotted record of the sort key, size, ``timestamp`` and
-  ``transactTime`` (``_ABSENT`` when the row had none). Any other field a row carried goes to the
-  ``extra`` dict of a ``_LevelX``, so nothing BitMEX sent is lost. Equal timestamps share one
-  string, and a ``transactTime`` equal to the ``timestamp`` is stored once.
+* ``ids``: level id -> ``_Level``, a slotted record of the sort key, an ``int`` size and the
+  ``timestamp`` and ``transactTime`` as milliseconds since the epoch (-1 when the row had none).
+  The compiled core keeps all three unboxed inside the record, so a level costs no size object
+  and no 73-byte stamp string (``benchmarks.memory``: about 174 bytes a level compiled, with the
+  ``ids`` entry, the id and the index). Only what converts back exactly is converted: an exact
+  ``int`` size (not a bool or float) and canonical stamps (``_stamps``: BitMEX's own
+  ``YYYY-MM-DDTHH:MM:SS.mmmZ``). Anything else (another size or stamp, or fields beyond the
+  standard ones) makes the level a ``_LevelX``, which keeps those values as sent, so nothing
+  BitMEX sent is lost or altered. ``_Stamps`` (one per table, shared by its sides) remembers the
+  last stamps converted each way: consecutive rows mostly carry the same stamp, which is then
+  neither parsed nor formatted again, and rows built from it share one string.
 * ``keys`` and ``order``: the price index, two plain lists in step: every level's sort key
   ascending (the price as sent for bids, its negation for asks) and its id. The best price is
   *last* on both sides: most inserts and deletes happen near the best, where ``list.insert`` and
@@ -39,8 +46,9 @@ Nothing here mutates before the whole message has been validated (``_validate.ch
 Why over 600 lines: ``BookTable.insert``, ``update`` and ``delete`` are the hot path (most
 messages BitMEX sends), each written out in full with the price-index bookkeeping of ``_Side``
 inlined for the common case (a level alone at its price). The copies:
-``_Side.place``/``unplace`` are inlined in ``insert`` and ``delete``; the timestamp sharing of
-``partial`` is repeated in ``insert`` and ``update``; ``check_levels`` is inlined in ``update``.
+``_Side.place``/``unplace`` are inlined in ``insert`` and ``delete``; the stamp conversion of
+``_level`` (through the ``_Stamps`` memo) is repeated in ``partial``, ``update`` and the one-row
+``_insert_one``/``_update_one``; ``check_levels`` is inlined in ``update``.
 Each inlined copy saves a call per row or per message on the path ``benchmarks.ceilings``
 measures ("parse + Storage.apply").
 
@@ -52,7 +60,8 @@ compiled function checks them). The typed locals of the hot paths are what mypyc
 The result objects (``Change``, ``ApplyResult``: interpreted classes of ``_events``) are built
 here by ``new_change``/``new_result``: in the compiled core by the C constructors of
 ``_compiled._slots`` (``_slots.c``), in pure Python with the twin trick of
-``_events.fast_constructor`` written out.
+``_events.fast_constructor`` written out. Stamps are converted likewise by the C functions of
+``_compiled._slots`` in the compiled core and by ``_stamps`` in pure Python.
 """
 
 from __future__ import annotations
