@@ -131,3 +131,19 @@ def test_classes_whose_instances_are_not_exactly_their_slots_are_refused(cls: ty
 def test_only_classes_are_accepted() -> None:
     with pytest.raises(TypeError, match="takes a class"):
         slots_module().constructor(Change("t", "a", None, ()))
+
+
+def test_one_change_builds_the_result_of_a_one_row_message() -> None:
+    module = slots_module()
+    make = module.one_change(module.constructor(Change), module.constructor(ApplyResult))
+    row = {"symbol": "XBTUSD", "id": 1, "side": "Sell", "size": 3, "price": 2.5}
+    result = make("orderBookL2", "delete", "XBTUSD", row)
+    expected = Change("orderBookL2", "delete", "XBTUSD", (row,))
+    assert result == ApplyResult("orderBookL2", "delete", (expected,), 0, ())
+    assert result.changes[0].rows[0] is row and gc.is_tracked(result.changes[0])
+    with pytest.raises(TypeError, match="exactly 4 positional"):
+        make("orderBookL2", "delete", "XBTUSD")
+    with pytest.raises(TypeError, match="4-field and a 5-field"):
+        module.one_change(module.constructor(ApplyResult), module.constructor(Change))
+    with pytest.raises(TypeError, match="4-field and a 5-field"):
+        module.one_change(Change, ApplyResult)

@@ -320,7 +320,100 @@ stamp_text(PyObject *module, PyObject *arg)
     return text;
 }
 
+/* ``one_change(make_change, make_result)``: a callable building, from ``(table, action, symbol,
+ * row)``, the result of a message that changed one row: ``make_result(table, action,
+ * (make_change(table, action, symbol, (row,)),), 0, ())``. Most messages are such, and one call
+ * instead of two constructors and two tuples built by the caller saves about 400 instructions. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    SlotConstructor *make_change;
+    SlotConstructor *make_result;
+} OneChange;
+
+static PyObject *
+one_change_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    OneChange *maker = (OneChange *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 4 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "one_change takes exactly 4 positional arguments (table, action, symbol, row)");
+        return NULL;
+    }
+    PyObject *rows = PyTuple_Pack(1, args[3]);
+    if (rows == NULL) {
+        return NULL;
+    }
+    PyObject *change_args[4] = {args[0], args[1], args[2], rows};
+    PyObject *change = slot_constructor_call((PyObject *)maker->make_change, change_args, 4, NULL);
+    Py_DECREF(rows);
+    if (change == NULL) {
+        return NULL;
+    }
+    PyObject *changes = PyTuple_Pack(1, change);
+    Py_DECREF(change);
+    if (changes == NULL) {
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    PyObject *none = PyTuple_New(0);
+    PyObject *result = NULL;
+    if (zero != NULL && none != NULL) {
+        PyObject *result_args[5] = {args[0], args[1], changes, zero, none};
+        result = slot_constructor_call((PyObject *)maker->make_result, result_args, 5, NULL);
+    }
+    Py_XDECREF(zero);
+    Py_XDECREF(none);
+    Py_DECREF(changes);
+    return result;
+}
+
+static void
+one_change_dealloc(PyObject *self)
+{
+    Py_XDECREF(((OneChange *)self)->make_change);
+    Py_XDECREF(((OneChange *)self)->make_result);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyTypeObject OneChangeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bitmex_trio_websocket._compiled._slots.OneChange",
+    .tp_basicsize = sizeof(OneChange),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(OneChange, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = one_change_dealloc,
+    .tp_doc = "Builds the result of a message that changed one row.",
+};
+
+static PyObject *
+one_change(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !Py_IS_TYPE(args[0], &SlotConstructorType)
+        || !Py_IS_TYPE(args[1], &SlotConstructorType)
+        || ((SlotConstructor *)args[0])->count != 4 || ((SlotConstructor *)args[1])->count != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "one_change() takes a 4-field and a 5-field slot constructor");
+        return NULL;
+    }
+    OneChange *maker = PyObject_New(OneChange, &OneChangeType);
+    if (maker == NULL) {
+        return NULL;
+    }
+    maker->vectorcall = one_change_call;
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    maker->make_change = (SlotConstructor *)args[0];
+    maker->make_result = (SlotConstructor *)args[1];
+    return (PyObject *)maker;
+}
+
 static PyMethodDef slots_methods[] = {
+    {"one_change", (PyCFunction)(void (*)(void))one_change, METH_FASTCALL,
+     "one_change(make_change, make_result): builds the result of a one-row change at once."},
     {"constructor", constructor, METH_O,
      "constructor(cls): a positional constructor filling the slots of cls in __slots__ order."},
     {"stamp_ms", stamp_ms, METH_O,
@@ -341,7 +434,7 @@ static struct PyModuleDef slots_module = {
 PyMODINIT_FUNC
 PyInit__slots(void)
 {
-    if (PyType_Ready(&SlotConstructorType) < 0) {
+    if (PyType_Ready(&SlotConstructorType) < 0 || PyType_Ready(&OneChangeType) < 0) {
         return NULL;
     }
     return PyModule_Create(&slots_module);

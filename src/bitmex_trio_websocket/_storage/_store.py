@@ -74,8 +74,8 @@ from ._book import (
     Problem,
     _Gate,
     changes_of,
-    new_change,
     new_result,
+    one_change,
     violations_of,
 )
 from ._validate import bad, check_book10, check_levels, check_row, row_key
@@ -307,8 +307,7 @@ class Storage:
                     if store is None or not self._gates[table].accepts(symbol):
                         return new_result(table, action, (), 1, ())
                     self._append(table, store, data)
-                    change = new_change(table, action, symbol, (row,))
-                    return new_result(table, action, (change,), 0, ())
+                    return one_change(table, action, symbol, row)
         for row in data:
             check_row(row)
         store = self.data.get(table)
@@ -504,8 +503,7 @@ class Storage:
             return new_result(table, "update", (), 1, ())
         merged = {**old, **plain}  # stored rows are never mutated: they were handed out
         _dict_set(store, key, merged)  # key already indexed: skip SortedDict's own check
-        change = new_change(table, "update", symbol, (merged,))
-        return new_result(table, "update", (change,), 0, ())
+        return one_change(table, "update", symbol, merged)
 
     def _append(self, table: str, store: Any, rows: list[Row]) -> None:
         """Store rows of a keyless table under new arrival keys; drop the oldest past the bound."""

@@ -128,8 +128,14 @@ def check_levels(data: list[Any], full: bool) -> None:
                     type(row["symbol"]) is str
                     and type(row["id"]) is int
                     and is_side(row["side"])
-                    and (finite(row["price"]) if "price" in row else not full)
-                    and (finite(row["size"]) if "size" in row else not full)
+                    and (
+                        # Full rows carry both (a KeyError leaves it to check_level); delete
+                        # rows mostly carry neither, so they are looked for first.
+                        finite(row["price"]) and finite(row["size"])
+                        if full
+                        else ("price" not in row or finite(row["price"]))
+                        and ("size" not in row or finite(row["size"]))
+                    )
                 ):
                     continue
             except (KeyError, TypeError):
