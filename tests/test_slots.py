@@ -147,3 +147,27 @@ def test_one_change_builds_the_result_of_a_one_row_message() -> None:
         module.one_change(module.constructor(ApplyResult), module.constructor(Change))
     with pytest.raises(TypeError, match="4-field and a 5-field"):
         module.one_change(Change, ApplyResult)
+
+
+def test_standard_fields_reads_only_rows_in_bitmex_order() -> None:
+    read = slots_module().standard_fields
+    names = ["symbol", "id", "side", "size", "price", "timestamp", "transactTime"]
+    values = ["XBTUSD", 7, "Buy", 5, 100.5, "2025-01-01T00:00:00.000Z", None]
+    assert read(dict(zip(names, values, strict=True))) == tuple(values)
+    # Keys built at run time (not the interned names) are compared by value, then remembered.
+    built = {"".join(name): value for name, value in zip(names, values, strict=True)}
+    assert read(built) == tuple(values) and read(dict(built)) == tuple(values)
+
+    class Name(str):
+        pass
+
+    odd_rows = [
+        dict(zip(reversed(names), values, strict=True)),  # another order
+        {**dict(zip(names[:6], values[:6], strict=True)), "note": 1},  # another field
+        dict(zip(names[:6], values[:6], strict=True)),  # one short
+        {Name(k) if k == "side" else k: v for k, v in zip(names, values, strict=True)},
+        {("side" if k == "side" else k): v for k, v in zip(names, values, strict=True)} | {1: 2},
+    ]
+    for row in odd_rows:
+        assert read(row) is None, row
+    assert read([1, 2]) is None and read(None) is None

@@ -142,6 +142,16 @@ _MAKE_ONE: Final[Any] = (
 )
 
 
+# The compiled core reads a standard L2 row's seven fields in one pass (``_slots.c``,
+# ``standard_fields``: None for a row with other fields or another order, then looked up).
+Fields = tuple[Any, Any, Any, Any, Any, Any, Any]
+_STANDARD_FIELDS: Final[Any] = (
+    None
+    if _MAKE_CHANGE is None
+    else importlib.import_module("bitmex_trio_websocket._compiled._slots").standard_fields
+)
+
+
 def one_change(table: str, action: str, symbol: str | None, row: Row) -> ApplyResult:
     """The result of a message that changed one row (most messages): one ``Change``, nothing
     dropped, no violation; in the compiled core, built by one C call."""
@@ -984,16 +994,20 @@ class BookTable:
     def _update_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
         if type(row) is not dict or len(row) != 7:
             return None
-        try:
-            symbol = row["symbol"]
-            level_id = row["id"]
-            side_name = row["side"]
-            price = row["price"]
-            size = row["size"]
-            ts = row["timestamp"]
-            tt = row["transactTime"]
-        except KeyError:
-            return None
+        fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
+        if fields is not None:
+            symbol, level_id, side_name, size, price, ts, tt = fields
+        else:
+            try:
+                symbol = row["symbol"]
+                level_id = row["id"]
+                side_name = row["side"]
+                price = row["price"]
+                size = row["size"]
+                ts = row["timestamp"]
+                tt = row["transactTime"]
+            except KeyError:
+                return None
         if not (
             type(symbol) is str
             and type(level_id) is int
@@ -1047,16 +1061,20 @@ class BookTable:
     def _insert_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
         if type(row) is not dict or len(row) != 7:
             return None
-        try:
-            symbol = row["symbol"]
-            level_id = row["id"]
-            side_name = row["side"]
-            price = row["price"]
-            size = row["size"]
-            ts = row["timestamp"]
-            tt = row["transactTime"]
-        except KeyError:
-            return None
+        fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
+        if fields is not None:
+            symbol, level_id, side_name, size, price, ts, tt = fields
+        else:
+            try:
+                symbol = row["symbol"]
+                level_id = row["id"]
+                side_name = row["side"]
+                price = row["price"]
+                size = row["size"]
+                ts = row["timestamp"]
+                tt = row["transactTime"]
+            except KeyError:
+                return None
         if not (
             type(symbol) is str
             and type(level_id) is int

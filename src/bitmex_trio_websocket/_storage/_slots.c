@@ -411,7 +411,59 @@ one_change(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return (PyObject *)maker;
 }
 
+/* ``standard_fields(row)``: the values of an L2 row holding exactly the seven standard fields in
+ * the order BitMEX writes them (symbol id side size price timestamp transactTime), as a tuple;
+ * ``None`` for any other dict (other fields, another order: the caller looks them up by name).
+ * One pass over the dict instead of seven lookups. */
+
+static const char *const standard_names[7] = {
+    "symbol", "id", "side", "size", "price", "timestamp", "transactTime",
+};
+static PyObject *standard_keys[7];
+/* The key objects last seen equal to each name: a JSON parser with a key cache (orjson) hands
+ * out the very same objects again, so most comparisons are one pointer compare. */
+static PyObject *seen_keys[7];
+
+static PyObject *
+standard_fields(PyObject *module, PyObject *row)
+{
+    if (!PyDict_CheckExact(row) || PyDict_GET_SIZE(row) != 7) {
+        Py_RETURN_NONE;
+    }
+    PyObject *values = PyTuple_New(7);
+    if (values == NULL) {
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int i = 0;
+    while (i < 7 && PyDict_Next(row, &pos, &key, &value)) {
+        PyObject *want = standard_keys[i];
+        if (key != want && key != seen_keys[i]) {
+            Py_ssize_t length = PyUnicode_GET_LENGTH(want);
+            if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) != length
+                || PyUnicode_KIND(key) != PyUnicode_1BYTE_KIND
+                || memcmp(PyUnicode_DATA(key), PyUnicode_DATA(want), (size_t)length) != 0) {
+                Py_DECREF(values);
+                Py_RETURN_NONE;
+            }
+            Py_INCREF(key);  /* an exact str equal to the name: immutable, safe to keep */
+            Py_XSETREF(seen_keys[i], key);
+        }
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(values, i, value);
+        i++;
+    }
+    if (i != 7) {
+        Py_DECREF(values);
+        Py_RETURN_NONE;
+    }
+    return values;
+}
+
 static PyMethodDef slots_methods[] = {
+    {"standard_fields", standard_fields, METH_O,
+     "standard_fields(row): the seven standard L2 fields in BitMEX's order as a tuple, or None."},
     {"one_change", (PyCFunction)(void (*)(void))one_change, METH_FASTCALL,
      "one_change(make_change, make_result): builds the result of a one-row change at once."},
     {"constructor", constructor, METH_O,
@@ -436,6 +488,14 @@ PyInit__slots(void)
 {
     if (PyType_Ready(&SlotConstructorType) < 0 || PyType_Ready(&OneChangeType) < 0) {
         return NULL;
+    }
+    for (int i = 0; i < 7; i++) {
+        if (standard_keys[i] == NULL) {
+            standard_keys[i] = PyUnicode_InternFromString(standard_names[i]);
+            if (standard_keys[i] == NULL) {
+                return NULL;
+            }
+        }
     }
     return PyModule_Create(&slots_module);
 }
