@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -41,3 +42,12 @@ def test_insertion_points_are_bisects(core: str, keys: list[Any], key: Any) -> N
     module = MODULES[core]
     assert module._left(keys, key) == bisect_left(keys, key)
     assert module._right(keys, key) == bisect_right(keys, key)
+
+
+@pytest.mark.parametrize("core", MODULES)
+@given(keys=st.lists(prices, max_size=40))
+def test_the_arrival_order_check_is_strict(core: str, keys: list[Any]) -> None:
+    expected = all(a < b for a, b in pairwise(keys))
+    assert MODULES[core]._strictly_ascending(keys) == expected
+    same = 1.5
+    assert MODULES[core]._strictly_ascending([same, same]) is False  # one object twice

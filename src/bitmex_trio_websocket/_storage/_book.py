@@ -266,6 +266,24 @@ def _left(keys: list[Any], key: Any) -> int:
     return lo
 
 
+def _strictly_ascending(keys: list[Any]) -> bool:
+    """Each key below the next (floats compared unboxed in the compiled core)."""
+    if not keys:
+        return True
+    last = keys[0]
+    for i in range(1, len(keys)):
+        key = keys[i]
+        if type(key) is float and type(last) is float:
+            now: float = key
+            before: float = last
+            if not before < now:
+                return False
+        elif not bool(last < key):
+            return False
+        last = key
+    return True
+
+
 def _right(keys: list[Any], key: Any) -> int:
     """``bisect_right(keys, key)``."""
     if not _COMPILED or type(key) is not float:
@@ -565,8 +583,24 @@ class _Side:
         del order[at]
 
     def fill(self, levels: dict[LevelId, _Level]) -> None:
-        """Replace everything with ``levels`` (refilled in place: views stay live)."""
+        """Replace everything with ``levels`` (refilled in place: views stay live).
+
+        BitMEX sends a partial's levels by price, best bid and best ask in the middle, so the
+        keys arrive strictly monotonic on each side: then the index is the arrival order (or
+        its reverse), with no sort. Anything else (equal prices among them) is sorted."""
         self.ids = levels
+        keys = [level.key for level in levels.values()]
+        if _strictly_ascending(keys):
+            self.keys = keys
+            self.order = list(levels)
+            return
+        keys.reverse()
+        if _strictly_ascending(keys):
+            order = list(levels)
+            order.reverse()
+            self.keys = keys
+            self.order = order
+            return
         ranked = sorted([(level.key, -level_id, level_id) for level_id, level in levels.items()])
         self.keys = [entry[0] for entry in ranked]
         self.order = [entry[2] for entry in ranked]
