@@ -40,8 +40,8 @@ def test_the_compiled_copy_uses_its_own_loops() -> None:
 def test_insertion_points_are_bisects(core: str, keys: list[Any], key: Any) -> None:
     keys.sort()
     module = MODULES[core]
-    assert module._left(keys, key) == bisect_left(keys, key)
-    assert module._right(keys, key) == bisect_right(keys, key)
+    assert module._bisect(keys, key, False) == bisect_left(keys, key)
+    assert module._bisect(keys, key, True) == bisect_right(keys, key)
 
 
 @pytest.mark.parametrize("core", MODULES)

@@ -50,7 +50,7 @@ inlined for the common case (a level alone at its price). The copies:
 ``_level`` (through the ``_Stamps`` memo) is repeated in ``partial``, ``update`` and the one-row
 ``_insert_one``/``_update_one``; ``check_levels`` is inlined in ``update``; the one-row paths
 (``_update_one``, ``_insert_one``, ``_delete_one``: about 80% of messages) repeat the general
-paths for one row, with each field narrowed before it is compared; ``_left``/``_right`` repeat
+paths for one row, with each field narrowed before it is compared; ``_bisect`` repeats
 ``bisect`` for the compiled core (unboxed compares). Splitting the file would make the private
 level, side and memo classes a surface shared between modules. Each inlined copy saves a call
 per row or per message on the path ``benchmarks.ceilings`` measures ("parse + Storage.apply").
@@ -155,6 +155,44 @@ _STANDARD_FIELDS: Final[Any] = (
 )
 
 
+def _standard_row(row: Any) -> Fields | None:
+    """The fields (symbol id side size price timestamp transactTime) of a one-row delta that a
+    ``_Level`` can hold: a str symbol, an int id, side Buy or Sell, a finite price, an int size,
+    str stamps. ``None`` for anything else, which the general path decides."""
+    if type(row) is not dict or len(row) != 7:
+        return None
+    fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
+    if fields is None:
+        try:
+            fields = (
+                row["symbol"],
+                row["id"],
+                row["side"],
+                row["size"],
+                row["price"],
+                row["timestamp"],
+                row["transactTime"],
+            )
+        except KeyError:
+            return None
+    symbol, level_id, side_name, size, price, ts, tt = fields
+    if not (
+        type(symbol) is str
+        and type(level_id) is int
+        and type(side_name) is str
+        and _finite(price)
+        and _finite(size)
+        and type(size) is int  # what a _Level stores (else the general path: _LevelX)
+        and type(ts) is str
+        and type(tt) is str
+    ):
+        return None
+    name: str = side_name
+    if not (name == "Buy" or name == "Sell"):
+        return None
+    return fields
+
+
 def one_change(table: str, action: str, symbol: str | None, row: Row) -> ApplyResult:
     """The result of a message that changed one row (most messages): one ``Change``, nothing
     dropped, no violation; in the compiled core, built by one C call."""
@@ -247,22 +285,22 @@ _STAMP_MS: Final[Any] = _STAMP_FUNCTIONS[0]
 _STAMP_TEXT: Final[Any] = _STAMP_FUNCTIONS[1]
 
 
-def _left(keys: list[Any], key: Any) -> int:
-    """``bisect_left(keys, key)``."""
+def _bisect(keys: list[Any], key: Any, right: bool) -> int:
+    """``bisect_right(keys, key)`` if ``right``, else ``bisect_left(keys, key)``."""
     if not _COMPILED or type(key) is not float:
-        return bisect_left(keys, key)
+        return bisect_right(keys, key) if right else bisect_left(keys, key)
     target: float = key
     lo = 0
     hi = len(keys)
     while lo < hi:
         mid = (lo + hi) >> 1
         probe = keys[mid]
-        if type(probe) is float:
+        if type(probe) is float:  # past it: below the key (left), or not above it (right)
             value: float = probe
-            below = value < target
+            past = value <= target if right else value < target
         else:
-            below = bool(probe < key)
-        if below:
+            past = bool(probe <= key) if right else bool(probe < key)
+        if past:
             lo = mid + 1
         else:
             hi = mid
@@ -285,28 +323,6 @@ def _strictly_ascending(keys: list[Any]) -> bool:
             return False
         last = key
     return True
-
-
-def _right(keys: list[Any], key: Any) -> int:
-    """``bisect_right(keys, key)``."""
-    if not _COMPILED or type(key) is not float:
-        return bisect_right(keys, key)
-    target: float = key
-    lo = 0
-    hi = len(keys)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        probe = keys[mid]
-        if type(probe) is float:
-            value: float = probe
-            above = target < value
-        else:
-            above = bool(key < probe)
-        if above:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 class _Gate:
@@ -569,9 +585,9 @@ class _Side:
     def place(self, level_id: LevelId, key: Any) -> None:
         keys = self.keys
         order = self.order
-        at = _right(keys, key)
+        at = _bisect(keys, key, True)
         if at and keys[at - 1] == key:  # equal prices: ids descending, so best-first ascending
-            at = _left(keys, key)
+            at = _bisect(keys, key, False)
             while at < len(keys) and keys[at] == key and order[at] > level_id:
                 at += 1
         keys.insert(at, key)
@@ -579,7 +595,7 @@ class _Side:
 
     def unplace(self, level_id: LevelId, key: Any) -> None:
         order = self.order
-        at = _left(self.keys, key)
+        at = _bisect(self.keys, key, False)
         while order[at] != level_id:  # equal prices: the level is further along their run
             at += 1
         del self.keys[at]
@@ -831,7 +847,7 @@ class BookTable:
             ts, tt, extra = _split_row(row)
             ids[level_id] = _level(stamps, key, row["size"], ts, tt, extra)
             keys = side.keys
-            where = _right(keys, key)
+            where = _bisect(keys, key, True)
             if where and keys[where - 1] == key:
                 side.place(level_id, key)  # equal prices
             else:
@@ -994,7 +1010,7 @@ class BookTable:
             out.append(side.row(level_id, level))  # the stored row knows the price that left
             key = level.key
             keys = side.keys
-            where = _left(keys, key)
+            where = _bisect(keys, key, False)
             order = side.order
             if order[where] == level_id:
                 del keys[where]
@@ -1029,38 +1045,13 @@ class BookTable:
     # int before they are compared, so the compiled core compares them unboxed.
 
     def _update_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
-        if type(row) is not dict or len(row) != 7:
+        fields = _standard_row(row)
+        if fields is None:
             return None
-        fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
-        if fields is not None:
-            symbol, level_id, side_name, size, price, ts, tt = fields
-        else:
-            try:
-                symbol = row["symbol"]
-                level_id = row["id"]
-                side_name = row["side"]
-                price = row["price"]
-                size = row["size"]
-                ts = row["timestamp"]
-                tt = row["transactTime"]
-            except KeyError:
-                return None
-        if not (
-            type(symbol) is str
-            and type(level_id) is int
-            and type(side_name) is str
-            and _finite(price)
-            and _finite(size)
-            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
-            and type(ts) is str
-            and type(tt) is str
-        ):
-            return None
+        symbol, level_id, side_name, size, price, ts, tt = fields
+        sym: str = symbol
         name: str = side_name
         buy = name == "Buy"
-        if not (buy or name == "Sell"):
-            return None
-        sym: str = symbol
         if not gate.admits(sym):
             return new_result(table, "update", (), 1, ())
         side = self._one_side(sym, buy)
@@ -1096,38 +1087,13 @@ class BookTable:
         return one_change(table, "update", sym, row)
 
     def _insert_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
-        if type(row) is not dict or len(row) != 7:
+        fields = _standard_row(row)
+        if fields is None:
             return None
-        fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
-        if fields is not None:
-            symbol, level_id, side_name, size, price, ts, tt = fields
-        else:
-            try:
-                symbol = row["symbol"]
-                level_id = row["id"]
-                side_name = row["side"]
-                price = row["price"]
-                size = row["size"]
-                ts = row["timestamp"]
-                tt = row["transactTime"]
-            except KeyError:
-                return None
-        if not (
-            type(symbol) is str
-            and type(level_id) is int
-            and type(side_name) is str
-            and _finite(price)
-            and _finite(size)
-            and type(size) is int  # what a _Level stores (else the general path: _LevelX)
-            and type(ts) is str
-            and type(tt) is str
-        ):
-            return None
+        symbol, level_id, side_name, size, price, ts, tt = fields
+        sym: str = symbol
         name: str = side_name
         buy = name == "Buy"
-        if not (buy or name == "Sell"):
-            return None
-        sym: str = symbol
         if not gate.admits(sym):
             return new_result(table, "insert", (), 1, ())
         side = self._one_side(sym, buy)
@@ -1144,7 +1110,7 @@ class BookTable:
         key = price if buy else -price
         ids[level_id] = _Level(key, size, ts_ms, tt_ms)
         keys = side.keys
-        where = _right(keys, key)
+        where = _bisect(keys, key, True)
         if where and keys[where - 1] == key:
             side.place(level_id, key)  # equal prices
         else:
@@ -1187,7 +1153,7 @@ class BookTable:
         gone = side.row(level_id, level)
         key = level.key
         keys = side.keys
-        where = _left(keys, key)
+        where = _bisect(keys, key, False)
         order = side.order
         if order[where] == level_id:
             del keys[where]
