@@ -1116,9 +1116,11 @@ class BookTable:
         else:
             keys.insert(where, key)
             side.order.insert(where, level_id)
-        if self.check(sym) is None:  # an insert may cross the book
+        problem = self.check(sym)  # an insert may cross the book
+        if problem is None:
             return one_change(table, "insert", sym, row)
-        return self._checked(table, "insert", new_change(table, "insert", sym, (row,)), sym)
+        change = new_change(table, "insert", sym, (row,))
+        return new_result(table, "insert", (change,), 0, violations_of(table, [problem]))
 
     def _delete_one(self, table: str, row: Any, gate: _Gate) -> ApplyResult | None:
         if type(row) is not dict:
