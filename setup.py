@@ -13,8 +13,9 @@ never shadowed, so both cores can be loaded side by side (``tests/test_cores.py`
   can type-check what they import), with a generated ``_compiled/__init__.py`` holding the
   SHA-256 of the sources it was built from: ``_core`` refuses a compiled core whose sources have
   changed since (an editable install after an edit), and says so.
-* The compiled core also has one small C module, ``_compiled._slots`` (from
-  ``_storage/_slots.c``), which builds its result objects; it is part of the source hash.
+* The compiled core also has two small C modules, ``_compiled._slots`` (from
+  ``_storage/_slots.c``), which builds its result objects, and ``_compiled._lines`` (from
+  ``_replay/_lines.c``), which splits plain Tardis slice blocks; both are in the source hash.
 * Where the core cannot be built (no mypyc, no C compiler, ``BITMEX_TRIO_WEBSOCKET_PURE=1`` at
   build time) the build prints one line and installs the pure-Python package only.
 """
@@ -35,8 +36,9 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "src" / "bitmex_trio_websocket"
 # The compiled modules, by path in the package; keep in step with _storage/_core.py's CORE_MODULES.
 CORE_MODULES = ("_storage/_validate", "_storage/_book", "_storage/_store", "_websocket/_reader")
-# The compiled core's C helper (result objects built without interpreted calls; see the file).
-SLOTS_SOURCE = "_storage/_slots.c"
+# The compiled core's C modules, ``_compiled.<name>``: result objects built without interpreted
+# calls, and the replay's reader of plain slice blocks (see the files); hashed in this order.
+C_SOURCES = {"_slots": "_storage/_slots.c", "_lines": "_replay/_lines.c"}
 STAGE = Path("build") / "core-stage"
 PURE_VARIABLE = "BITMEX_TRIO_WEBSOCKET_PURE"
 
@@ -50,7 +52,8 @@ def source_hash() -> str:
     digest = hashlib.sha256()
     for path in CORE_MODULES:
         digest.update((PACKAGE / f"{path}.py").read_bytes())
-    digest.update((PACKAGE / SLOTS_SOURCE).read_bytes())
+    for path in C_SOURCES.values():
+        digest.update((PACKAGE / path).read_bytes())
     return digest.hexdigest()
 
 
@@ -102,11 +105,14 @@ def core_extensions() -> list[Any]:
     except BaseException as exc:  # mypyc reports type errors with SystemExit
         notice(f"mypyc could not compile the core ({exc!r}): installing the pure-Python core only")
         return []
-    slots = Extension(
-        "bitmex_trio_websocket._compiled._slots",
-        sources=[str(Path("src") / "bitmex_trio_websocket" / SLOTS_SOURCE)],
-    )
-    return [*extensions, slots]
+    helpers = [
+        Extension(
+            f"bitmex_trio_websocket._compiled.{name}",
+            sources=[str(Path("src") / "bitmex_trio_websocket" / path)],
+        )
+        for name, path in C_SOURCES.items()
+    ]
+    return [*extensions, *helpers]
 
 
 class OptionalBuildExt(build_ext):

@@ -35,10 +35,14 @@ How it reads, for speed. Files are read (and decompressed: zlib for gzip, ``zsta
 in blocks of about 1 MiB of complete lines, so memory stays bounded whatever the file's size and
 there is no Python call per line to split them. ``iter_batches`` yields each block's frames as
 one ``FrameBatch`` (the replay's unit of work): for a block of Tardis slice lines that are all
-plain (ASCII, every line ``<28-character stamp> {...}``, checked by two regular expressions over
-the whole block) the batch holds the lines themselves, and a frame's text (``line[29:]``) and
-receive time are read only when asked for: a replay that decodes a frame gives the bytes to
-orjson as they are, and reads the time only for pacing and ``data_time``. Other blocks (a
+plain (ASCII, no ``\r``, every line ``<28-character stamp> {...}``) a replay that decodes a
+frame gives its bytes to orjson as they are. With the compiled core, one C call
+(``_compiled._lines.split_plain``, from ``_lines.c``) checks the block and cuts it into the
+frames' texts (``line[29:]``) and receive times in one pass; in pure Python, ``isascii``, a
+search for ``\r`` and two regular expressions check the whole block, the batch holds the lines
+themselves, and a frame's text and time are read only when asked for (the time only for pacing
+and ``data_time``). Both take exactly the same blocks and read the same texts and times
+(``tests/replay/test_plain_lines.py``). Other blocks (a
 recording, odd stamps, non-ASCII text, a disconnect marker, a bad line) are read line by line as
 before, into frames with their text and time; a bad line ends its batch, and the error is raised
 after the frames before it were handed out. ``iter_frames`` yields the frames of those batches.
@@ -50,7 +54,8 @@ import datetime
 import os
 import re
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +65,7 @@ import orjson
 
 from .._events import fast_constructor
 from .._exceptions import ReplaySourceError
+from .._storage._core import core_module
 
 __all__ = [
     "RECORDING",
@@ -105,6 +111,19 @@ _CACHE_PATH: Final = re.compile(
 _RECEIVED: Final = frozenset({"recv", "server"})
 
 
+def _compiled_splitter() -> Callable[[bytes], tuple[list[bytes], bytes] | None] | None:
+    """The compiled core's ``split_plain`` while the compiled core is active, else ``None``."""
+    try:
+        module = core_module("_lines")
+    except ImportError:  # a build without it: its hash would not match, but never half-use one
+        return None
+    return None if module is None else module.split_plain
+
+
+# Chosen once, as the store's core; tests set it to None to compare with the pure path.
+_split_plain = _compiled_splitter()
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayFrame:
     """One server-to-client frame of a replay source."""
@@ -122,11 +141,12 @@ class FrameBatch:
     """Consecutive frames of one file (see the module docstring).
 
     ``payloads[i]`` holds frame ``i``: its text (``str``), or, when ``times`` is ``None``, a
-    whole plain slice line (``bytes``, the text from ``offset`` on, ASCII). ``lines`` are the
-    frames' line numbers, ``None`` when they follow each other from ``first``.
+    plain slice line's text as ``bytes`` (ASCII) from ``offset`` on: the whole line (offset 29,
+    its time read from it) or, when ``stamps`` holds the times, the text alone (offset 0).
+    ``lines`` are the frames' line numbers, ``None`` when they follow each other from ``first``.
     """
 
-    __slots__ = ("first", "lines", "offset", "origin", "payloads", "times")
+    __slots__ = ("first", "lines", "offset", "origin", "payloads", "stamps", "times")
 
     def __init__(
         self,
@@ -136,6 +156,7 @@ class FrameBatch:
         first: int,
         lines: list[int] | None = None,
         times: list[float] | None = None,
+        stamps: array[float] | None = None,
     ) -> None:
         self.origin = origin
         self.payloads = payloads
@@ -143,12 +164,15 @@ class FrameBatch:
         self.first = first
         self.lines = lines
         self.times = times
+        self.stamps = stamps
 
     def __len__(self) -> int:
         return len(self.payloads)
 
     def time_of(self, index: int) -> float:
         """Frame ``index``'s receive time (seconds since the Unix epoch)."""
+        if self.stamps is not None:
+            return self.stamps[index]
         if self.times is not None:
             return self.times[index]
         return _plain_time(self.payloads[index])  # type: ignore[arg-type]
@@ -312,11 +336,15 @@ def detect_format(first_line: bytes) -> str | None:
 
 def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch | Gap, None, None]:
     kind: str | None = None
-    for number, block, lines in _blocks(path):
+    split = _split_plain
+    for number, block, lines, times in _blocks(path, split):
         if kind is None:
             kind = _block_format(block)
-        if (
+        if kind is SLICES and times is not None:
+            yield FrameBatch(path, lines, 0, number, stamps=times)
+        elif (
             kind is SLICES
+            and split is None  # (the compiled check said no: these would say no too)
             and block.isascii()
             and b"\r" not in block
             and _PLAIN_FIRST.match(block) is not None
@@ -324,6 +352,8 @@ def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch 
         ):
             yield FrameBatch(path, lines, _PLAIN_TEXT_AT, number)
         else:
+            if times is not None:  # plain lines in a recording: read (and refused) as it is
+                lines = block.split(b"\n")
             kind = yield from _line_by_line(path, number, lines, kind, disconnects)
 
 
@@ -384,10 +414,13 @@ def _line_by_line(
     return kind
 
 
-def _blocks(path: str) -> Iterator[tuple[int, bytes, list[bytes]]]:
-    """``(number of its first line, block, its lines)`` for each block of whole lines of a
-    plain, gzip or zstd file: lines joined by ``\\n``, without the last one's; a last line
-    without an end is a block of its own."""
+def _blocks(
+    path: str, split: Callable[[bytes], tuple[list[bytes], bytes] | None] | None
+) -> Iterator[tuple[int, bytes, list[bytes], array[float] | None]]:
+    """``(number of its first line, block, its lines, None)`` for each block of whole lines of
+    a plain, gzip or zstd file: lines joined by ``\\n``, without the last one's; a last line
+    without an end is a block of its own. Where ``split`` (the compiled ``split_plain``) takes
+    the block as plain slice lines: ``(number, block, the frames' texts, their times)``."""
     number = 1  # of the next line
     try:
         with open(path, "rb") as raw:
@@ -413,12 +446,12 @@ def _blocks(path: str) -> Iterator[tuple[int, bytes, list[bytes]]]:
                 rest = chunk[cut + 1 :]
                 if rest:
                     pending.append(rest)
-                lines = block.split(b"\n")
-                yield number, block, lines
+                lines, times = _cut(block, split)
+                yield number, block, lines, times
                 number += len(lines)
             if pending:
                 block = b"".join(pending)
-                yield number, block, [block]
+                yield number, block, *_cut(block, split)
     except (EOFError, zlib.error, _Truncated) as exc:
         raise ReplaySourceError(
             f"the compressed stream is truncated or corrupt after line {number - 1} ({exc})",
@@ -427,6 +460,18 @@ def _blocks(path: str) -> Iterator[tuple[int, bytes, list[bytes]]]:
         ) from exc
     except OSError as exc:
         raise ReplaySourceError(f"cannot read the file: {exc}", path=path) from exc
+
+
+def _cut(
+    block: bytes, split: Callable[[bytes], tuple[list[bytes], bytes] | None] | None
+) -> tuple[list[bytes], array[float] | None]:
+    """A block's lines, or (as ``split`` takes it as plain) its frames' texts and times."""
+    plain = None if split is None else split(block)
+    if plain is None:
+        return block.split(b"\n"), None
+    times = array("d")
+    times.frombytes(plain[1])
+    return plain[0], times
 
 
 class _Truncated(Exception):

@@ -52,8 +52,9 @@ CORE_MODULES: Final = (
     "_storage/_store",
     "_websocket/_reader",
 )
-# The compiled core's one C module (``_compiled._slots``: its result objects), also hashed.
-SLOTS_SOURCE: Final = "_storage/_slots.c"
+# The compiled core's C modules (``_compiled._slots``: its result objects; ``_compiled._lines``:
+# the replay's reader of plain slice blocks), also hashed.
+C_SOURCES: Final = ("_storage/_slots.c", "_replay/_lines.c")
 
 
 def source_hash() -> str:
@@ -62,7 +63,8 @@ def source_hash() -> str:
     package = Path(__file__).parent.parent
     for path in CORE_MODULES:
         digest.update((package / f"{path}.py").read_bytes())
-    digest.update((package / SLOTS_SOURCE).read_bytes())
+    for path in C_SOURCES:
+        digest.update((package / path).read_bytes())
     return digest.hexdigest()
 
 
