@@ -342,19 +342,23 @@ def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch 
             kind = _block_format(block)
         if kind is SLICES and times is not None:
             yield FrameBatch(path, lines, 0, number, stamps=times)
-        elif (
-            kind is SLICES
-            and split is None  # (the compiled check said no: these would say no too)
-            and block.isascii()
-            and b"\r" not in block
-            and _PLAIN_FIRST.match(block) is not None
-            and _NOT_PLAIN_NEXT.search(block) is None
-        ):
+        elif kind is SLICES and split is None and _is_plain(block):
+            # (with ``split``, a block it refused is one _is_plain refuses too)
             yield FrameBatch(path, lines, _PLAIN_TEXT_AT, number)
         else:
             if times is not None:  # plain lines in a recording: read (and refused) as it is
                 lines = block.split(b"\n")
             kind = yield from _line_by_line(path, number, lines, kind, disconnects)
+
+
+def _is_plain(block: bytes) -> bool:
+    """Whether every line of ``block`` is a plain slice line (the pure-Python check)."""
+    return (
+        block.isascii()
+        and b"\r" not in block
+        and _PLAIN_FIRST.match(block) is not None
+        and _NOT_PLAIN_NEXT.search(block) is None
+    )
 
 
 def _block_format(block: bytes) -> str | None:
