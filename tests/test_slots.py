@@ -18,12 +18,18 @@ import weakref
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitmex_trio_websocket import ApplyResult, Change, Violation
 from bitmex_trio_websocket._storage import _core
 
 COMPILED, WHY = _core.compiled_module()
 pytestmark = pytest.mark.skipif(COMPILED is None, reason=f"no compiled core: {WHY}")
+
+
+class Name(str):
+    pass
 
 
 def slots_module() -> Any:
@@ -152,14 +158,11 @@ def test_one_change_builds_the_result_of_a_one_row_message() -> None:
 def test_standard_fields_reads_only_rows_in_bitmex_order() -> None:
     read = slots_module().standard_fields
     names = ["symbol", "id", "side", "size", "price", "timestamp", "transactTime"]
-    values = ["XBTUSD", 7, "Buy", 5, 100.5, "2025-01-01T00:00:00.000Z", None]
+    values = ["XBTUSD", 7, "Buy", 5, 100.5, "2025-01-01T00:00:00.000Z", "2025-01-01T00:00:00Z"]
     assert read(dict(zip(names, values, strict=True))) == tuple(values)
     # Keys built at run time (not the interned names) are compared by value, then remembered.
     built = {"".join(name): value for name, value in zip(names, values, strict=True)}
     assert read(built) == tuple(values) and read(dict(built)) == tuple(values)
-
-    class Name(str):
-        pass
 
     odd_rows = [
         dict(zip(reversed(names), values, strict=True)),  # another order
@@ -171,3 +174,36 @@ def test_standard_fields_reads_only_rows_in_bitmex_order() -> None:
     for row in odd_rows:
         assert read(row) is None, row
     assert read([1, 2]) is None and read(None) is None
+
+
+# Values of each type the store may meet in a row's field, for the C checks against Python's.
+FIELD_VALUES: list[Any] = [
+    "XBTUSD", "Buy", "Sell", "buy", "", "2025-01-01T00:00:00.000Z", 0, 7, -3, True, False,
+    1 << 60, -(1 << 60), (1 << 60) + 1, 1 << 80, 10**400, 100.5, -0.0, float("nan"),
+    float("inf"), float("-inf"), 1e308, None, [], {}, Name("Buy"),
+]  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(range(len(FIELD_VALUES))), min_size=7, max_size=7))
+def test_standard_fields_accepts_exactly_the_rows_python_accepts(picks: list[int]) -> None:
+    """The C reader checks the field types itself: it may leave a row to Python (None), never
+    accept one that Python's ``_standard_row`` refuses, and never change a value."""
+    from bitmex_trio_websocket._storage import _book  # the pure core: no C reader
+
+    assert _book._STANDARD_FIELDS is None
+    names = ["symbol", "id", "side", "size", "price", "timestamp", "transactTime"]
+    row = dict(zip(names, [FIELD_VALUES[i] for i in picks], strict=True))
+    by_python = _book._standard_row(row)
+    by_c = slots_module().standard_fields(row)
+    assert by_c is None or by_c == by_python
+    if by_c is not None:
+        assert all(a is b for a, b in zip(by_c, row.values(), strict=True))
+
+
+def test_standard_fields_takes_the_rows_bitmex_sends() -> None:
+    read = slots_module().standard_fields
+    for side, size, price in [("Buy", 1, 100.5), ("Sell", 0, 7), ("Sell", 1 << 60, -0.5)]:
+        row = {"symbol": "XBTUSD", "id": 8, "side": side, "size": size, "price": price}
+        row |= {"timestamp": "2025-01-01T00:00:00.000Z", "transactTime": "x"}
+        assert read(row) == tuple(row.values())

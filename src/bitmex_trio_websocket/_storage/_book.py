@@ -145,8 +145,9 @@ _MAKE_ONE: Final[Any] = (
 )
 
 
-# The compiled core reads a standard L2 row's seven fields in one pass (``_slots.c``,
-# ``standard_fields``: None for a row with other fields or another order, then looked up).
+# The compiled core reads and checks a standard L2 row's seven fields in one pass (``_slots.c``,
+# ``standard_fields``: None for a row with other fields, another order or odd types, which
+# ``_standard_row`` then looks up and checks by name).
 Fields = tuple[Any, Any, Any, Any, Any, Any, Any]
 _STANDARD_FIELDS: Final[Any] = (
     None
@@ -159,22 +160,24 @@ def _standard_row(row: Any) -> Fields | None:
     """The fields (symbol id side size price timestamp transactTime) of a one-row delta that a
     ``_Level`` can hold: a str symbol, an int id, side Buy or Sell, a finite price, an int size,
     str stamps. ``None`` for anything else, which the general path decides."""
+    if _STANDARD_FIELDS is not None:
+        checked = _STANDARD_FIELDS(row)  # the same checks, in C, for a row in BitMEX's order
+        if checked is not None:
+            return checked  # type: ignore[no-any-return]
     if type(row) is not dict or len(row) != 7:
         return None
-    fields: Fields | None = _STANDARD_FIELDS(row) if _STANDARD_FIELDS is not None else None
-    if fields is None:
-        try:
-            fields = (
-                row["symbol"],
-                row["id"],
-                row["side"],
-                row["size"],
-                row["price"],
-                row["timestamp"],
-                row["transactTime"],
-            )
-        except KeyError:
-            return None
+    try:
+        fields: Fields = (
+            row["symbol"],
+            row["id"],
+            row["side"],
+            row["size"],
+            row["price"],
+            row["timestamp"],
+            row["transactTime"],
+        )
+    except KeyError:
+        return None
     symbol, level_id, side_name, size, price, ts, tt = fields
     if not (
         type(symbol) is str
@@ -863,20 +866,26 @@ class BookTable:
             result = self._update_one(table, data[0], gate)
             if result is not None:
                 return result
-        for item in data:  # check_levels(data, False), inlined: the most common message
-            if type(item) is dict:
+        # check_levels(data, False), inlined (the most common multi-row message); a standard
+        # row's fields are read once here, in one pass, and kept for applying it below.
+        standard: list[Fields | None] = []
+        for item in data:
+            fields = _standard_row(item)
+            if fields is None and type(item) is dict:
                 try:
-                    if (
+                    if not (
                         type(item["symbol"]) is str
                         and type(item["id"]) is int
                         and _is_side(item["side"])
                         and _finite(item["price"])
                         and _finite(item["size"])
                     ):
-                        continue
+                        check_level(item, False)  # raises, explaining what is wrong
                 except KeyError:  # a missing field: check_level decides (price, size may be)
-                    pass
-            check_level(item, False)  # raises, explaining what is wrong
+                    check_level(item, False)
+            elif fields is None:
+                check_level(item, False)
+            standard.append(fields)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -890,8 +899,17 @@ class BookTable:
         row: Row
         out: list[Row] | None = None
         stamps = self.stamps
-        for row in data:
-            symbol: str = row["symbol"]  # validated above: compared unboxed from here on
+        for index in range(len(data)):
+            row = data[index]
+            fields = standard[index]
+            if fields is not None:
+                symbol_field, level_id, side_field, size, price, ts, tt = fields
+                symbol: str = symbol_field  # validated above: compared unboxed from here on
+                name: str = side_field
+            else:
+                symbol = row["symbol"]
+                level_id = row["id"]
+                name = row["side"]
             if current is None or symbol != current:
                 current = symbol
                 if gate.accepts(symbol):
@@ -906,8 +924,6 @@ class BookTable:
             if bids is None:
                 dropped += 1
                 continue
-            level_id = row["id"]
-            name: str = row["side"]
             buy = name == "Buy"
             if buy:
                 side = bids
@@ -922,20 +938,7 @@ class BookTable:
                 continue
             ts_ms = -2  # stays below 0 unless the row is standard (see _Level)
             tt_ms = -1
-            try:
-                price = row["price"]
-                size = row["size"]
-                ts = row["timestamp"]
-                tt = row["transactTime"]
-            except KeyError:
-                ts = _UNSET
-            if (
-                type(ts) is str
-                and type(tt) is str
-                and type(size) is int
-                and len(row) == 7
-                and type(level) is _Level
-            ):
+            if fields is not None and type(level) is _Level:
                 text: str = ts
                 other: str = tt
                 ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)

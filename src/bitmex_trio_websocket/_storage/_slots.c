@@ -30,6 +30,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <math.h>
+
 #define MAX_SLOTS 16
 
 typedef struct {
@@ -412,9 +414,11 @@ one_change(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ``standard_fields(row)``: the values of an L2 row holding exactly the seven standard fields in
- * the order BitMEX writes them (symbol id side size price timestamp transactTime), as a tuple;
- * ``None`` for any other dict (other fields, another order: the caller looks them up by name).
- * One pass over the dict instead of seven lookups. */
+ * the order BitMEX writes them (symbol id side size price timestamp transactTime), as a tuple,
+ * when they are what a compact level holds (what ``_book._standard_row`` checks: str symbol and
+ * stamps, int id, side "Buy" or "Sell", a small int size, a finite float or small int price);
+ * ``None`` for anything else (other fields, another order, other types or huge ints: the caller
+ * decides by name, in Python). One pass over the dict instead of seven lookups and checks. */
 
 static const char *const standard_names[7] = {
     "symbol", "id", "side", "size", "price", "timestamp", "transactTime",
@@ -423,6 +427,55 @@ static PyObject *standard_keys[7];
 /* The key objects last seen equal to each name: a JSON parser with a key cache (orjson) hands
  * out the very same objects again, so most comparisons are one pointer compare. */
 static PyObject *seen_keys[7];
+
+/* An exact int within +-2**60 (``_validate._WHOLE``: finite, compared unboxed). */
+static int
+small_int(PyObject *value)
+{
+    if (!PyLong_CheckExact(value)) {
+        return 0;
+    }
+    int overflow = 0;
+    long long whole = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow != 0 || (whole == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return whole >= -(1LL << 60) && whole <= (1LL << 60);
+}
+
+static int
+is_side_name(PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value) || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+    const char *text = (const char *)PyUnicode_DATA(value);
+    return (length == 3 && memcmp(text, "Buy", 3) == 0)
+        || (length == 4 && memcmp(text, "Sell", 4) == 0);
+}
+
+/* The types ``_standard_row`` accepts, of (symbol id side size price timestamp transactTime). */
+static int
+standard_values(PyObject *values)
+{
+    PyObject *price = PyTuple_GET_ITEM(values, 4);
+    if (PyFloat_CheckExact(price)) {
+        if (!isfinite(PyFloat_AS_DOUBLE(price))) {
+            return 0;
+        }
+    }
+    else if (!small_int(price)) {
+        return 0;
+    }
+    return PyUnicode_CheckExact(PyTuple_GET_ITEM(values, 0))
+        && PyLong_CheckExact(PyTuple_GET_ITEM(values, 1))
+        && is_side_name(PyTuple_GET_ITEM(values, 2))
+        && small_int(PyTuple_GET_ITEM(values, 3))
+        && PyUnicode_CheckExact(PyTuple_GET_ITEM(values, 5))
+        && PyUnicode_CheckExact(PyTuple_GET_ITEM(values, 6));
+}
 
 static PyObject *
 standard_fields(PyObject *module, PyObject *row)
@@ -454,7 +507,7 @@ standard_fields(PyObject *module, PyObject *row)
         PyTuple_SET_ITEM(values, i, value);
         i++;
     }
-    if (i != 7) {
+    if (i != 7 || !standard_values(values)) {
         Py_DECREF(values);
         Py_RETURN_NONE;
     }
@@ -463,7 +516,7 @@ standard_fields(PyObject *module, PyObject *row)
 
 static PyMethodDef slots_methods[] = {
     {"standard_fields", standard_fields, METH_O,
-     "standard_fields(row): the seven standard L2 fields in BitMEX's order as a tuple, or None."},
+     "standard_fields(row): the seven standard L2 fields in BitMEX's order, typed as a level holds them, as a tuple; or None."},
     {"one_change", (PyCFunction)(void (*)(void))one_change, METH_FASTCALL,
      "one_change(make_change, make_result): builds the result of a one-row change at once."},
     {"constructor", constructor, METH_O,
