@@ -806,19 +806,36 @@ class BookTable:
             result = self._insert_one(table, data[0], gate)
             if result is not None:
                 return result
-        check_levels(data, True)
+        # check_levels(data, True), a standard row's fields read once (kept for applying it).
+        standard: list[Fields | None] = []
+        for item in data:
+            fields = _standard_row(item)
+            if fields is None:
+                check_levels([item], True)  # raises, explaining what is wrong
+            standard.append(fields)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
-        current: Any = _UNSET
+        current: str | None = None
         bids: _Side | None = None
         asks = _NO_SIDE
         row: Row
         out: list[Row] = []
         stamps = self.stamps
-        for row in data:
-            symbol = row["symbol"]
-            if symbol != current:
+        for index in range(len(data)):
+            row = data[index]
+            fields = standard[index]
+            if fields is not None:
+                symbol_field, level_id, side_field, size, price, ts, tt = fields
+                symbol: str = symbol_field  # validated above: compared unboxed from here on
+                name: str = side_field
+            else:
+                symbol = row["symbol"]
+                level_id = row["id"]
+                name = row["side"]
+                price = row["price"]
+                size = row["size"]
+            if current is None or symbol != current:
                 current = symbol
                 if gate.accepts(symbol):
                     sides = self.sides_of(symbol)
@@ -830,9 +847,7 @@ class BookTable:
             if bids is None:
                 dropped += 1
                 continue
-            level_id = row["id"]
-            price = row["price"]
-            if row["side"] == "Buy":
+            if name == "Buy":
                 side = bids
                 key = price
             else:
@@ -847,8 +862,18 @@ class BookTable:
                 problems.append(
                     ("duplicate_insert", symbol, (symbol, level_id, side.side), "insert")
                 )
-            ts, tt, extra = _split_row(row)
-            ids[level_id] = _level(stamps, key, row["size"], ts, tt, extra)
+            if fields is not None:
+                text: str = ts
+                other: str = tt
+                ts_ms = stamps.text_ms if text == stamps.text else stamps.ms(text)
+                tt_ms = ts_ms if other == text else stamps.tt_ms_of(other)
+                if ts_ms >= 0 and tt_ms >= 0:
+                    ids[level_id] = _Level(key, size, ts_ms, tt_ms)
+                else:
+                    ids[level_id] = _level(stamps, key, size, ts, tt, None)
+            else:
+                ts, tt, extra = _split_row(row)
+                ids[level_id] = _level(stamps, key, size, ts, tt, extra)
             keys = side.keys
             where = _bisect(keys, key, True)
             if where and keys[where - 1] == key:
