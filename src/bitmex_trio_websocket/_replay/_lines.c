@@ -159,6 +159,95 @@ plain_rest(const unsigned char *p)
            && is_digit(p[25]) && is_digit(p[26]) && p[27] == 'Z' && p[28] == ' ' && p[29] == '{';
 }
 
+/* Where each line of a plain block ends, and its time: filled by the first pass. */
+typedef struct {
+    Py_ssize_t count, capacity;
+    Py_ssize_t *stops;  /* offset of line i's end (its "\n", or the block's end) */
+    double *times;
+} Lines;
+
+static int
+grow(Lines *lines)
+{
+    Py_ssize_t capacity = lines->capacity * 2;
+    Py_ssize_t *stops = PyMem_Realloc(lines->stops, capacity * sizeof(Py_ssize_t));
+    if (stops == NULL) {
+        return 0;
+    }
+    lines->stops = stops;
+    double *times = PyMem_Realloc(lines->times, capacity * sizeof(double));
+    if (times == NULL) {
+        return 0;
+    }
+    lines->times = times;
+    lines->capacity = capacity;
+    return 1;
+}
+
+/* The first pass: 1 if every line of [block, end) is plain (lines filled), 0 if not, -1 on a
+ * memory error (raised). */
+static int
+check(const unsigned char *block, const unsigned char *end, Lines *lines)
+{
+    const unsigned char *p = block;  /* the start of a line */
+    const unsigned char *previous = NULL;  /* the last line whose minute was checked */
+    double start = 0.0;
+    for (;;) {
+        if (end - p < SHORTEST || !plain_rest(p)) {
+            return 0;
+        }
+        if (previous == NULL || memcmp(p, previous, MINUTE) != 0) {
+            if (!minute_start(p, &start)) {
+                return 0;
+            }
+            previous = p;
+        }
+        const unsigned char *stop = scan(p + SHORTEST, end);
+        if (stop < end && *stop != '\n') {
+            return 0;  /* "\r" or not ASCII */
+        }
+        if (lines->count == lines->capacity && !grow(lines)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        /* As _sources._plain_time: start + (int(SS) + int(fffffff) / 10**7), each step one
+         * correctly rounded double operation (no product, so nothing a compiler may fuse). */
+        double seconds = (double)two(p + 17);
+        double fraction = (double)(two(p + 20) * 100000 + two(p + 22) * 1000 + two(p + 24) * 10
+                                   + (p[26] - '0'));
+        lines->times[lines->count] = start + (seconds + fraction / 1e7);
+        lines->stops[lines->count++] = stop - block;
+        if (stop == end) {
+            return 1;
+        }
+        p = stop + 1;  /* after the "\n": an empty rest is an empty line, not plain */
+    }
+}
+
+/* The second pass: the texts, in a list made at its size (nothing is allocated for a block
+ * that is not plain). */
+static PyObject *
+texts_of(const unsigned char *block, const Lines *lines)
+{
+    PyObject *texts = PyList_New(lines->count);
+    if (texts == NULL) {
+        return NULL;
+    }
+    Py_ssize_t line_start = 0;
+    for (Py_ssize_t i = 0; i < lines->count; i++) {
+        Py_ssize_t stop = lines->stops[i];
+        PyObject *text = PyBytes_FromStringAndSize((const char *)block + line_start + TEXT_AT,
+                                                   stop - line_start - TEXT_AT);
+        if (text == NULL) {
+            Py_DECREF(texts);  /* the items not yet set are NULL: list_dealloc skips them */
+            return NULL;
+        }
+        PyList_SET_ITEM(texts, i, text);
+        line_start = stop + 1;
+    }
+    return texts;
+}
+
 static PyObject *
 split_plain(PyObject *module, PyObject *arg)
 {
@@ -167,92 +256,43 @@ split_plain(PyObject *module, PyObject *arg)
         PyErr_Format(PyExc_TypeError, "split_plain takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
         return NULL;
     }
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
-    const unsigned char *end = p + PyBytes_GET_SIZE(arg);
-    if (end - p < SHORTEST) {
+    const unsigned char *block = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    if (size < SHORTEST) {
         Py_RETURN_NONE;  /* the empty block included */
     }
-    PyObject *texts = PyList_New(0);
+    Lines lines = {0, size / 256 + 16, NULL, NULL};  /* about the lines of a typical block */
+    lines.stops = PyMem_Malloc(lines.capacity * sizeof(Py_ssize_t));
+    lines.times = PyMem_Malloc(lines.capacity * sizeof(double));
+    PyObject *result = NULL;
+    if (lines.stops == NULL || lines.times == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int plain = check(block, block + size, &lines);
+    if (plain <= 0) {
+        if (plain == 0) {
+            result = Py_NewRef(Py_None);
+        }
+        goto done;
+    }
+    PyObject *texts = texts_of(block, &lines);
     if (texts == NULL) {
-        return NULL;
+        goto done;
     }
-    Py_ssize_t capacity = 256, count = 0;
-    double *times = PyMem_Malloc(capacity * sizeof(double));
-    if (times == NULL) {
-        Py_DECREF(texts);
-        return PyErr_NoMemory();
-    }
-    const unsigned char *previous = NULL;  /* the last line whose minute was checked */
-    double start = 0.0;
-    for (;;) {
-        /* p: the start of a line */
-        if (end - p < SHORTEST || !plain_rest(p)) {
-            goto not_plain;
-        }
-        if (previous == NULL || memcmp(p, previous, MINUTE) != 0) {
-            if (!minute_start(p, &start)) {
-                goto not_plain;
-            }
-            previous = p;
-        }
-        const unsigned char *stop = scan(p + SHORTEST, end);
-        if (stop < end && *stop != '\n') {
-            goto not_plain;  /* "\r" or not ASCII */
-        }
-        if (count == capacity) {
-            capacity *= 2;
-            double *grown = PyMem_Realloc(times, capacity * sizeof(double));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto error;
-            }
-            times = grown;
-        }
-        /* As _sources._plain_time: start + (int(SS) + int(fffffff) / 10**7), each step one
-         * correctly rounded double operation (no product, so nothing a compiler may fuse). */
-        double seconds = (double)two(p + 17);
-        double fraction = (double)(two(p + 20) * 100000 + two(p + 22) * 1000 + two(p + 24) * 10
-                                   + (p[26] - '0'));
-        times[count++] = start + (seconds + fraction / 1e7);
-        PyObject *text = PyBytes_FromStringAndSize((const char *)p + TEXT_AT, stop - p - TEXT_AT);
-        if (text == NULL) {
-            goto error;
-        }
-        int failed = PyList_Append(texts, text);
-        Py_DECREF(text);
-        if (failed) {
-            goto error;
-        }
-        if (stop == end) {
-            break;
-        }
-        p = stop + 1;  /* after the "\n": an empty rest is an empty line, not plain */
-    }
-    PyObject *packed = PyBytes_FromStringAndSize((const char *)times, count * sizeof(double));
-    PyMem_Free(times);
+    PyObject *packed = PyBytes_FromStringAndSize((const char *)lines.times,
+                                                 lines.count * (Py_ssize_t)sizeof(double));
     if (packed == NULL) {
         Py_DECREF(texts);
-        return NULL;
+        goto done;
     }
-    PyObject *result = PyTuple_New(2);
-    if (result == NULL) {
-        Py_DECREF(texts);
-        Py_DECREF(packed);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 0, texts);
-    PyTuple_SET_ITEM(result, 1, packed);
+    result = PyTuple_Pack(2, texts, packed);
+    Py_DECREF(texts);
+    Py_DECREF(packed);
+done:
+    PyMem_Free(lines.stops);
+    PyMem_Free(lines.times);
     return result;
-
-not_plain:
-    PyMem_Free(times);
-    Py_DECREF(texts);
-    Py_RETURN_NONE;
-
-error:
-    PyMem_Free(times);
-    Py_DECREF(texts);
-    return NULL;
 }
 
 static PyMethodDef lines_methods[] = {

@@ -442,8 +442,8 @@ def _blocks(
                 if cut < 0:
                     pending.append(chunk)
                     continue
-                if pending:
-                    block = b"".join([*pending, chunk[:cut]])
+                if pending:  # (a view: the chunk is copied once, into the block)
+                    block = b"".join([*pending, memoryview(chunk)[:cut]])
                     pending = []
                 else:
                     block = chunk[:cut]
