@@ -157,6 +157,15 @@ class Listener:
             if self.put_nowait(item):
                 return
 
+    def wake(self) -> None:
+        """Hand the first queued item to the consumer sleeping on the empty queue (call when
+        ``receiver`` is set, after queueing without ``put_nowait``)."""
+        receiver = self.receiver
+        assert receiver is not None
+        self.receiver = None
+        self.handed = True
+        _reschedule(receiver)
+
     # ------------------------------------------------------------------ the consumer's side
 
     async def wait(self) -> bool:
@@ -233,11 +242,15 @@ class Listener:
 class Router:
     """Demand topic -> listeners, and delivery to them (see the module docstring)."""
 
-    __slots__ = ("_tables", "on_wait", "routes")
+    __slots__ = ("_tables", "direct", "on_wait", "routes")
 
     def __init__(self) -> None:
         self.routes: dict[Topic, list[Listener]] = {}
         self._tables: dict[str, _TableRoute] = {}
+        # Every table with a listener -> its listener when that is its only one and it takes the
+        # whole table, else None: a replay's fast path hands most messages over with one lookup
+        # (a new dict whenever listeners change, so a copy taken between awaits stays right).
+        self.direct: dict[str, Listener | None] = {}
         # Told True while the reader waits for a full ``block`` listener, then False.
         self.on_wait: Callable[[bool], None] | None = None
 
@@ -294,6 +307,10 @@ class Router:
             else:
                 route[1][symbol] = list(listeners)
         self._tables = tables
+        self.direct = {
+            table: wide[0] if len(wide) == 1 and not by_symbol else None
+            for table, (wide, by_symbol) in tables.items()
+        }
 
     # ------------------------------------------------------------------ the hot path
 
