@@ -77,9 +77,8 @@ from typing import Any, Final
 from .._events import ApplyResult, Change, Row, Violation, twin_class
 from .._storage._stamps import stamp_ms, stamp_text  # the compiled core uses C versions
 from .._storage._views import Level, LevelRows  # shared by both cores (see _core)
-from ._validate import check_level, check_levels
+from ._validate import check_levels
 from ._validate import finite as _finite
-from ._validate import is_side as _is_side
 
 __all__ = [
     "BOOK_TABLES",
@@ -194,6 +193,18 @@ def _standard_row(row: Any) -> Fields | None:
     if not (name == "Buy" or name == "Sell"):
         return None
     return fields
+
+
+def _checked_rows(data: list[Any], full: bool) -> list[Fields | None]:
+    """``check_levels(data, full)``, keeping each standard row's fields (``_standard_row``) so a
+    multi-row delta reads them once; ``None`` for a row to read by name."""
+    standard: list[Fields | None] = []
+    for item in data:
+        fields = _standard_row(item)
+        if fields is None:
+            check_levels([item], full)  # raises, explaining what is wrong
+        standard.append(fields)
+    return standard
 
 
 def one_change(table: str, action: str, symbol: str | None, row: Row) -> ApplyResult:
@@ -806,13 +817,7 @@ class BookTable:
             result = self._insert_one(table, data[0], gate)
             if result is not None:
                 return result
-        # check_levels(data, True), a standard row's fields read once (kept for applying it).
-        standard: list[Fields | None] = []
-        for item in data:
-            fields = _standard_row(item)
-            if fields is None:
-                check_levels([item], True)  # raises, explaining what is wrong
-            standard.append(fields)
+        standard = _checked_rows(data, True)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
@@ -891,26 +896,7 @@ class BookTable:
             result = self._update_one(table, data[0], gate)
             if result is not None:
                 return result
-        # check_levels(data, False), inlined (the most common multi-row message); a standard
-        # row's fields are read once here, in one pass, and kept for applying it below.
-        standard: list[Fields | None] = []
-        for item in data:
-            fields = _standard_row(item)
-            if fields is None and type(item) is dict:
-                try:
-                    if not (
-                        type(item["symbol"]) is str
-                        and type(item["id"]) is int
-                        and _is_side(item["side"])
-                        and _finite(item["price"])
-                        and _finite(item["size"])
-                    ):
-                        check_level(item, False)  # raises, explaining what is wrong
-                except KeyError:  # a missing field: check_level decides (price, size may be)
-                    check_level(item, False)
-            elif fields is None:
-                check_level(item, False)
-            standard.append(fields)
+        standard = _checked_rows(data, False)
         groups: dict[Any, list[Row]] = {}
         problems: list[Problem] | None = None
         dropped = 0
