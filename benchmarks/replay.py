@@ -11,9 +11,16 @@ hits every path alike:
 * ``read slices (iter_batches)``: the same in the replay's batches (text and time read lazily);
 * ``open_bitmex_replay, topics, no listener``: the replay into the store, nobody taking rows;
 * ``open_bitmex_replay, 3 listeners``: the whole replay from the file, with three ``listen``
-  listeners (``orderBookL2``, ``trade``, ``instrument``) taking every row, as fast as they can.
+  listeners (``orderBookL2``, ``trade``, ``instrument``) taking every row, as fast as they can;
+* ``contract floor``: what the public contract alone makes any replay do after parsing, and
+  nothing else: every ``instrument`` update merged into a new whole-row snapshot (``listen``
+  yields "every updated row merged with its stored state", and "later messages never mutate
+  it"), and every partial, insert and update row handed out by one of three bare async
+  generators (``listen`` is an async generator). No validation, no book, no price order, no
+  routing, no trio scheduling, no file: the texts are in memory, as for ``orjson parse``.
 
-The replay's ratios to the first two are printed with its figures.
+The replay's ratios to the first two are printed with its figures, and the floor's ratio to
+orjson: no replay through this API can beat it, whatever its store costs.
 
     python -m benchmarks.replay --messages 200000 --runs 3
 """
@@ -25,15 +32,18 @@ import datetime
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any, Final
 
 import orjson
 import trio
 
 from bitmex_trio_websocket import BitMEXReplay, Storage, open_bitmex_replay
 from bitmex_trio_websocket._replay import iter_frames
+from bitmex_trio_websocket._replay._feeder import CHECKPOINT_EVERY
 from bitmex_trio_websocket._replay._sources import FrameBatch, iter_batches
 
 from ._common import BENCH_TABLES, Result, add_common_arguments, cache_dir, emit
@@ -130,30 +140,89 @@ def _replay(path: Path, texts: Sequence[str]) -> int:
     return sum(counts.values())
 
 
+REPLAY: Final = "open_bitmex_replay, 3 listeners"
+FLOOR: Final = "contract floor (parse, snapshots, 3 bare generators)"
+
+
+def _floor(path: Path, texts: Sequence[str]) -> int:
+    """The contract's own work after parsing (see the module docstring); returns rows taken."""
+    loads = orjson.loads
+    queues: dict[str, deque[Any]] = {table: deque() for table in BENCH_TABLES}
+    instruments: dict[Any, dict[str, Any]] = {}
+
+    async def bare(queue: deque[Any]) -> AsyncGenerator[Any, None]:
+        while True:
+            while queue:
+                yield queue.popleft()
+            yield None  # drained: back to the driver
+
+    async def main() -> int:
+        generators = [(bare(queue), queue) for queue in queues.values()]
+        taken = 0
+
+        async def drain() -> int:
+            count = 0
+            for generator, queue in generators:
+                while queue:
+                    await generator.__anext__()
+                    count += 1
+                await generator.__anext__()  # the None that says drained
+            return count
+
+        for index, text in enumerate(texts, 1):
+            message = loads(text)
+            table = message.get("table")
+            action = message.get("action")
+            if table not in queues or action == "delete":
+                continue
+            queue = queues[table]
+            if table == "instrument":
+                for row in message["data"]:
+                    old = instruments.get(row["symbol"])
+                    row = row if old is None or action == "partial" else {**old, **row}
+                    instruments[row["symbol"]] = row
+                    queue.append(row)
+            else:
+                queue.extend(message["data"])
+            if index % CHECKPOINT_EVERY == 0:
+                taken += await drain()
+        taken += await drain()
+        for generator, _ in generators:
+            await generator.aclose()
+        return taken
+
+    return trio.run(main)
+
+
 PATHS: dict[str, Callable[[Path, Sequence[str]], int]] = {
     "orjson parse": _parse,
     "parse + Storage.apply": _parse_store,
     "read slices (iter_frames)": _read,
     "read slices (iter_batches)": _batches,
     "open_bitmex_replay, topics, no listener": _topics,
-    "open_bitmex_replay, 3 listeners": _replay,
+    REPLAY: _replay,
+    FLOOR: _floor,
 }
 
 
 def measure(path: Path, runs: int) -> list[Result]:
     texts = _messages_of(path)
     results = {name: Result(name, [], len(texts)) for name in PATHS}
-    rows = 0
+    rows: dict[str, int] = {}
     for _ in range(runs):
         for name, run in PATHS.items():
             gc.collect()
             start = time.perf_counter()
-            rows = run(path, texts) or rows
+            rows[name] = run(path, texts)
             results[name].rates.append(len(texts) / (time.perf_counter() - start))
-    replay = results["open_bitmex_replay, 3 listeners"]
-    replay.extra["rows_delivered"] = rows
+    replay = results[REPLAY]
+    floor = results[FLOOR]
+    replay.extra["rows_delivered"] = rows[REPLAY]
+    # The floor hands out exactly the rows the replay's listeners took, or it is no floor.
+    assert rows[FLOOR] == rows[REPLAY], (rows[FLOOR], rows[REPLAY])
     for name in ("orjson parse", "parse + Storage.apply"):
         replay.extra[f"ratio to {name}"] = round(replay.median / results[name].median, 3)
+    floor.extra["ratio to orjson parse"] = round(floor.median / results["orjson parse"].median, 3)
     return list(results.values())
 
 
