@@ -6,7 +6,17 @@ from an async iterator and awaits ``output`` once per item it yields. Here the i
 stream's messages, parsed with ``orjson`` before the clock starts (as ``benchmarks.cores`` does
 for ours), and the output does nothing. Prints one JSON object: rates and CPU us per message.
 
+With ``--segment N`` it runs paired with ``benchmarks.cores``, which applies the same stream to our
+stores segment by segment and wants this section timed on the same segments, alternating with
+them, so that load on a shared machine hits both alike (it changes within seconds there). Per
+run: the messages are parsed afresh (it mutates rows), then ``ready`` is printed; each ``go`` line
+read on stdin lets the next ``N`` messages through the section, timed from the line to the moment
+the section asks for the message after them (it has then handled the last), and ``<seconds>
+<cpu seconds>`` is printed. Reading stdin blocks the one thread between segments, on purpose:
+nothing of the section runs while ours does.
+
     /tmp/oldlib-venv/bin/python benchmarks/_oldlib_storage.py STREAM --runs 3
+    /tmp/oldlib-venv/bin/python benchmarks/_oldlib_storage.py STREAM --runs 3 --segment 10000
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import gzip
 import importlib
 import json
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -28,12 +39,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("stream")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--segment", type=int, default=0, help="paired with benchmarks.cores")
     args = parser.parse_args()
     opener: Any = gzip.open if args.stream.endswith(".gz") else open
     with opener(args.stream, "rt") as file:
         frames = [orjson.loads(line)["frame"] for line in file if line.strip()]
     # The 2021 library's (the venv's own package of the same name as ours, hence importlib).
     storage_class: Any = importlib.import_module("bitmex_trio_websocket.storage").Storage
+
+    if args.segment > 0:
+        return paired(storage_class, frames, args.runs, args.segment)
 
     rates: list[float] = []
     cpu: list[float] = []
@@ -67,6 +82,36 @@ def main() -> int:
             }
         )
     )
+    return 0
+
+
+def paired(storage_class: Any, frames: list[Any], runs: int, segment: int) -> int:
+    """Segment by segment on command from ``benchmarks.cores`` (see the module docstring)."""
+    for _ in range(runs):
+        messages = [m for m in map(orjson.loads, frames) if "table" in m]
+        gc.collect()
+        gc.freeze()
+
+        async def source(messages: list[Any] = messages) -> Any:
+            for begin in range(0, len(messages), segment):
+                if sys.stdin.readline().strip() != "go":
+                    raise SystemExit("benchmarks.cores stopped asking")
+                start_cpu, start = time.process_time(), time.perf_counter()
+                for message in messages[begin : begin + segment]:
+                    yield message
+                # Resumed: the section has handled the segment's last message.
+                elapsed = time.perf_counter() - start
+                print(f"{elapsed} {time.process_time() - start_cpu}", flush=True)
+
+        async def output(item: Any) -> None:
+            pass
+
+        async def run() -> None:
+            await storage_class().pump(source(), output)
+
+        print("ready", flush=True)
+        trio.run(run)
+        gc.unfreeze()
     return 0
 
 
