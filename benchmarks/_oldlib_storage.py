@@ -96,8 +96,9 @@ def paired(storage_class: Any, frames: list[Any], runs: int, segment: int) -> in
             for begin in range(0, len(messages), segment):
                 if sys.stdin.readline().strip() != "go":
                     raise SystemExit("benchmarks.cores stopped asking")
+                chunk = messages[begin : begin + segment]
                 start_cpu, start = time.process_time(), time.perf_counter()
-                for message in messages[begin : begin + segment]:
+                for message in chunk:
                     yield message
                 # Resumed: the section has handled the segment's last message.
                 elapsed = time.perf_counter() - start

@@ -224,6 +224,39 @@ def test_the_cores_benchmark_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert ("compiled (mypyc)" in out) == (COMPILED is not None)
 
 
+class _FakeOldlib:
+    """Stands in for the 2021 library's process: one second a segment, turns counted."""
+
+    def __init__(self) -> None:
+        self.readies = 0
+        self.segments = 0
+
+    def ready(self) -> None:
+        self.readies += 1
+
+    def segment(self) -> tuple[float, float]:
+        self.segments += 1
+        return 1.0, 0.5
+
+
+def test_the_cores_benchmark_pairs_every_segment_with_the_2021_section() -> None:
+    frames = [text for _, text in generate(500, seed=1)]
+    messages = sum(1 for text in frames if '"table"' in text)
+    fake = _FakeOldlib()
+    results = cores_benchmark.measure(frames, 2, fake, segment=100)  # type: ignore[arg-type]
+    turns = -(-messages // 100)
+    assert (fake.readies, fake.segments) == (2, 2 * turns)
+    by_path = {r.path: r for r in results}
+    old = by_path[cores_benchmark.OLDLIB_PATH]
+    assert old.rates == [messages / turns] * 2  # its own seconds, summed over its turns
+    ours = by_path["Storage.apply, pure Python"]
+    # Its time over ours, run by run: our rate over its rate in the same run.
+    expected = sorted(rate / old.rates[0] for rate in ours.rates)
+    assert ours.extra["x_2021_storage"] == round((expected[0] + expected[1]) / 2, 2)
+    assert ours.extra["x_2021_storage_runs"] == [round(r / old.rates[0], 2) for r in ours.rates]
+    assert old.extra["cpu_us_per_msg"] == round(turns * 0.5 / messages * 1e6, 2)
+
+
 # ------------------------------------------------------------------------------ frame reader
 
 
