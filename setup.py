@@ -2,10 +2,11 @@
 
 Theory of operation
 -------------------
-The hot modules (the store's ``_storage/_book.py``, ``_store.py``, ``_validate.py`` and the
-websocket frame reader ``_websocket/_reader.py``) are plain typed Python. Where it can, the build
-compiles copies of them with mypyc into a sibling package, ``bitmex_trio_websocket._compiled``,
-and ``_storage._core`` picks that package at import (``BITMEX_TRIO_WEBSOCKET_PURE=1`` forces
+The hot modules (the store's ``_storage/_book.py``, ``_store.py``, ``_validate.py``, the
+websocket frame reader ``_websocket/_reader.py`` and the replay feeder's loop
+``_replay/_fastpath.py``) are plain typed Python. Where it can, the build compiles copies of
+them with mypyc into a sibling package, ``bitmex_trio_websocket._compiled``, and
+``_storage._core`` picks that package at import (``BITMEX_TRIO_WEBSOCKET_PURE=1`` forces
 the pure-Python modules). The pure-Python modules are
 never shadowed, so both cores can be loaded side by side (``tests/test_cores.py`` compares them).
 
@@ -35,7 +36,13 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "src" / "bitmex_trio_websocket"
 # The compiled modules, by path in the package; keep in step with _storage/_core.py's CORE_MODULES.
-CORE_MODULES = ("_storage/_validate", "_storage/_book", "_storage/_store", "_websocket/_reader")
+CORE_MODULES = (
+    "_storage/_validate",
+    "_storage/_book",
+    "_storage/_store",
+    "_websocket/_reader",
+    "_replay/_fastpath",
+)
 # The compiled core's C modules, ``_compiled.<name>``: result objects built without interpreted
 # calls, and the replay's reader of plain slice blocks (see the files); hashed in this order.
 C_SOURCES = {"_slots": "_storage/_slots.c", "_lines": "_replay/_lines.c"}

@@ -22,9 +22,9 @@ when only some symbols of a table are wanted, other symbols' rows are cut out (a
 partial becomes one partial per wanted symbol, as BitMEX sends for ``table:SYMBOL``).
 
 The hot path. Frames come in batches (``_sources.FrameBatch``: a block of the file's lines) and
-go through ``_run``, one plain loop over up to ``CHECKPOINT_EVERY`` frames: a frame of a wanted
-table (one ``startswith`` against every wanted table's prefix) is given to orjson as the bytes
-read, applied, and its changes offered to the listeners; nothing is awaited, no object is made
+go through ``_run``, one plain loop over up to ``CHECKPOINT_EVERY`` frames (``_fastpath``,
+compiled with the store where the compiled core was built): a frame of a wanted table (one
+``startswith`` against every wanted table's prefix) is given to orjson as the bytes read, applied, and its changes offered to the listeners; nothing is awaited, no object is made
 per frame, the clock is not read and the counters are added up once per run. The loop stops at
 the first frame that needs more: its changes wait for a full listener (the feeder awaits
 ``Router.route_rest``, then goes on), or it is anything else (not table data, not written as
@@ -59,16 +59,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-import orjson
 import trio
 
 from .. import _protocol as proto
 from .._events import ApplyResult, Disconnected, Reconnected
 from .._exceptions import RemoteProtocolError, ReplaySourceError
-from .._protocol import DENSITY_CHECK_BYTES
 from .._routing import ConnectionStats, Listener, Router
 from .._storage import Storage
+from .._storage._core import core_module
 from .._subscriptions import Subscriptions, Topic, server_topics
+from . import _fastpath
 from ._sources import FrameBatch, Gap, ReplaySource, iter_batches
 
 __all__ = ["CHECKPOINT_EVERY", "GRACE_CHECKPOINTS", "ReplayFeeder", "ReplayStats"]
@@ -79,14 +79,15 @@ logger = logging.getLogger("bitmex_trio_websocket")
 # register their listeners in the meantime.
 GRACE_CHECKPOINTS: Final = 3
 CHECKPOINT_EVERY: Final = 256
-_TABLE_PREFIX: Final = '{"table":"'
-_TABLE_PREFIX_BYTES: Final = _TABLE_PREFIX.encode()
-_OFF_PATH: Final = frozenset[str]()  # not None: a table the fast path leaves to _general
-_NOBODY: Final = object()  # in no ``Router.direct``: a table nobody listens to
-_DELTAS: Final = frozenset({"insert", "update", "delete"})
+_TABLE_PREFIX: Final = _fastpath.TABLE_PREFIX
 # A message whose changes wait for a full listener, and where (for ``Router.route_rest``).
 _Stuck: TypeAlias = tuple[ApplyResult, tuple[int, list[Listener]]]
 _GAP: Final = "gap in the recorded data (the recorder's connection dropped)"
+# The hot loop of the active core (compiled with the store where built: see _storage/_core).
+_compiled_fastpath = core_module("_fastpath")
+FrameRunner: type[_fastpath.FrameRunner] = (
+    _fastpath.FrameRunner if _compiled_fastpath is None else _compiled_fastpath.FrameRunner
+)
 
 
 @dataclass(slots=True)
@@ -128,9 +129,7 @@ class ReplayFeeder:
         self._router = router
         self._subs = subscriptions
         self._wanted: dict[str, frozenset[str] | None] = {}
-        # '{"table":"NAME"' of every wanted table, for the fast path's one-call test.
-        self._prefixes: tuple[str, ...] = ()
-        self._prefixes_bytes: tuple[bytes, ...] = ()
+        self._runner = FrameRunner(storage.apply, router, stats, self._log_violations, _rejected)
         self._origin: tuple[float, float] | None = None  # (trio time, data time) of frame 1
         self._welcomed = False
         self._replan = True
@@ -210,8 +209,7 @@ class ReplayFeeder:
             elif symbols is not None:
                 symbols.add(symbol)
         self._wanted = {t: None if s is None else frozenset(s) for t, s in wanted.items()}
-        self._prefixes = tuple(f'{_TABLE_PREFIX}{table}"' for table in self._wanted)
-        self._prefixes_bytes = tuple(prefix.encode() for prefix in self._prefixes)
+        self._runner.plan(self._wanted)
 
     # ------------------------------------------------------------------ the hot path
 
@@ -268,96 +266,14 @@ class ReplayFeeder:
         """Frames ``start`` to ``stop`` of ``batch``, without a coroutine, an await or a frame
         object per frame, up to the first frame that needs more: a full listener (returned
         with the index after it: the caller awaits ``route_rest``), or anything off the common
-        path (returned at its index, not yet read: the caller hands it to ``_general``)."""
-        payloads = batch.payloads
-        offset = batch.offset
-        plain = batch.times is None  # payloads are bytes (plain slice lines)
-        wanted = self._wanted
-        prefixes = self._prefixes_bytes if plain else self._prefixes
-        table_prefix: Any = _TABLE_PREFIX_BYTES if plain else _TABLE_PREFIX
-        apply = self._storage.apply
-        offer_changes = self._router.offer_changes
-        direct = self._router.direct  # listeners change only while the feeder awaits
-        limit = DENSITY_CHECK_BYTES
-        stats = self._stats
-        loads = orjson.loads
-        skipped = 0
-        decoded = False
-        index = start
+        path (returned at its index, not yet read: the caller hands it to ``_general``). The
+        loop is ``_fastpath.FrameRunner.run``, compiled with the store where it was built."""
+        runner = self._runner
         try:
-            while index < stop:
-                payload: Any = payloads[index]
-                if not payload.startswith(prefixes, offset):
-                    if payload.startswith(table_prefix, offset):
-                        skipped += 1  # a table nobody wants: never decoded
-                        index += 1
-                        continue
-                    return index, None
-                text = payload[offset:] if offset else payload
-                if len(text) > limit:
-                    return index, None
-                try:
-                    message = loads(text)
-                    symbols = wanted.get(message["table"], _OFF_PATH)
-                    if symbols is not None:
-                        # Cut to the wanted symbols (as _narrowed does for a delta).
-                        action = message.get("action")
-                        data = message.get("data")
-                        if (
-                            symbols is _OFF_PATH  # a repeated "table" key
-                            or type(action) is not str
-                            or action not in _DELTAS
-                            or type(data) is not list
-                        ):
-                            return index, None
-                        rows = [r for r in data if type(r) is dict and r.get("symbol") in symbols]
-                        if len(rows) != len(data):
-                            if not rows:
-                                index += 1
-                                decoded = True
-                                skipped += 1
-                                continue
-                            message = {**message, "data": rows}
-                except (orjson.JSONDecodeError, TypeError, KeyError):
-                    return index, None  # _general says what is wrong with it
-                index += 1
-                decoded = True
-                try:
-                    result = apply(message)  # validates the rest (action, data) first
-                except RemoteProtocolError as exc:
-                    raise _rejected(batch, index - 1, exc) from None
-                if result.dropped:
-                    stats.dropped_before_partial += result.dropped
-                changes = result.changes
-                if changes:
-                    route: Any = direct.get(result.table, _NOBODY)
-                    if route is _NOBODY:
-                        pass  # kept in the store only (``topics``)
-                    elif (
-                        route is not None
-                        and len(items := route.items) + len(changes) <= route.capacity
-                    ):
-                        # Router.offer_changes for the table's one whole-table listener with
-                        # room for them all, inlined: the usual case, with no call per frame.
-                        items.extend(changes)
-                        if route.receiver is not None:
-                            route.wake()  # once per batch: it sleeps until the next checkpoint
-                    else:
-                        stuck = offer_changes(result.table, changes, 0)
-                        if stuck is not None:
-                            return index, (result, stuck)
-                if result.violations:
-                    self._log_violations(result, batch, index - 1)
-            return index, None
+            return runner.run(batch, start, stop)
         finally:
-            # The counters, as of the last frame read (a frame that raised included).
-            if index > start:
-                stats.messages += index - start
-                stats.bytes += sum(map(len, payloads[start:index])) - offset * (index - start)
-                stats.data_time = batch.time_of(index - 1)
-                stats.skipped += skipped
-                if decoded:
-                    stats.last_message_at = trio.current_time()
+            if runner.decoded:  # the clock is read here, once a run: the loop is sans-IO
+                self._stats.last_message_at = trio.current_time()
 
     async def _general(self, batch: FrameBatch, index: int) -> None:
         """One frame the fast path left: not a table message, not written as BitMEX writes

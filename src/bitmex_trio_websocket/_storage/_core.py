@@ -2,12 +2,13 @@
 
 Theory of operation
 -------------------
-The store's ``_validate``, ``_book`` and ``_store``, and the websocket's frame reader
-(``_websocket/_reader``), are plain typed Python. The build (``setup.py``) compiles copies of them
-with mypyc into the sibling package ``bitmex_trio_websocket._compiled`` where the machine can; the
-modules in the source tree are never replaced, so both cores can be loaded in one process and
-behave identically: the same source, the same shared views (``_views``), closed-order rule
-(``_orders``), result classes (``_events``) and frame types (``_websocket/_frames``).
+The store's ``_validate``, ``_book`` and ``_store``, the websocket's frame reader
+(``_websocket/_reader``) and the replay feeder's hot loop (``_replay/_fastpath``) are plain typed
+Python. The build (``setup.py``) compiles copies of them with mypyc into the sibling package
+``bitmex_trio_websocket._compiled`` where the machine can; the modules in the source tree are
+never replaced, so both cores can be loaded in one process and behave identically: the same
+source, the same shared views (``_views``), closed-order rule (``_orders``), result classes
+(``_events``) and frame types (``_websocket/_frames``).
 ``core_module(name)`` gives the compiled copy of a module while the compiled core is active, so
 every module of the core is chosen by the one rule below.
 
@@ -51,6 +52,7 @@ CORE_MODULES: Final = (
     "_storage/_book",
     "_storage/_store",
     "_websocket/_reader",
+    "_replay/_fastpath",
 )
 # The compiled core's C modules (``_compiled._slots``: its result objects; ``_compiled._lines``:
 # the replay's reader of plain slice blocks), also hashed.
