@@ -110,7 +110,7 @@ class FrameRunner:
                 if len(text) > limit:
                     return index, None
                 try:
-                    message: Any = loads(text)
+                    message: dict[str, Any] = loads(text)  # a dict: the text starts '{'
                     symbols = wanted.get(message["table"], _OFF_PATH)
                     if symbols is not None:
                         # Cut to the wanted symbols (as the feeder's _narrowed does for a delta).
@@ -146,10 +146,13 @@ class FrameRunner:
                     route: Any = direct.get(result.table, _NOBODY)
                     if route is _NOBODY:
                         pass  # kept in the store only (``topics``)
-                    elif route is not None and len(route.items) + len(changes) <= route.capacity:
+                    elif (
+                        route is not None
+                        and len(items := route.items) + len(changes) <= route.capacity
+                    ):
                         # Router.offer_changes for the table's one whole-table listener with
                         # room for them all, inlined: the usual case, with no call per frame.
-                        route.items.extend(changes)
+                        items.extend(changes)
                         if route.receiver is not None:
                             route.wake()  # once per batch: it sleeps until the next checkpoint
                     else:

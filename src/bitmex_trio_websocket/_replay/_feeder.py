@@ -24,8 +24,9 @@ partial becomes one partial per wanted symbol, as BitMEX sends for ``table:SYMBO
 The hot path. Frames come in batches (``_sources.FrameBatch``: a block of the file's lines) and
 go through ``_run``, one plain loop over up to ``CHECKPOINT_EVERY`` frames (``_fastpath``,
 compiled with the store where the compiled core was built): a frame of a wanted table (one
-``startswith`` against every wanted table's prefix) is given to orjson as the bytes read, applied, and its changes offered to the listeners; nothing is awaited, no object is made
-per frame, the clock is not read and the counters are added up once per run. The loop stops at
+``startswith`` against every wanted table's prefix) is given to orjson as the bytes read, applied,
+and its changes offered to the listeners; nothing is awaited, no object is made per frame, the
+clock is read once per run and the counters are added up once per run. The loop stops at
 the first frame that needs more: its changes wait for a full listener (the feeder awaits
 ``Router.route_rest``, then goes on), or it is anything else (not table data, not written as
 BitMEX writes it, malformed, a partial cut to some symbols), which ``_general`` handles one frame
