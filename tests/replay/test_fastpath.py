@@ -197,7 +197,8 @@ def drive(
         try:
             index, stuck = runner.run(batch, index, stop)
         except Rejected as error:
-            log.append(("raised", error.index, dataclasses.asdict(stats), runner.decoded))
+            chained = (error.__cause__, error.__suppress_context__)  # raised ``from None``
+            log.append(("raised", error.index, chained, dataclasses.asdict(stats), runner.decoded))
             index = error.index + 1
             continue
         log.append(("ran", index, dataclasses.asdict(stats), runner.decoded))
@@ -229,6 +230,8 @@ def test_the_loop_handles_every_kind_of_frame(layout: str) -> None:
     assert [(names[i], why) for i, why in entries(log, "rejected")] == [
         ("rejected", "unknown table action: \"'explode'\"")
     ]
+    [(index, chained, _, decoded)] = entries(log, "raised")
+    assert names[index] == "rejected" and chained == (None, True) and decoded
     [(index, found)] = entries(log, "violations")
     assert names[index] == "unknown level" and found[0].kind == "unknown_key"
     # The listener of 3 rows is full at the insert and at update 5: the loop stops after each,
