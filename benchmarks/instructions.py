@@ -16,6 +16,10 @@ and teardown (a few instructions a message at most). ``PYTHONHASHSEED=0`` makes 
 repeatable; the cyclic collector is frozen after the preparation, so it never scans the input;
 a warm-up run of each child (N=0, no valgrind) first caches every module's bytecode (in the
 benchmarks' cache directory), so neither counted run compiles a source the other does not.
+Every child reports the store core it ran, and a workload whose two runs ran different cores
+(the core went stale or was rebuilt mid-run) is refused; a source changed during the run is
+warned about. Repeated runs on the same code agree to within about 0.1% a message (valgrind
+3.19; the rest is address-space layout).
 
 Workloads (messages per repetition in brackets):
 
@@ -50,6 +54,7 @@ import nothing of ours.
 
     python -m benchmarks.instructions --messages 20000                  # callgrind is ~50x slow
     python -m benchmarks.instructions --workloads apply-compiled,apply-pure --no-oldlib
+    python -m benchmarks.instructions --workloads apply-compiled --keep /tmp/cg  # for annotating
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ WORKLOADS: Final = (
     "replay-topics",
 )
 # (label, numerator, denominator): the ratios issue 15's targets are stated in.
+OLD_CORE: Final = "the 2021 library"
 RATIOS: Final = (
     (
         "Storage.apply vs the 2021 library (apply-2021 / apply-compiled)",
@@ -102,6 +108,7 @@ RATIOS: Final = (
         "replay-3-listeners",
     ),
 )
+SOURCES: Final = (".py", ".c", ".h")
 ROOT: Final = Path(__file__).resolve().parent.parent  # where ``-m benchmarks...`` resolves
 
 
@@ -340,48 +347,76 @@ def _plans(workloads: Sequence[str], messages: int, seed: int) -> dict[str, _Pla
     return plans
 
 
-def _run(plan: _Plan, workload: str, repeat: int, prefix: Sequence[str] = ()) -> int:
-    """Run one child (under ``prefix``, the valgrind command, if given); its messages."""
+def _run(plan: _Plan, workload: str, repeat: int, prefix: Sequence[str] = ()) -> tuple[int, str]:
+    """Run one child (under ``prefix``, the valgrind command, if given): the messages of one
+    repetition and the store core it ran."""
     command = [*prefix, plan.python, *plan.target, "--child", workload, str(repeat), *plan.extra]
     done = subprocess.run(command, capture_output=True, text=True, cwd=plan.cwd, env=plan.env)
     if done.returncode != 0:
         raise RuntimeError(f"{workload} N={repeat} failed:\n{done.stderr[-4000:]}")
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["messages"])
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(report["messages"]), str(report["core"])
 
 
-def _count(tool: str, plan: _Plan, workload: str, repeat: int, workdir: Path) -> tuple[int, int]:
-    """One callgrind run: (the child's messages per repetition, the program's instructions)."""
+def _count(
+    tool: str, plan: _Plan, workload: str, repeat: int, workdir: Path, keep: bool
+) -> tuple[int, str, int]:
+    """One callgrind run: the child's messages and core, and the program's instructions."""
     out = workdir / f"callgrind.{workload}.{repeat}.out"
     prefix = [tool, "--tool=callgrind", "--collect-atstart=yes", f"--callgrind-out-file={out}"]
-    handled = _run(plan, workload, repeat, prefix)
+    handled, core = _run(plan, workload, repeat, prefix)
     total = callgrind_total(out.read_text())
-    out.unlink()
-    return handled, total
+    if not keep:
+        out.unlink()
+    return handled, core, total
+
+
+def _source_stamp() -> list[tuple[str, int]]:
+    """Every source of ours a child may run, with its modification time."""
+    paths = [p for d in ("src", "benchmarks") for p in (ROOT / d).rglob("*") if p.suffix in SOURCES]
+    return sorted((str(p), p.stat().st_mtime_ns) for p in paths if p.is_file())
 
 
 def measure(
-    workloads: Sequence[str], messages: int, seed: int, jobs: int, tool: str
+    workloads: Sequence[str],
+    messages: int,
+    seed: int,
+    *,
+    core: str,
+    jobs: int,
+    tool: str,
+    keep: Path | None = None,
 ) -> list[Count]:
+    """Every workload's two counts. ``core`` is the store core ours must run in every child
+    (a source edited or the core rebuilt during the run would mix cores: refused); ``keep``
+    keeps the callgrind out files there (for ``callgrind_annotate``)."""
     plans = _plans(workloads, messages, seed)
     for workload in workloads:  # N=0, no valgrind: imports done, bytecode cached
         _run(plans[workload], workload, 0)
     runs = [(w, repeat) for w in workloads for repeat in (1, 2)]
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp,
-        ThreadPoolExecutor(max(1, jobs)) as pool,
-    ):
-        done = dict(
-            zip(
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
+        workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            results = pool.map(
+                lambda run: _count(tool, plans[run[0]], run[0], run[1], workdir, keep is not None),
                 runs,
-                pool.map(lambda run: _count(tool, plans[run[0]], run[0], run[1], Path(tmp)), runs),
-                strict=True,
             )
-        )
+            done = dict(zip(runs, results, strict=True))
     counts: list[Count] = []
     for workload in workloads:
-        (handled, once), (again, twice) = done[workload, 1], done[workload, 2]
+        (handled, core_once, once), (again, core_twice, twice) = (
+            done[workload, 1],
+            done[workload, 2],
+        )
         if handled != again:
             raise RuntimeError(f"{workload}: {handled} messages with N=1, {again} with N=2")
+        wanted = OLD_CORE if workload == "apply-2021" else core
+        if not core_once == core_twice == wanted:
+            raise RuntimeError(
+                f"{workload} ran {core_once!r} (N=1) and {core_twice!r} (N=2), not {wanted!r}:"
+                " the store core changed during the run (sources edited or rebuilt); run again"
+            )
         counts.append(Count(workload, handled, once, twice))
     return counts
 
@@ -409,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-oldlib", action="store_true", help="skip apply-2021")
     parser.add_argument("--json", action="store_true", help="one JSON object per workload")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at once")
+    parser.add_argument("--keep", default="", help="keep the callgrind out files in this folder")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--stream", default="", help=argparse.SUPPRESS)  # apply-2021's input
     args = parser.parse_args(argv)
@@ -416,7 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         workload, repeat = args.child[0], int(args.child[1])
         handled = run_child(workload, repeat, args.messages, args.seed, args.stream)
-        print(json.dumps({"workload": workload, "repeat": repeat, "messages": handled}))
+        # The core the store ran (the 2021 venv has no module of that name).
+        core_module = sys.modules.get("bitmex_trio_websocket._storage._core")
+        core = OLD_CORE if workload == "apply-2021" else getattr(core_module, "CORE", "-")
+        report = {"workload": workload, "repeat": repeat, "messages": handled, "core": core}
+        print(json.dumps(report))
         return 0
 
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -437,9 +477,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"apply-compiled skipped: {why} (pip install -e . rebuilds it)", file=sys.stderr)
         workloads.remove("apply-compiled")
 
-    start = time.perf_counter()
-    counts = measure(workloads, args.messages, args.seed, args.jobs, tool)
+    start, sources = time.perf_counter(), _source_stamp()
+    keep = Path(args.keep) if args.keep else None
+    counts = measure(
+        workloads, args.messages, args.seed, core=_core.CORE, jobs=args.jobs, tool=tool, keep=keep
+    )
     seconds = time.perf_counter() - start
+    if _source_stamp() != sources:
+        print(
+            "WARNING: sources under src/ or benchmarks/ changed during the run; a child may have"
+            " run (or compiled) other code than its pair: run again",
+            file=sys.stderr,
+        )
     if args.json:
         for count in counts:
             print(json.dumps({**asdict(count), "per_message": round(count.per_message, 1)}))

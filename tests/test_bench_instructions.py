@@ -116,15 +116,34 @@ def test_each_child_reports_the_messages_of_one_repetition(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if workload == "apply-compiled":
-        from bitmex_trio_websocket._storage import _core
+    from bitmex_trio_websocket._storage import _core
 
-        if _core.compiled_module()[0] is None:
-            pytest.skip("no compiled core built")
+    if workload == "apply-compiled" and _core.compiled_module()[0] is None:
+        pytest.skip("no compiled core built")
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))  # streams made here, not in the cache
     report = _child(capsys, workload, "2", "--messages", "200", "--seed", "3")
     # Every frame of the seeded stream is a table message (partials, then deltas).
-    assert report == {"workload": workload, "repeat": 2, "messages": 200}
+    assert report == {"workload": workload, "repeat": 2, "messages": 200, "core": _core.CORE}
+
+
+def test_counts_from_children_that_ran_another_core_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A store source edited (or the core rebuilt) between a workload's two runs would put
+    two different cores into one difference: measure() refuses it rather than print it."""
+    cores = {1: "compiled (mypyc)", 2: "pure Python (compiled core is stale)"}
+    monkeypatch.setattr(instructions, "_plans", lambda *args: {"apply-pure": None})
+    monkeypatch.setattr(instructions, "_run", lambda *args: (10, cores[1]))
+
+    def count(tool: str, plan: object, workload: str, repeat: int, *rest: object) -> object:
+        return 10, cores[repeat], 1000 * repeat
+
+    monkeypatch.setattr(instructions, "_count", count)
+    with pytest.raises(RuntimeError, match="core changed"):
+        instructions.measure(["apply-pure"], 10, 1, core=cores[1], jobs=1, tool="valgrind")
+    cores[2] = cores[1]
+    [found] = instructions.measure(["apply-pure"], 10, 1, core=cores[1], jobs=1, tool="valgrind")
+    assert found.per_message == 100
 
 
 @pytest.mark.skipif(not oldlib.available(), reason="no 2021-library venv (benchmarks.oldlib)")
@@ -143,4 +162,9 @@ def test_the_2021_child_runs_in_its_venv(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"workload": "apply-2021", "repeat": 1, "messages": 200}
+    assert report == {
+        "workload": "apply-2021",
+        "repeat": 1,
+        "messages": 200,
+        "core": instructions.OLD_CORE,
+    }
