@@ -11,15 +11,18 @@ totals from callgrind's out file and reports
     instructions per message = (total(N=2) - total(N=1)) / messages
 
 so start-up, imports and the one-time preparation cancel and the difference is one repetition
-of the work: the loop over the messages included, and for the stores a fresh store's creation
-and teardown (a few instructions a message at most). ``PYTHONHASHSEED=0`` makes the counts
-repeatable; the cyclic collector is frozen after the preparation, so it never scans the input;
-a warm-up run of each child (N=0, no valgrind) first caches every module's bytecode (in the
-benchmarks' cache directory), so neither counted run compiles a source the other does not.
-Every child reports the store core it ran, and a workload whose two runs ran different cores
-(the core went stale or was rebuilt mid-run) is refused; a source changed during the run is
-warned about. Repeated runs on the same code agree to within about 0.1% a message (valgrind
-3.19; the rest is address-space layout).
+of the work as a caller sees it: the loop over the messages, dropping each result, and for the
+stores a fresh store's creation and teardown included. So ``apply-compiled`` is about 1,100
+instructions a message above ``Storage.apply``'s inclusive cost in a profile (9,442 against
+8,275 at commit 21fcf0a: freeing the results and rows handed back is most of it).
+
+``PYTHONHASHSEED=0`` makes the counts repeatable; the cyclic collector is frozen after the
+preparation, so it never scans the input; a warm-up run of each child (N=0, no valgrind) first
+caches every module's bytecode (in the benchmarks' cache directory), so neither counted run
+compiles a source the other does not. Every child reports the store core it ran, and a
+workload whose two runs ran different cores (the core went stale or was rebuilt mid-run) gets
+no figure (exit status 1); a source changed during the run is warned about. Repeated runs on
+the same code agree to within about 0.1% a message (the rest is address-space layout).
 
 Workloads (messages per repetition in brackets):
 
@@ -149,6 +152,7 @@ class Count:
     messages: int  # per repetition
     once: int  # instructions of the whole process, N=1
     twice: int  # N=2
+    refused: str = ""  # why the two runs do not make a difference (then no figure)
 
     @property
     def per_message(self) -> float:
@@ -166,7 +170,7 @@ def per_message(once: int, twice: int, messages: int) -> float:
 
 def ratios(counts: Iterable[Count]) -> dict[str, float]:
     """Issue 15's ratios among the workloads measured (a ratio needs both of its workloads)."""
-    by_name = {count.workload: count.per_message for count in counts}
+    by_name = {count.workload: count.per_message for count in counts if not count.refused}
     return {
         label: round(by_name[top] / by_name[bottom], 3)
         for label, top, bottom in RATIOS
@@ -409,15 +413,16 @@ def measure(
             done[workload, 1],
             done[workload, 2],
         )
-        if handled != again:
-            raise RuntimeError(f"{workload}: {handled} messages with N=1, {again} with N=2")
         wanted = OLD_CORE if workload == "apply-2021" else core
-        if not core_once == core_twice == wanted:
-            raise RuntimeError(
-                f"{workload} ran {core_once!r} (N=1) and {core_twice!r} (N=2), not {wanted!r}:"
-                " the store core changed during the run (sources edited or rebuilt); run again"
+        refused = ""
+        if handled != again:
+            refused = f"{handled} messages with N=1, {again} with N=2"
+        elif not core_once == core_twice == wanted:
+            refused = (
+                f"ran {core_once!r} (N=1) and {core_twice!r} (N=2), not {wanted!r}: the store"
+                " core changed during the run (sources edited or rebuilt); run again"
             )
-        counts.append(Count(workload, handled, once, twice))
+        counts.append(Count(workload, handled, once, twice, refused))
     return counts
 
 
@@ -428,7 +433,7 @@ def print_counts(title: str, counts: Sequence[Count]) -> None:
     print("-" * len(header))
     for c in counts:
         line = f"{c.workload:<20} {c.messages:>9,} {c.once:>16,} {c.twice:>16,}"
-        print(f"{line} {c.per_message:>10,.0f}")
+        print(f"{line}    REFUSED: {c.refused}" if c.refused else f"{line} {c.per_message:>10,.0f}")
     found = ratios(counts)
     if found:
         print()
@@ -491,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.json:
         for count in counts:
-            print(json.dumps({**asdict(count), "per_message": round(count.per_message, 1)}))
+            figure = None if count.refused else round(count.per_message, 1)
+            print(json.dumps({**asdict(count), "per_message": figure}))
         print(json.dumps({"ratios": ratios(counts), "core": _core.CORE, "seconds": seconds}))
     else:
         title = (
@@ -499,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" (active core: {_core.CORE}; {seconds:.0f} s)"
         )
         print_counts(title, counts)
-    return 0
+    return 1 if any(count.refused for count in counts) else 0
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_counts_from_children_that_ran_another_core_are_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A store source edited (or the core rebuilt) between a workload's two runs would put
-    two different cores into one difference: measure() refuses it rather than print it."""
+    two different cores into one difference: measure() gives it no figure and no ratio."""
     cores = {1: "compiled (mypyc)", 2: "pure Python (compiled core is stale)"}
     monkeypatch.setattr(instructions, "_plans", lambda *args: {"apply-pure": None})
     monkeypatch.setattr(instructions, "_run", lambda *args: (10, cores[1]))
@@ -139,11 +139,13 @@ def test_counts_from_children_that_ran_another_core_are_refused(
         return 10, cores[repeat], 1000 * repeat
 
     monkeypatch.setattr(instructions, "_count", count)
-    with pytest.raises(RuntimeError, match="core changed"):
-        instructions.measure(["apply-pure"], 10, 1, core=cores[1], jobs=1, tool="valgrind")
+    [mixed] = instructions.measure(["apply-pure"], 10, 1, core=cores[1], jobs=1, tool="valgrind")
+    assert "core changed" in mixed.refused
+    assert ratios([mixed, Count("apply-compiled", 10, 0, 500)]) == {}
     cores[2] = cores[1]
     [found] = instructions.measure(["apply-pure"], 10, 1, core=cores[1], jobs=1, tool="valgrind")
-    assert found.per_message == 100
+    assert not found.refused and found.per_message == 100
+    assert list(ratios([found, Count("apply-compiled", 10, 0, 500)]).values()) == [2.0]
 
 
 @pytest.mark.skipif(not oldlib.available(), reason="no 2021-library venv (benchmarks.oldlib)")
