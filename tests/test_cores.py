@@ -17,6 +17,7 @@ import os
 import pickle
 import subprocess
 import sys
+import traceback
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,42 @@ def test_frame_readers_agree(frames: list[tuple[int, bytes, bool, int]], cuts: l
     for max_size in (64, 1 << 20):
         expected = _read_all(_reader.FrameReader, chunks, max_size)
         assert _read_all(fast, chunks, max_size) == expected
+
+
+# ------------------------------------------------------------------------- errors, both cores
+
+
+def _store_classes() -> list[Any]:
+    return [_store.Storage] + ([COMPILED.Storage] if COMPILED is not None else [])
+
+
+def _reader_classes() -> list[Any]:
+    found: list[Any] = [_reader.FrameReader]
+    if COMPILED is not None:
+        found.append(importlib.import_module("bitmex_trio_websocket._compiled._reader").FrameReader)
+    return found
+
+
+def _shown(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize("store_class", _store_classes())
+def test_a_row_without_its_key_is_reported_without_a_chained_keyerror(store_class: Any) -> None:
+    storage = store_class()
+    rows = [{"symbol": "XBTUSD", "lastPrice": 1.0}]
+    storage.apply({"table": "instrument", "action": "partial", "keys": ["symbol"], "data": rows})
+    with pytest.raises(RemoteProtocolError, match="lacks key field 'symbol'") as caught:
+        storage.apply({"table": "instrument", "action": "update", "data": [{"lastPrice": 2.0}]})
+    # mypyc ignores ``raise ... from None``: the compiled core must not show the KeyError either.
+    assert "KeyError" not in _shown(caught.value)
+    assert "During handling" not in _shown(caught.value)
+
+
+@pytest.mark.parametrize("reader_class", _reader_classes())
+def test_bad_utf8_is_reported_without_a_chained_decode_error(reader_class: Any) -> None:
+    frame = server_frame_of(0x1, b'{"a":"\xff"}', None)
+    with pytest.raises(FramingError, match="not valid UTF-8") as caught:
+        reader_class(1 << 20).feed(frame)
+    assert caught.value.code == 1007
+    assert "UnicodeDecodeError" not in _shown(caught.value)

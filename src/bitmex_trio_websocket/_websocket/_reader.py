@@ -34,7 +34,11 @@ def _check_utf8(payload: bytes) -> None:
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FramingError(1007, f"text message is not valid UTF-8 (byte {exc.start})") from None
+        start = exc.start
+    else:
+        return
+    # Raised outside the handler: no context, compiled (mypyc ignores ``from None``) or not.
+    raise FramingError(1007, f"text message is not valid UTF-8 (byte {start})")
 
 
 class FrameReader:
