@@ -103,9 +103,10 @@ def test_profile_groups_layers(stream: Path, capsys: pytest.CaptureFixture[str])
     assert "storage" in capsys.readouterr().out
 
 
-def test_replay_benchmark_runs_every_path(tmp_path: Path) -> None:
+def test_replay_benchmark_runs_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import replay
 
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))  # its gzip copy
     path = tmp_path / "day.json"
     replay.write_day_file(path, MESSAGES, seed=3)
     results = replay.measure(path, runs=1)
