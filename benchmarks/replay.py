@@ -14,7 +14,7 @@ hits every path alike:
   listeners (``orderBookL2``, ``trade``, ``instrument``) taking every row, as fast as they can;
 * ``read slices, gzip (iter_batches)`` and ``open_bitmex_replay gzip, 3 listeners``: the same
   two from a gzip copy of the day file (level 6, as Tardis serves slices; written once, in
-  ``cache_dir()``): what decompressing adds (done in a worker thread, ahead of the replay);
+  ``cache_dir()``): what decompressing (on the replay's thread) adds;
 * ``contract floor``: what the public contract alone makes any replay do after parsing, and
   nothing else: every ``instrument`` update merged into a new whole-row snapshot (``listen``
   yields "every updated row merged with its stored state", and "later messages never mutate

@@ -69,7 +69,6 @@ import orjson
 from .._events import fast_constructor
 from .._exceptions import ReplaySourceError
 from .._storage._core import core_module
-from ._prefetch import Prefetcher
 
 __all__ = [
     "RECORDING",
@@ -126,9 +125,6 @@ def _compiled_splitter() -> Callable[[bytes], tuple[list[bytes], bytes] | None] 
 
 # Chosen once, as the store's core; tests set it to None to compare with the pure path.
 _split_plain = _compiled_splitter()
-# Compressed files are decompressed in a worker thread, ahead (_prefetch); tests set it to False
-# to compare with decompressing on the reader's own thread.
-_PREFETCH = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +318,7 @@ def _folder_files(folder: str) -> list[str]:
 
 
 def _first_time(path: str) -> float:
-    with closing(_file_batches(path, False, prefetch=False)) as batches:  # one block: no thread
+    with closing(_file_batches(path, False)) as batches:
         for batch in batches:
             if type(batch) is FrameBatch:
                 return batch.time_of(0)
@@ -341,12 +337,10 @@ def detect_format(first_line: bytes) -> str | None:
     return None
 
 
-def _file_batches(
-    path: str, disconnects: bool = False, *, prefetch: bool = True
-) -> Generator[FrameBatch | Gap, None, None]:
+def _file_batches(path: str, disconnects: bool = False) -> Generator[FrameBatch | Gap, None, None]:
     kind: str | None = None
     split = _split_plain
-    for number, block, lines, times in _blocks(path, split, prefetch):
+    for number, block, lines, times in _blocks(path, split):
         if kind is None:
             kind = _block_format(block)
         if kind is SLICES and times is not None:
@@ -428,9 +422,7 @@ def _line_by_line(
 
 
 def _blocks(
-    path: str,
-    split: Callable[[bytes], tuple[list[bytes], bytes] | None] | None,
-    prefetch: bool = True,
+    path: str, split: Callable[[bytes], tuple[list[bytes], bytes] | None] | None
 ) -> Iterator[tuple[int, bytes, list[bytes], array[float] | None]]:
     """``(number of its first line, block, its lines, None)`` for each block of whole lines of
     a plain, gzip or zstd file: lines joined by ``\\n``, without the last one's; a last line
@@ -441,38 +433,32 @@ def _blocks(
         with open(path, "rb") as raw:
             magic = raw.read(4)
             raw.seek(0)
-            ahead: Prefetcher[bytes] | None = None
-            chunks: Iterator[bytes]
-            if magic.startswith(_GZIP_MAGIC) or magic == _ZSTD_MAGIC:
-                chunks = (_gzip_chunks if magic.startswith(_GZIP_MAGIC) else _zstd_chunks)(raw)
-                if prefetch and _PREFETCH:  # decompressed in a worker thread, blocks ahead
-                    chunks = ahead = Prefetcher(chunks)
+            if magic.startswith(_GZIP_MAGIC):
+                chunks = _gzip_chunks(raw)
+            elif magic == _ZSTD_MAGIC:
+                chunks = _zstd_chunks(raw)
             else:
                 chunks = iter(lambda: raw.read(_BLOCK), b"")
-            try:
-                pending: list[bytes] = []  # the start of a line longer than what came so far
-                for chunk in chunks:
-                    cut = chunk.rfind(b"\n")
-                    if cut < 0:
-                        pending.append(chunk)
-                        continue
-                    if pending:  # (a view: the chunk is copied once, into the block)
-                        block = b"".join([*pending, memoryview(chunk)[:cut]])
-                        pending = []
-                    else:
-                        block = chunk[:cut]
-                    rest = chunk[cut + 1 :]
-                    if rest:
-                        pending.append(rest)
-                    lines, times = _cut(block, split)
-                    yield number, block, lines, times
-                    number += len(lines)
-                if pending:
-                    block = b"".join(pending)
-                    yield number, block, *_cut(block, split)
-            finally:
-                if ahead is not None:  # its thread stops and is joined before the file closes
-                    ahead.close()
+            pending: list[bytes] = []  # the start of a line longer than what came so far
+            for chunk in chunks:
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    pending.append(chunk)
+                    continue
+                if pending:  # (a view: the chunk is copied once, into the block)
+                    block = b"".join([*pending, memoryview(chunk)[:cut]])
+                    pending = []
+                else:
+                    block = chunk[:cut]
+                rest = chunk[cut + 1 :]
+                if rest:
+                    pending.append(rest)
+                lines, times = _cut(block, split)
+                yield number, block, lines, times
+                number += len(lines)
+            if pending:
+                block = b"".join(pending)
+                yield number, block, *_cut(block, split)
     except (EOFError, zlib.error, _Truncated) as exc:
         raise ReplaySourceError(
             f"the compressed stream is truncated or corrupt after line {number - 1} ({exc})",
@@ -499,7 +485,7 @@ class _Truncated(Exception):
     """The compressed stream ended inside a frame or member (never leaves this module)."""
 
 
-def _gzip_chunks(raw: BinaryIO) -> Generator[bytes, None, None]:
+def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
     """The decompressed bytes of a gzip file, any number of members (as ``gzip`` reads them:
     zero bytes between or after members are padding), at most ``_BLOCK`` at a time."""
     data = raw.read(_INPUT)
@@ -532,7 +518,7 @@ def _gzip_chunks(raw: BinaryIO) -> Generator[bytes, None, None]:
                 return
 
 
-def _zstd_chunks(raw: BinaryIO) -> Generator[bytes, None, None]:
+def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
     try:
         import zstandard
     except ImportError:  # pragma: no cover (a dependency; only a broken install lacks it)
