@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -173,7 +174,9 @@ class ReplayFeeder:
         for _ in range(GRACE_CHECKPOINTS):
             await trio.lowlevel.checkpoint()
         try:
-            await self._feed(iter_batches(self._source, disconnects=True))
+            # Closed here, not when the generator is collected: its open file goes with the run.
+            with closing(iter_batches(self._source, disconnects=True)) as batches:
+                await self._feed(batches)
         except ReplaySourceError as error:
             self.closed = error
             self.reported = bool(self._router.routes)

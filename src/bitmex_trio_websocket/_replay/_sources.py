@@ -222,7 +222,9 @@ def iter_frames(source: ReplaySource, *, disconnects: bool = False) -> Iterator[
             yield frame(index)
 
 
-def iter_batches(source: ReplaySource, *, disconnects: bool = False) -> Iterator[FrameBatch | Gap]:
+def iter_batches(
+    source: ReplaySource, *, disconnects: bool = False
+) -> Generator[FrameBatch | Gap, None, None]:
     """``iter_frames`` in batches: each ``FrameBatch`` holds one or more frames, a ``Gap``
     (with ``disconnects``) is a recorder's disconnect."""
     last_time: float | None = None
