@@ -12,6 +12,7 @@ import zstandard
 
 from bitmex_trio_websocket import BitMEXError, ReplaySourceError
 from bitmex_trio_websocket._replay import iter_frames
+from bitmex_trio_websocket._replay import _sources
 from bitmex_trio_websocket._replay._sources import source_files
 
 from .helpers import (
@@ -233,3 +234,20 @@ def test_a_cache_prefers_zstd_and_reads_multi_minute_slices(tmp_path: Path) -> N
     minute = next(folder.rglob("*.json.zst"))
     minute.rename(minute.with_name(minute.name.replace(".json", ".size-5.json")))
     assert [text for _, text in read(tmp_path)] == [text for _, text in frames]
+
+
+def test_a_highly_compressed_zstd_file_is_read_in_bounded_blocks(tmp_path: Path) -> None:
+    # zstd expands repetitive data thousands of times and zstandard's decompressobj has no output
+    # limit: without care one small read of this file is 30 MB at once.
+    line = b'2025-01-01T00:00:00.0000000Z {"table":"trade","action":"insert","data":[]}\n'
+    data = line * 400_000
+    tail = line * 10
+    compressor = zstandard.ZstdCompressor()
+    path = tmp_path / "repetitive.zst"
+    path.write_bytes(compressor.compress(data) + compressor.compress(tail))
+    assert path.stat().st_size * 1000 < len(data)
+    with path.open("rb") as raw:
+        sizes = [len(chunk) for chunk in _sources._zstd_chunks(raw)]
+    assert sum(sizes) == len(data) + len(tail)
+    assert max(sizes) <= 4 * _sources._BLOCK
+    assert sum(1 for _ in iter_frames(path)) == 400_010

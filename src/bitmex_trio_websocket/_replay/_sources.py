@@ -92,6 +92,8 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _BLOCK: Final = 1 << 20  # decompressed bytes per block of lines
 _INPUT: Final = 1 << 17  # compressed bytes per step: bounds what one step can expand to
+_ZSTD_FIRST_INPUT: Final = 64  # a zstd file's first step: its ratio is not known yet
+_ZSTD_MIN_INPUT: Final = 64
 # Tardis writes 7 fractional digits; any count (or none) is read, the "Z" is required.
 _STAMP: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 # The plain slice line: a 28-character stamp that _STAMP reads and datetime accepts (a real
@@ -530,9 +532,15 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
     decompressor = zstandard.ZstdDecompressor()
     frame: Any = None  # the decompressor of the zstd frame in progress
     pending = b""
+    # zstandard's decompressobj has no output limit and zstd expands up to ~32,000-fold (RLE
+    # blocks), so each step is given only as much input as should expand to about a block, by
+    # the ratio of the step before (at least _ZSTD_MIN_INPUT: a step yields ~2 MiB at worst).
+    size = _ZSTD_FIRST_INPUT
     while True:
-        chunk = pending or raw.read(_INPUT)
-        pending = b""
+        if pending:
+            chunk, pending = pending[:size], pending[size:]
+        else:
+            chunk = raw.read(size)
         if not chunk:
             if frame is not None:
                 raise _Truncated("the zstd stream ends inside a frame")
@@ -544,8 +552,9 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
         except zstandard.ZstdError as exc:
             raise _Truncated(f"corrupt zstd data: {exc}") from None
         if frame.eof:  # a multi-frame file: what follows starts the next frame
-            pending, frame = frame.unused_data, None
+            pending, frame = frame.unused_data + pending, None
         if out:
+            size = max(_ZSTD_MIN_INPUT, min(_INPUT, _BLOCK * len(chunk) // len(out)))
             yield out
 
 
