@@ -11,8 +11,7 @@ import pytest
 import zstandard
 
 from bitmex_trio_websocket import BitMEXError, ReplaySourceError
-from bitmex_trio_websocket._replay import iter_frames
-from bitmex_trio_websocket._replay import _sources
+from bitmex_trio_websocket._replay import _sources, iter_frames
 from bitmex_trio_websocket._replay._sources import source_files
 
 from .helpers import (

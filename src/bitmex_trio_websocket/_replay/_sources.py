@@ -47,7 +47,7 @@ recording, odd stamps, non-ASCII text, a disconnect marker, a bad line) are read
 before, into frames with their text and time; a bad line ends its batch, and the error is raised
 after the frames before it were handed out. ``iter_frames`` yields the frames of those batches.
 
-(About 640 lines, over the usual 600: the formats, the blocks and the two readers of plain lines
+(About 650 lines, over the usual 600: the formats, the blocks and the two readers of plain lines
 share their private helpers and are read together; split, each part would import the others'.)
 """
 
