@@ -534,7 +534,8 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
     pending = b""
     # zstandard's decompressobj has no output limit and zstd expands up to ~32,000-fold (RLE
     # blocks), so each step is given only as much input as should expand to about a block, by
-    # the ratio of the step before (at least _ZSTD_MIN_INPUT: a step yields ~2 MiB at worst).
+    # the ratio of the step before (at least _ZSTD_MIN_INPUT: a step yields ~2 MiB at worst), and
+    # twice as much after a step that gave nothing.
     size = _ZSTD_FIRST_INPUT
     while True:
         if pending:
@@ -556,6 +557,8 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
         if out:
             size = max(_ZSTD_MIN_INPUT, min(_INPUT, _BLOCK * len(chunk) // len(out)))
             yield out
+        else:  # inside a compressed block (decoded whole): more input, until it ends
+            size = min(_INPUT, 2 * size)
 
 
 # ---------------------------------------------------------------------- lines
