@@ -29,10 +29,42 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 import trio
+
+
+def read_frames(stream: str) -> list[str]:
+    """The server frames of a benchmark stream file (``gen_stream``'s recording, maybe gzip)."""
+    opener: Any = gzip.open if stream.endswith(".gz") else open
+    with opener(stream, "rt") as file:
+        return [orjson.loads(line)["frame"] for line in file if line.strip()]
+
+
+def table_messages(frames: list[str]) -> list[Any]:
+    """The table messages, parsed afresh: the section mutates the rows it stores."""
+    return [m for m in map(orjson.loads, frames) if "table" in m]
+
+
+def storage_class() -> Any:
+    """The 2021 library's ``Storage`` (the venv's own package of our name, hence importlib)."""
+    return importlib.import_module("bitmex_trio_websocket.storage").Storage
+
+
+async def _ignore(item: Any) -> None:
+    pass
+
+
+async def pump(storage: Any, messages: Iterable[Any]) -> None:
+    """``messages`` through a fresh ``storage`` section, its output dropped."""
+
+    async def source() -> Any:
+        for message in messages:
+            yield message
+
+    await storage().pump(source(), _ignore)
 
 
 def main() -> int:
@@ -41,34 +73,20 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--segment", type=int, default=0, help="paired with benchmarks.cores")
     args = parser.parse_args()
-    opener: Any = gzip.open if args.stream.endswith(".gz") else open
-    with opener(args.stream, "rt") as file:
-        frames = [orjson.loads(line)["frame"] for line in file if line.strip()]
-    # The 2021 library's (the venv's own package of the same name as ours, hence importlib).
-    storage_class: Any = importlib.import_module("bitmex_trio_websocket.storage").Storage
+    frames = read_frames(args.stream)
+    storage = storage_class()
 
     if args.segment > 0:
-        return paired(storage_class, frames, args.runs, args.segment)
+        return paired(storage, frames, args.runs, args.segment)
 
     rates: list[float] = []
     cpu: list[float] = []
     for _ in range(args.runs):
-        messages = [m for m in map(orjson.loads, frames) if "table" in m]  # it mutates rows
+        messages = table_messages(frames)
         gc.collect()
         gc.freeze()  # the parsed stream is not the store's to scan (as in benchmarks.cores)
-
-        async def source(messages: list[Any] = messages) -> Any:
-            for message in messages:
-                yield message
-
-        async def output(item: Any) -> None:
-            pass
-
-        async def run() -> None:
-            await storage_class().pump(source(), output)
-
         start_cpu, start = time.process_time(), time.perf_counter()
-        trio.run(run)
+        trio.run(pump, storage, messages)
         rates.append(len(messages) / (time.perf_counter() - start))
         cpu.append((time.process_time() - start_cpu) / len(messages) * 1e6)
         gc.unfreeze()
@@ -85,33 +103,27 @@ def main() -> int:
     return 0
 
 
-def paired(storage_class: Any, frames: list[Any], runs: int, segment: int) -> int:
+def _segments(messages: list[Any], segment: int) -> Iterator[Any]:
+    """``messages``, ``segment`` at a time on each ``go`` read, each timed (module docstring)."""
+    for begin in range(0, len(messages), segment):
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("benchmarks.cores stopped asking")
+        chunk = messages[begin : begin + segment]
+        start_cpu, start = time.process_time(), time.perf_counter()
+        yield from chunk
+        # Resumed: the section has handled the segment's last message.
+        elapsed = time.perf_counter() - start
+        print(f"{elapsed} {time.process_time() - start_cpu}", flush=True)
+
+
+def paired(storage: Any, frames: list[str], runs: int, segment: int) -> int:
     """Segment by segment on command from ``benchmarks.cores`` (see the module docstring)."""
     for _ in range(runs):
-        messages = [m for m in map(orjson.loads, frames) if "table" in m]
+        messages = table_messages(frames)
         gc.collect()
         gc.freeze()
-
-        async def source(messages: list[Any] = messages) -> Any:
-            for begin in range(0, len(messages), segment):
-                if sys.stdin.readline().strip() != "go":
-                    raise SystemExit("benchmarks.cores stopped asking")
-                chunk = messages[begin : begin + segment]
-                start_cpu, start = time.process_time(), time.perf_counter()
-                for message in chunk:
-                    yield message
-                # Resumed: the section has handled the segment's last message.
-                elapsed = time.perf_counter() - start
-                print(f"{elapsed} {time.process_time() - start_cpu}", flush=True)
-
-        async def output(item: Any) -> None:
-            pass
-
-        async def run() -> None:
-            await storage_class().pump(source(), output)
-
         print("ready", flush=True)
-        trio.run(run)
+        trio.run(pump, storage, _segments(messages, segment))
         gc.unfreeze()
     return 0
 

@@ -228,32 +228,23 @@ def _child_apply(workload: str, repeat: int, messages: int, seed: int) -> int:
 
 
 def _child_apply_2021(repeat: int, stream: str) -> int:
-    """Run by the 2021 library's venv: its storage section, fed as ``_oldlib_storage.py`` does."""
-    import gzip
+    """Run by the 2021 library's venv: its storage section, driven by ``_oldlib_storage.py``
+    (this file's folder is first on ``sys.path`` when it runs as a script)."""
     import importlib
 
-    import orjson
     import trio
 
-    opener: Any = gzip.open if stream.endswith(".gz") else open
-    with opener(stream, "rt") as file:
-        frames = [orjson.loads(line)["frame"] for line in file if line.strip()]
+    driver: Any = importlib.import_module("_oldlib_storage")
+    frames = driver.read_frames(stream)
     # Two fresh copies always (it mutates rows), whatever ``repeat`` is: see the docstring.
-    copies = [[m for m in map(orjson.loads, frames) if "table" in m] for _ in range(2)]
-    storage_class: Any = importlib.import_module("bitmex_trio_websocket.storage").Storage
+    copies = [driver.table_messages(frames) for _ in range(2)]
+    storage = driver.storage_class()
     gc.collect()
     gc.freeze()
 
-    async def source(messages: list[Any]) -> Any:
-        for message in messages:
-            yield message
-
-    async def output(item: Any) -> None:
-        pass
-
     async def run() -> None:
         for messages in copies[:repeat]:
-            await storage_class().pump(source(messages), output)
+            await driver.pump(storage, messages)
 
     trio.run(run)
     return len(copies[0])
