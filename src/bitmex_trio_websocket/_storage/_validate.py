@@ -155,15 +155,12 @@ def check_book10(row: Row) -> None:
 
 def row_key(row: Row, keys: list[str], kinds: list[int | None]) -> tuple[Any, ...]:
     """Build and validate a row's key; fills unset positions of ``kinds`` (pass a copy)."""
-    missing: KeyError | None
     try:
         key = (row[keys[0]],) if len(keys) == 1 else tuple([row[k] for k in keys])
     except KeyError as exc:
-        missing = exc
-    else:
-        missing = None
-    if missing is not None:  # raised outside the handler: no context, compiled (mypyc) or not
-        raise bad(f"row lacks key field {missing}", row)
+        error = bad(f"row lacks key field {exc}", row)
+        error.__cause__ = None  # ``from None`` by hand: compiled, mypyc ignores it
+        raise error from None
     for i, value in enumerate(key):
         kind = KIND.get(type(value))
         if kind is None or (kind and not _NINF < value < _INF):

@@ -34,11 +34,9 @@ def _check_utf8(payload: bytes) -> None:
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        start = exc.start
-    else:
-        return
-    # Raised outside the handler: no context, compiled (mypyc ignores ``from None``) or not.
-    raise FramingError(1007, f"text message is not valid UTF-8 (byte {start})")
+        error = FramingError(1007, f"text message is not valid UTF-8 (byte {exc.start})")
+        error.__cause__ = None  # ``from None`` by hand: compiled, mypyc ignores it
+        raise error from None
 
 
 class FrameReader:
